@@ -1,0 +1,1 @@
+"""Graph + memory plan -> C sources (per-backend op lowering, Jinja2 templates)."""

@@ -1,0 +1,155 @@
+"""Op lowering: turn each Graph op into one kernel call with compile-time constants.
+
+A lowering function is registered per TFLite op name with `@lowers("CONV_2D")`.
+It receives the op and a LoweringContext, and returns a `Call` (or an `Alias`
+for ops that are pure views such as RESHAPE). Arguments of a Call are C
+expressions (str), Tensors (resolved to arena or weight pointers once the
+memory plan exists) or SCRATCH (the op's planned scratch buffer).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from .. import MotError
+from ..ir.graph import C_TYPES, Op, Tensor
+
+SCRATCH = object()  # marker: the op's scratch buffer in the arena
+
+_LOWERINGS: dict[str, Callable] = {}
+
+
+def lowers(*opcodes: str):
+    def register(fn):
+        for code in opcodes:
+            _LOWERINGS[code] = fn
+        return fn
+    return register
+
+
+def registered_ops() -> list[str]:
+    _load_ops()
+    return sorted(_LOWERINGS)
+
+
+@dataclass
+class Call:
+    kernel: str                      # C function name, mm_<op>_<type>
+    args: list                       # str | Tensor | SCRATCH
+    header: str                      # kernel header to include
+    scratch_bytes: int = 0
+    macs: int = 0
+    inplace: Optional[tuple] = None  # (input position, output position) that may share bytes
+    reads: list = field(default_factory=list)   # activation tensors read (filled by lower_op)
+    writes: list = field(default_factory=list)  # activation tensors written
+
+
+@dataclass
+class Alias:
+    """The output is a view of the input: same bytes, no code (RESHAPE, SQUEEZE)."""
+    source: Tensor
+    view: Tensor
+
+
+class LoweringContext:
+    """Collects the constant arrays and parameter structs the calls refer to."""
+
+    def __init__(self, backend: str = "portable"):
+        self.backend = backend
+        self.arrays: list[dict] = []   # {name, ctype, values, align}
+        self.structs: list[dict] = []  # {name, ctype, fields}
+        self._names: set[str] = set()
+        self._array_cache: dict = {}
+
+    def _unique(self, hint: str) -> str:
+        base = re.sub(r"[^A-Za-z0-9_]", "_", hint).strip("_")[:40] or "c"
+        if base[0].isdigit():
+            base = "c_" + base
+        name, n = base, 1
+        while name in self._names:
+            n += 1
+            name = f"{base}_{n}"
+        self._names.add(name)
+        return name
+
+    def array(self, hint: str, values, dtype: Optional[str] = None) -> str:
+        """Emit a const array (placed in flash) and return its C name."""
+        values = np.ascontiguousarray(values)
+        dtype = dtype or str(values.dtype)
+        key = (dtype, values.shape, values.tobytes())
+        if key in self._array_cache:
+            return self._array_cache[key]
+        name = "mmw_" + self._unique(hint)
+        self.arrays.append({"name": name, "ctype": C_TYPES[dtype], "dtype": dtype,
+                            "values": values.astype(dtype).ravel()})
+        self._array_cache[key] = name
+        return name
+
+    def struct(self, hint: str, ctype: str, fields: dict) -> str:
+        """Emit `static const ctype name = {.field = value, ...}` and return `&name`."""
+        name = "mmp_" + self._unique(hint)
+        self.structs.append({"name": name, "ctype": ctype, "fields": {k: _c_value(v) for k, v in fields.items()}})
+        return "&" + name
+
+    def weights(self, tensor: Tensor, hint: Optional[str] = None) -> str:
+        """A constant tensor's data as a const array name."""
+        if tensor is None:
+            return "NULL"
+        return self.array(hint or tensor.name, tensor.data, tensor.dtype)
+
+
+def _c_value(v) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (bool, np.bool_)):
+        return "1" if v else "0"
+    if isinstance(v, (int, np.integer)):
+        v = int(v)
+        if v == -(1 << 31):
+            return "INT32_MIN"
+        if v == -(1 << 63):
+            return "INT64_MIN"
+        return str(v) + ("LL" if abs(v) >= (1 << 31) else "")
+    if isinstance(v, (float, np.floating)):
+        return c_float(v)
+    raise TypeError(f"cannot emit {v!r} as C")
+
+
+def c_float(v) -> str:
+    v = float(np.float32(v))
+    if np.isinf(v):
+        return "INFINITY" if v > 0 else "-INFINITY"
+    return repr(v) + "f"
+
+
+def unsupported(op: Op, why: str = "") -> MotError:
+    out = op.outputs[0] if op.outputs else None
+    dtype = out.dtype if out is not None else "?"
+    detail = f": {why}" if why else ""
+    return MotError(f"unsupported op {op.opcode} ({dtype}) at index {op.index}, "
+                    f"output tensor '{op.name}'{detail}")
+
+
+def lower_op(op: Op, ctx: LoweringContext):
+    _load_ops()
+    fn = _LOWERINGS.get(op.opcode)
+    if fn is None:
+        raise unsupported(op)
+    result = fn(op, ctx)
+    if isinstance(result, Call):
+        result.reads = [t for t in op.inputs if t is not None and not t.is_const]
+        result.writes = list(op.outputs)
+    return result
+
+
+_loaded = False
+
+
+def _load_ops():
+    global _loaded
+    if not _loaded:
+        from . import ops  # noqa: F401  (registers every lowering)
+        _loaded = True

@@ -1,0 +1,51 @@
+"""FULLY_CONNECTED lowering (int8, int16x8, float32)."""
+import numpy as np
+
+from ..lowering import Call, lowers, unsupported
+from .common import channel_multipliers, fused_range, kernel_suffix, qparams, folded_bias
+
+
+@lowers("FULLY_CONNECTED")
+def lower_fully_connected(op, ctx):
+    inp, weights = op.inputs[0], op.inputs[1]
+    bias = op.inputs[2] if len(op.inputs) > 2 else None
+    out = op.outputs[0]
+    sfx = kernel_suffix(op, inp)
+    if not weights.is_const:
+        raise unsupported(op, "non-constant weights")
+    if op.options.get("weights_format", 0) != 0:
+        raise unsupported(op, "shuffled weights format")
+    out_depth, in_depth = weights.shape[-2], weights.shape[-1]
+    batches = inp.size // in_depth
+    macs = batches * in_depth * out_depth
+    act_min, act_max = fused_range(op, out)
+    if sfx == "f32":
+        params = ctx.struct(f"{op.name}_p", "mm_fc_f32_params", dict(
+            batches=batches, in_depth=in_depth, out_depth=out_depth,
+            act_min=act_min, act_max=act_max,
+            bias=ctx.weights(bias) if bias is not None else "NULL"))
+        return Call("mm_fully_connected_f32", [params, inp, ctx.weights(weights), out],
+                    "mm_fully_connected.h", macs=macs)
+    if weights.dtype != "int8":
+        raise unsupported(op, f"{weights.dtype} weights")
+    _, in_zp = qparams(op, inp)
+    _, out_zp = qparams(op, out)
+    w_zp = int(weights.quant.zero_point[0]) if weights.quant.scale.size == 1 else 0
+    mult, shift = channel_multipliers(op, inp, weights, out, out_depth)
+    w = weights.data.reshape(out_depth, in_depth)
+    if w_zp == 0:
+        bias_vals = folded_bias(bias, w, -in_zp, "int32" if sfx == "s8" else "int64")
+    else:
+        bias_vals = bias.data if bias is not None else np.zeros(out_depth, np.int64)
+    fields = dict(batches=batches, in_depth=in_depth, out_depth=out_depth,
+                  input_offset=-in_zp, filter_offset=-w_zp, output_offset=out_zp,
+                  act_min=act_min, act_max=act_max,
+                  multiplier=ctx.array(f"{op.name}_mult", mult),
+                  shift=ctx.array(f"{op.name}_shift", shift))
+    if sfx == "s8":
+        fields.update(bias=ctx.array(f"{op.name}_bias", np.asarray(bias_vals, np.int32)), bias64="NULL")
+    else:
+        fields.update(bias="NULL", bias64=ctx.array(f"{op.name}_bias", np.asarray(bias_vals, np.int64)))
+    params = ctx.struct(f"{op.name}_p", "mm_fc_params", fields)
+    return Call(f"mm_fully_connected_{sfx}", [params, inp, ctx.weights(weights), out],
+                "mm_fully_connected.h", macs=macs)

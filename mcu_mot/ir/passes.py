@@ -1,0 +1,166 @@
+"""Graph passes run before lowering.
+
+- fold_constants: evaluate ops whose inputs are all known at compile time
+  (the SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE chains Keras 3 Flatten emits).
+- fuse_activations: merge a standalone RELU/RELU6/RELU_N1_TO_1 into the op that
+  produces its input when that is exact (same quantization, single consumer).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .graph import Graph, Op, Tensor
+
+
+def run_passes(graph: Graph) -> Graph:
+    fold_constants(graph)
+    fuse_activations(graph)
+    remove_dead_ops(graph)
+    graph.renumber()
+    return graph
+
+
+# ---------------------------------------------------------------- folding
+def _shape(op, ins):
+    return np.array(op.inputs[0].shape, dtype=np.int64 if op.options.get("out_type") == 4 else np.int32)
+
+
+def _strided_slice(op, ins):
+    x, begin, end, strides = ins
+    o = op.options
+    if o.get("ellipsis_mask") or o.get("new_axis_mask"):
+        raise _CannotFold
+    slices = []
+    for i in range(len(begin)):
+        b = None if (o.get("begin_mask", 0) >> i) & 1 else int(begin[i])
+        e = None if (o.get("end_mask", 0) >> i) & 1 else int(end[i])
+        s = int(strides[i])
+        if (o.get("shrink_axis_mask", 0) >> i) & 1:
+            slices.append(int(begin[i]))
+        else:
+            slices.append(slice(b, e, s))
+    return np.asarray(x[tuple(slices)])
+
+
+def _pack(op, ins):
+    return np.stack([np.asarray(v) for v in ins], axis=op.options.get("axis", 0))
+
+
+def _concat(op, ins):
+    return np.concatenate([np.asarray(v) for v in ins], axis=op.options.get("axis", 0))
+
+
+def _gather(op, ins):
+    if op.options.get("batch_dims", 0):
+        raise _CannotFold
+    return np.take(ins[0], ins[1], axis=op.options.get("axis", 0))
+
+
+def _reduce_prod(op, ins):
+    axes = tuple(np.atleast_1d(ins[1]).tolist())
+    return np.prod(ins[0], axis=axes, keepdims=bool(op.options.get("keep_dims", False)))
+
+
+def _cast(op, ins):
+    return ins[0].astype(op.outputs[0].dtype)
+
+
+def _reshape(op, ins):
+    return ins[0].reshape(op.outputs[0].shape)
+
+
+def _arith(fn):
+    def run(op, ins):
+        if op.options.get("fused_activation_function", 0):
+            raise _CannotFold
+        return fn(*ins)
+    return run
+
+
+class _CannotFold(Exception):
+    pass
+
+
+_FOLDERS = {
+    "SHAPE": _shape, "STRIDED_SLICE": _strided_slice, "PACK": _pack,
+    "GATHER": _gather, "REDUCE_PROD": _reduce_prod, "CAST": _cast,
+    "RESHAPE": _reshape, "SQUEEZE": _reshape, "EXPAND_DIMS": _reshape,
+    "ADD": _arith(np.add), "SUB": _arith(np.subtract), "MUL": _arith(np.multiply),
+}
+_INT_ONLY = {"ADD", "SUB", "MUL", "CONCATENATION", "PACK"}
+
+
+def fold_constants(graph: Graph) -> None:
+    """Replace ops whose inputs are all constant by constant output tensors."""
+    changed = True
+    while changed:
+        changed = False
+        for op in list(graph.ops):
+            fold = _FOLDERS.get(op.opcode)
+            if op.opcode == "CONCATENATION":
+                fold = _concat
+            if fold is None or len(op.outputs) != 1:
+                continue
+            needs_data = [t for t in op.inputs if t is not None]
+            if op.opcode == "SHAPE":
+                needs_data = []
+            if any(not t.is_const for t in needs_data):
+                continue
+            out = op.outputs[0]
+            if op.opcode in _INT_ONLY and out.quant is not None:
+                continue  # quantized arithmetic must follow the kernel's rounding
+            try:
+                value = fold(op, [t.data for t in needs_data] if op.opcode != "SHAPE" else [])
+            except _CannotFold:
+                continue
+            out.data = np.asarray(value).astype(out.dtype if out.dtype != "bool" else "bool").reshape(out.shape)
+            graph.ops.remove(op)
+            changed = True
+
+
+# ---------------------------------------------------------------- fusion
+_ACT_CODES = {"RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
+_FUSABLE_PRODUCERS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL",
+                      "AVERAGE_POOL_2D", "MAX_POOL_2D", "TRANSPOSE_CONV_NOFUSE"}
+
+
+def _same_quant(a: Tensor, b: Tensor) -> bool:
+    if a.dtype != b.dtype:
+        return False
+    if a.quant is None or b.quant is None:
+        return a.quant is None and b.quant is None
+    return (np.array_equal(a.quant.scale.astype(np.float32), b.quant.scale.astype(np.float32))
+            and np.array_equal(a.quant.zero_point, b.quant.zero_point))
+
+
+def fuse_activations(graph: Graph) -> None:
+    for op in list(graph.ops):
+        code = _ACT_CODES.get(op.opcode)
+        if code is None:
+            continue
+        src = op.inputs[0]
+        prod = graph.producer(src)
+        if prod is None or prod.opcode not in _FUSABLE_PRODUCERS:
+            continue
+        if prod.options.get("fused_activation_function", 0) != 0:
+            continue
+        if len(graph.consumers(src)) != 1 or src in graph.outputs:
+            continue
+        if not _same_quant(src, op.outputs[0]):
+            continue
+        prod.options["fused_activation_function"] = code
+        prod.outputs = [op.outputs[0]]
+        graph.ops.remove(op)
+
+
+def remove_dead_ops(graph: Graph) -> None:
+    """Drop ops none of whose outputs reach a graph output."""
+    live = {id(t) for t in graph.outputs}
+    keep = []
+    for op in reversed(graph.ops):
+        if any(id(t) in live for t in op.outputs):
+            keep.append(op)
+            for t in op.inputs:
+                if t is not None:
+                    live.add(id(t))
+    graph.ops = list(reversed(keep))

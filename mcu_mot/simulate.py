@@ -1,0 +1,180 @@
+"""simulate: run the generated C on the host (the `host` board) through ctypes.
+
+The generated model.c and the portable kernels are compiled with the system C
+compiler into a shared library, cached by the model's hash and a fingerprint
+of the compiler's own sources, so a repeated simulate costs only the run.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import ROOT, MotError
+from .codegen.compile import generate, model_digest
+
+HOST_CFLAGS = ["-O2", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", "-fwrapv"]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MCU_MOT_CACHE", Path.home() / ".cache" / "mcu_mot"))
+
+
+def _fingerprint() -> str:
+    """Digest of everything that shapes the generated code (package, templates, kernels)."""
+    h = hashlib.sha256()
+    for folder, pattern in ((ROOT / "mcu_mot", "*.py"), (ROOT / "templates", "*"), (ROOT / "firmware" / "kernels", "*")):
+        for p in sorted(folder.rglob(pattern)):
+            if p.is_file() and "__pycache__" not in p.parts:
+                h.update(p.name.encode())
+                h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+class HostModel:
+    """A compiled model loaded in this process; call it with a batch of inputs."""
+
+    def __init__(self, lib_path: Path, meta: dict):
+        self.meta = meta
+        self._lib = ctypes.CDLL(str(lib_path))
+        self._lib.model_input.restype = ctypes.c_void_p
+        self._lib.model_output.restype = ctypes.c_void_p
+        self._lib.model_input.argtypes = [ctypes.c_int]
+        self._lib.model_output.argtypes = [ctypes.c_int]
+        self._lib.model_invoke.restype = ctypes.c_int
+        self._lib.model_invoke_range.argtypes = [ctypes.c_int, ctypes.c_int]
+        self._lib.model_arena.restype = ctypes.c_void_p
+
+    @property
+    def inputs(self):
+        return self.meta["inputs"]
+
+    @property
+    def outputs(self):
+        return self.meta["outputs"]
+
+    def run(self, *batches: np.ndarray) -> list[np.ndarray]:
+        """Run each sample of the batch; returns one (N, ...) array per output."""
+        if len(batches) != len(self.inputs):
+            raise MotError(f"model has {len(self.inputs)} input(s), got {len(batches)}")
+        arrays = [check_input(x, spec) for x, spec in zip(batches, self.inputs)]
+        n = arrays[0].shape[0]
+        if any(a.shape[0] != n for a in arrays):
+            raise MotError("all inputs must have the same batch size")
+        results = [np.empty((n,) + tuple(batch_shape(o["shape"])), dtype=o["dtype"]) for o in self.outputs]
+        for i in range(n):
+            for k, a in enumerate(arrays):
+                sample = np.ascontiguousarray(a[i])
+                ctypes.memmove(self._lib.model_input(k), sample.ctypes.data, sample.nbytes)
+            self._lib.model_invoke()
+            for k, r in enumerate(results):
+                nbytes = r[i].nbytes
+                raw = ctypes.string_at(self._lib.model_output(k), nbytes)
+                r[i] = np.frombuffer(raw, dtype=r.dtype).reshape(r.shape[1:])
+        return results
+
+    def arena(self) -> np.ndarray:
+        """The arena as bytes, to read intermediate tensors (debugger)."""
+        size = self.meta["arena_bytes"]
+        return np.frombuffer(ctypes.string_at(self._lib.model_arena(), size), np.uint8).copy()
+
+
+def batch_shape(shape) -> list:
+    """Per-sample shape: the model's shape without a leading batch dimension of 1."""
+    shape = list(shape)
+    return shape[1:] if shape and shape[0] == 1 else shape
+
+
+def check_input(x: np.ndarray, spec: dict) -> np.ndarray:
+    want = batch_shape(spec["shape"])
+    if x.dtype != np.dtype(spec["dtype"]):
+        raise MotError(f"input '{spec['name']}' must be {spec['dtype']}, got {x.dtype}")
+    if list(x.shape[1:]) != want:
+        raise MotError(f"input '{spec['name']}' must have shape (N, {', '.join(map(str, want))}), "
+                       f"got {tuple(x.shape)}")
+    return x
+
+
+def host_compiler() -> str:
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        raise MotError(f"no host C compiler found ('{cc}'); install gcc or set CC")
+    return cc
+
+
+def load(model_path) -> HostModel:
+    """Compile (or reuse from the cache) the host library for `model_path`."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise MotError(f"model file not found: {model_path}")
+    key = model_digest(model_path.read_bytes())[:24] + "-" + _fingerprint()
+    cdir = cache_dir() / "host"
+    lib, meta_path = cdir / f"{key}.so", cdir / f"{key}.json"
+    if not (lib.exists() and meta_path.exists()):
+        compiled = generate(model_path, "portable", "host")
+        cdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="mm-host-") as tmp:
+            tmp = Path(tmp)
+            for name, text in compiled.files.items():
+                (tmp / name).write_text(text)
+            out = tmp / "model.so"
+            cmd = [host_compiler(), *HOST_CFLAGS, f"-I{ROOT / 'firmware' / 'kernels'}", f"-I{tmp}",
+                   str(tmp / "model.c"), *map(str, compiled.kernel_sources), "-lm", "-o", str(out)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr.strip()[:300])
+                raise MotError(f"host compile of generated code failed: {first}")
+            shutil.move(str(out), lib.with_suffix(".so.tmp"))
+            os.replace(lib.with_suffix(".so.tmp"), lib)
+        meta_path.write_text(json.dumps(compiled.report))
+    return HostModel(lib, json.loads(meta_path.read_text()))
+
+
+def simulate(model_path, inputs, output_path=None) -> list[np.ndarray]:
+    """Run `inputs` (array, list of arrays, or .npy/.npz path) through the host build."""
+    model = load(model_path)
+    arrays = read_inputs(inputs, len(model.inputs))
+    results = model.run(*arrays)
+    if output_path is not None:
+        write_outputs(Path(output_path), results)
+    return results
+
+
+def read_inputs(inputs, count: int) -> list[np.ndarray]:
+    if isinstance(inputs, (str, Path)):
+        path = Path(inputs)
+        if not path.is_file():
+            raise MotError(f"input file not found: {path}")
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise MotError(f"{path}: not a readable .npy/.npz file ({exc})") from None
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            return [loaded[k] for k in loaded.files]
+        return [loaded]
+    if isinstance(inputs, np.ndarray):
+        return [inputs]
+    return list(inputs)
+
+
+def write_outputs(path: Path, results: list[np.ndarray]) -> None:
+    """Atomic write: .npy for one output, .npz for several."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if len(results) == 1:
+                np.save(f, results[0])
+            else:
+                np.savez(f, *results)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,113 @@
+"""Test harness: build Keras 3 models, convert them with the TF converter, and
+compare mcu_mot's host simulation with the TFLite Micro reference interpreter."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+
+def convert(model, mode: str = "int8", rep=None, seed: int = 0, io_float: bool = False) -> bytes:
+    """Keras model -> .tflite bytes. mode: int8 | int16 | float."""
+    import tensorflow as tf
+    shapes = [tuple(int(d) for d in t.shape[1:]) for t in model.inputs]
+    rng = np.random.default_rng(seed)
+    if rep is None:
+        def rep():
+            for _ in range(16):
+                yield [rng.uniform(-1, 1, (1,) + s).astype(np.float32) for s in shapes]
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode != "float":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = rep
+        if mode == "int8":
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if not io_float:
+                conv.inference_input_type = tf.int8
+                conv.inference_output_type = tf.int8
+        elif mode == "int16":
+            conv.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            if not io_float:
+                conv.inference_input_type = tf.int16
+                conv.inference_output_type = tf.int16
+        else:
+            raise ValueError(mode)
+    return conv.convert()
+
+
+def save(tflite_bytes: bytes, directory, name: str = "model") -> Path:
+    path = Path(directory) / f"{name}.tflite"
+    path.write_bytes(tflite_bytes)
+    return path
+
+
+def random_inputs(path, n: int = 4, seed: int = 0) -> list[np.ndarray]:
+    """Random inputs covering each input's full integer range."""
+    from mcu_mot.ir import read_tflite
+    g = read_tflite(path)
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in g.inputs:
+        shape = (n,) + tuple(t.shape[1:])
+        if t.dtype == "float32":
+            out.append(rng.uniform(-1.5, 1.5, shape).astype(np.float32))
+        else:
+            info = np.iinfo(t.dtype)
+            out.append(rng.integers(info.min, info.max + 1, shape, dtype=np.int64).astype(t.dtype))
+    return out
+
+
+def tflm_run(path, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Run each sample through the TFLite Micro interpreter (pip tflite-micro)."""
+    from tflite_micro.python.tflite_micro import runtime
+    from mcu_mot.ir import read_tflite
+    n_out = len(read_tflite(path).outputs)
+    interp = runtime.Interpreter.from_file(str(path))
+    n = inputs[0].shape[0]
+    outs = None
+    for i in range(n):
+        for k, x in enumerate(inputs):
+            interp.set_input(np.ascontiguousarray(x[i:i + 1]).reshape(interp.get_input_details(k)["shape"]), k)
+        interp.invoke()
+        res = [interp.get_output(k) for k in range(n_out)]
+        if outs is None:
+            outs = [[] for _ in res]
+        for lst, r in zip(outs, res):
+            lst.append(r)
+    return [np.stack(o).reshape((n,) + o[0].shape[1:] if o[0].shape and o[0].shape[0] == 1 else (n,) + o[0].shape) for o in outs]
+
+
+def assert_bit_exact(path, inputs=None, n: int = 4, seed: int = 0):
+    """simulate(path) == TFLM(path), bit for bit (float outputs: exact too)."""
+    from mcu_mot.simulate import simulate
+    inputs = inputs if inputs is not None else random_inputs(path, n, seed)
+    ours = simulate(path, inputs)
+    ref = tflm_run(path, inputs)
+    assert len(ours) == len(ref)
+    for k, (a, b) in enumerate(zip(ours, ref)):
+        b = b.reshape(a.shape)
+        assert a.dtype == b.dtype, (a.dtype, b.dtype)
+        if not np.array_equal(a, b):
+            diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+            raise AssertionError(f"output {k} differs at {int((diff > 0).sum())} of {a.size} places, "
+                                 f"max |diff| {diff.max()}\nours={a.ravel()[:16]}\nref ={b.ravel()[:16]}")
+    return ours
+
+
+def keras_model(layers_fn, input_shape, seed: int = 0):
+    """Build a Keras functional model from `layers_fn(x) -> y` with seeded random weights."""
+    import keras
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(input_shape)
+    model = keras.Model(inp, layers_fn(inp))
+    rng = np.random.default_rng(seed)
+    # non-trivial biases and BN statistics so zero-point corrections matter
+    for w in model.weights:
+        if "bias" in w.path or "beta" in w.path:
+            w.assign(rng.normal(0, 0.3, w.shape).astype(np.float32))
+    return model
