@@ -129,8 +129,12 @@ def unsupported(op: Op, why: str = "") -> MotError:
     out = op.outputs[0] if op.outputs else None
     dtype = out.dtype if out is not None else "?"
     detail = f": {why}" if why else ""
-    return MotError(f"unsupported op {op.opcode} ({dtype}) at index {op.index}, "
-                    f"output tensor '{op.name}'{detail}")
+    where = f"output tensor '{op.name}'"
+    if op.name.startswith(("StatefulPartitionedCall", "Identity", "serving_default")):
+        src = next((t for t in op.inputs if t is not None and not t.is_const), None)
+        if src is not None:  # graph outputs lose the layer name: say what it reads
+            where += f" (reading '{src.name}')"
+    return MotError(f"unsupported op {op.opcode} ({dtype}) at index {op.index}, {where}{detail}")
 
 
 def lower_op(op: Op, ctx: LoweringContext):

@@ -1,0 +1,80 @@
+"""Memory planner: no two buffers alive at the same step overlap in the arena,
+views share bytes, in-place ops reuse their dying input, scratch is planned."""
+import numpy as np
+import pytest
+
+from mcu_mot.ir.graph import Tensor
+from mcu_mot.plan import plan_memory
+
+
+def T(i, n):
+    return Tensor(i, f"t{i}", (n,), "int8")
+
+
+def _assert_no_overlap(plan):
+    bufs = plan.buffers
+    for a in bufs:
+        for b in bufs:
+            if a is b or not a.overlaps_in_time(b):
+                continue
+            assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (a, b)
+
+
+def test_chain_reuses_memory():
+    ts = [T(i, 1000) for i in range(5)]
+    steps = [([ts[i]], [ts[i + 1]], 0, None, None) for i in range(4)]
+    plan = plan_memory([ts[0]], [ts[4]], steps)
+    _assert_no_overlap(plan)
+    assert plan.arena_bytes == 2 * 1008  # two buffers alive at a time, 16-byte aligned
+
+
+def test_alias_shares_bytes():
+    a, b, c = T(0, 64), T(1, 64), T(2, 64)
+    steps = [([], [], 0, None, (a, b)), ([b], [c], 0, None, None)]
+    plan = plan_memory([a], [c], steps)
+    assert plan.offset(a) == plan.offset(b)
+    assert plan.offset(c) != plan.offset(a)
+
+
+def test_inplace_when_input_dies():
+    a, b, c = T(0, 256), T(1, 256), T(2, 256)
+    steps = [([a], [b], 0, None, None), ([b], [c], 0, (b, c), None)]
+    plan = plan_memory([a], [c], steps)
+    assert plan.offset(b) == plan.offset(c)
+    _assert_no_overlap(plan)
+
+
+def test_no_inplace_when_input_still_needed():
+    a, b, c, d = T(0, 256), T(1, 256), T(2, 256), T(3, 256)
+    # b is read again by step 2, so step 1 must not overwrite it
+    steps = [([a], [b], 0, None, None), ([b], [c], 0, (b, c), None), ([b, c], [d], 0, None, None)]
+    plan = plan_memory([a], [d], steps)
+    assert plan.offset(b) != plan.offset(c)
+    _assert_no_overlap(plan)
+
+
+def test_scratch_is_planned_and_short_lived():
+    ts = [T(i, 100) for i in range(3)]
+    steps = [([ts[0]], [ts[1]], 500, None, None), ([ts[1]], [ts[2]], 0, None, None)]
+    plan = plan_memory([ts[0]], [ts[2]], steps)
+    _assert_no_overlap(plan)
+    assert 0 in plan.scratch_offset
+    assert plan.arena_bytes >= 512 + 2 * 112
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_graphs_never_overlap(seed):
+    rng = np.random.default_rng(seed)
+    ts = [T(0, int(rng.integers(1, 5000)))]
+    steps = []
+    for i in range(1, 30):
+        k = int(rng.integers(1, min(3, len(ts)) + 1))
+        reads = list(rng.choice(ts[-6:], size=min(k, len(ts[-6:])), replace=False))
+        out = T(i, int(rng.integers(1, 5000)))
+        inplace = (reads[0], out) if rng.integers(0, 2) else None
+        steps.append((reads, [out], int(rng.integers(0, 2)) * int(rng.integers(1, 3000)), inplace, None))
+        ts.append(out)
+    plan = plan_memory([ts[0]], [ts[-1]], steps)
+    _assert_no_overlap(plan)
+    # every buffer alive at a step fits in the arena
+    assert max(b.offset + b.size for b in plan.buffers) <= plan.arena_bytes
