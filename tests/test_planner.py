@@ -78,3 +78,58 @@ def test_random_graphs_never_overlap(seed):
     _assert_no_overlap(plan)
     # every buffer alive at a step fits in the arena
     assert max(b.offset + b.size for b in plan.buffers) <= plan.arena_bytes
+
+
+def _raster_conv_in_shared_memory(mem, in_off, out_off, h, w, cin, cout, k, stride, pad, block=1):
+    """A raster-order 'conv' (sum of taps * channel weights) on one shared int64 buffer."""
+    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    wts = np.arange(1, k * k * cin * cout + 1).reshape(k, k, cin, cout) % 7 - 3
+    pix = [(y, x) for y in range(ho) for x in range(wo)]
+    for g in range(0, len(pix), block):
+        results = []
+        for (y, x) in pix[g:g + block]:
+            acc = np.zeros(cout, np.int64)
+            for ky in range(k):
+                for kx in range(k):
+                    iy, ix = y * stride - pad + ky, x * stride - pad + kx
+                    if 0 <= iy < h and 0 <= ix < w:
+                        base = in_off + (iy * w + ix) * cin
+                        acc += mem[base:base + cin] @ wts[ky, kx]
+            results.append(acc)
+        for (y, x), acc in zip(pix[g:g + block], results):
+            base = out_off + (y * wo + x) * cout
+            mem[base:base + cout] = acc
+    return ho, wo
+
+
+@pytest.mark.parametrize("h,w,cin,cout,k,stride,pad,block", [
+    (8, 8, 4, 4, 3, 1, 1, 1), (8, 8, 4, 4, 3, 1, 1, 2), (7, 9, 3, 8, 1, 1, 0, 1), (7, 9, 8, 3, 1, 1, 0, 1),
+    (9, 9, 2, 5, 3, 2, 1, 1), (6, 10, 5, 5, 3, 1, 0, 4), (10, 4, 1, 6, 3, 2, 1, 1)])
+def test_raster_lead_is_safe_and_tight(h, w, cin, cout, k, stride, pad, block):
+    """Running a raster-order kernel with its output `lead` elements below its input
+    gives the same result as separate buffers; one element less breaks it (or lead is 0)."""
+    from mcu_mot.plan.overlap import raster_lead
+    rng = np.random.default_rng(0)
+    x = rng.integers(-50, 50, h * w * cin)
+    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    lead = raster_lead((1, h, w, cin), (1, ho, wo, cout), 1, 1, (stride, stride), (pad, pad), block)
+    ref = np.zeros(h * w * cin + ho * wo * cout + 64, np.int64)
+    ref[:x.size] = x
+    _raster_conv_in_shared_memory(ref, 0, x.size, h, w, cin, cout, k, stride, pad, block)
+    expect = ref[x.size:x.size + ho * wo * cout].copy()
+    base = max(0, -lead)
+    mem = np.zeros(base + max(lead, 0) + h * w * cin + ho * wo * cout + 64, np.int64)
+    in_off, out_off = base + max(lead, 0), base
+    mem[in_off:in_off + x.size] = x
+    _raster_conv_in_shared_memory(mem, in_off, out_off, h, w, cin, cout, k, stride, pad, block)
+    assert np.array_equal(mem[out_off:out_off + expect.size], expect)
+    span = max(lead + x.size, expect.size) - min(lead, 0)
+    assert span < x.size + expect.size  # the overlap really saves memory
+
+
+def test_overlap_lead_in_planner():
+    a, b, c = T(0, 1000), T(1, 1200), T(2, 1200)
+    steps = [([a], [b], 0, (a, b, 300), None), ([b], [c], 0, None, None)]
+    plan = plan_memory([a], [c], steps)
+    assert plan.offset(a) - plan.offset(b) == 300
+    _assert_no_overlap(plan)

@@ -20,10 +20,12 @@ def _align(n: int) -> int:
 
 @dataclass(eq=False)
 class Buffer:
+    """A block of the arena: one tensor, its views, and tensors run over it in place."""
     size: int
     first: int
     last: int
     tensors: list = field(default_factory=list)
+    rel: dict = field(default_factory=dict)   # id(tensor) -> offset inside the block
     scratch_of: int = -1     # step index for scratch buffers
     offset: int = -1
 
@@ -43,10 +45,11 @@ class MemoryPlan:
 
 
 def plan_memory(graph_inputs, graph_outputs, steps) -> MemoryPlan:
-    """steps: list of (reads, writes, scratch_bytes, inplace_pair, alias_pair).
+    """steps: list of (reads, writes, scratch_bytes, inplace, alias_pair).
 
-    inplace_pair is (input tensor, output tensor) that may share bytes if the
-    input dies at this step; alias_pair is (source, view) that always share.
+    inplace is (input tensor, output tensor[, lead]): the output may start
+    `lead` bytes below the input (0: exactly over it) if the input dies at this
+    step; alias_pair is (source, view) that always share their bytes.
     """
     n = len(steps)
     buf_of: dict[int, Buffer] = {}
@@ -54,18 +57,24 @@ def plan_memory(graph_inputs, graph_outputs, steps) -> MemoryPlan:
     def buffer(t) -> Buffer:
         b = buf_of.get(id(t))
         if b is None:
-            b = Buffer(t.nbytes, n + 1, -1, [t])
+            b = Buffer(t.nbytes, n + 1, -1, [t], {id(t): 0})
             buf_of[id(t)] = b
         return b
 
-    def merge(a: Buffer, b: Buffer) -> Buffer:
+    def merge(a: Buffer, b: Buffer, shift_b: int = 0) -> Buffer:
+        """Fold b into a, b's tensors placed `shift_b` bytes further than they were in b."""
         if a is b:
             return a
-        a.size = max(a.size, b.size)
+        if shift_b < 0:  # keep offsets non-negative: move a's tensors up instead
+            for k in a.rel:
+                a.rel[k] -= shift_b
+            shift_b = 0
         a.first, a.last = min(a.first, b.first), max(a.last, b.last)
         for t in b.tensors:
             a.tensors.append(t)
+            a.rel[id(t)] = b.rel[id(t)] + shift_b
             buf_of[id(t)] = a
+        a.size = max(a.rel[id(t)] + t.nbytes for t in a.tensors)
         return a
 
     # last reader of each tensor, to know whether an input dies at a step
@@ -99,11 +108,14 @@ def plan_memory(graph_inputs, graph_outputs, steps) -> MemoryPlan:
             b.first = min(b.first, i)
             b.last = max(b.last, last_read.get(id(t), i))
         if inplace:
-            src, dst = inplace
+            src, dst = inplace[0], inplace[1]
+            lead = inplace[2] if len(inplace) > 2 else 0
             bs, bd = buffer(src), buffer(dst)
             src_dies = bs.last == i and not any(id(t) in {id(o) for o in graph_outputs} for t in bs.tensors)
-            if src_dies and bd.size <= bs.size and bs is not bd:
-                merge(bs, bd)
+            fits = len(inplace) > 2 or dst.nbytes <= src.nbytes
+            if src_dies and fits and bs is not bd and len(bd.tensors) == 1:
+                # dst goes `lead` bytes below src
+                merge(bs, bd, bs.rel[id(src)] - lead)
         if scratch_bytes:
             scratch.append(Buffer(scratch_bytes, i, i, [], scratch_of=i))
 
@@ -112,7 +124,7 @@ def plan_memory(graph_inputs, graph_outputs, steps) -> MemoryPlan:
         if b.first > b.last:  # tensor written but never read: lives at its step
             b.last = b.first
     arena = _place_best(buffers)
-    tensor_offset = {id(t): b.offset for b in buffers for t in b.tensors}
+    tensor_offset = {id(t): b.offset + b.rel[id(t)] for b in buffers for t in b.tensors}
     scratch_offset = {b.scratch_of: b.offset for b in scratch}
     return MemoryPlan(arena, buffers, tensor_offset, scratch_offset)
 
