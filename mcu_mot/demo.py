@@ -1,0 +1,94 @@
+"""The demo: train a small CNN on scikit-learn's digits (shipped with the package,
+no download), quantize it to int8, compile it to C, run the C on the host and
+check it bit for bit against the TFLite Micro interpreter."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+
+def digits_dataset():
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x = (d.images.astype(np.float32) / 16.0)[..., None]
+    y = d.target.astype(np.int64)
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(x))
+    split = int(0.8 * len(x))
+    return (x[idx[:split]], y[idx[:split]]), (x[idx[split:]], y[idx[split:]])
+
+
+def small_cnn():
+    import keras
+    from keras import layers as L
+    inp = keras.Input((8, 8, 1))
+    x = L.Conv2D(16, 3, padding="same", activation="relu")(inp)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = L.Conv2D(24, 1, activation="relu")(x)
+    x = L.MaxPooling2D(2)(x)
+    x = L.Flatten()(x)
+    x = L.Dense(10)(x)
+    return keras.Model(inp, L.Softmax()(x), name="digits_cnn")
+
+
+def main(argv=None) -> int:
+    from rich.console import Console
+    console = Console()
+    import keras
+    import tensorflow as tf
+    from mcu_mot.codegen.compile import compile_model
+    from mcu_mot.simulate import simulate
+
+    work = Path(tempfile.mkdtemp(prefix="mcu-mot-demo-"))
+    (xtr, ytr), (xte, yte) = digits_dataset()
+    keras.utils.set_random_seed(0)
+    model = small_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    console.print("[bold]1. training[/] a small CNN on scikit-learn digits (8x8)")
+    model.fit(xtr, ytr, epochs=8, batch_size=32, verbose=2)
+    float_acc = float(np.mean(model.predict(xte, verbose=0).argmax(-1) == yte))
+
+    console.print("[bold]2. quantizing[/] to int8 (post-training, per-channel)")
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([xtr[i:i + 1]] for i in range(200))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    tfl = work / "digits_int8.tflite"
+    tfl.write_bytes(conv.convert())
+
+    console.print("[bold]3. compiling[/] to C")
+    t0 = time.perf_counter()
+    report = compile_model(tfl, work / "out")
+    console.print(f"   {len(report['layers'])} layers, {report['macs']:,} MACs, arena {report['arena_bytes']:,} B, "
+                  f"weights {report['weights_bytes']:,} B in {time.perf_counter() - t0:.2f} s -> {work / 'out'}")
+
+    console.print("[bold]4. running[/] the generated C on the host and the TFLite Micro interpreter")
+    s, z = report["inputs"][0]["scale"], report["inputs"][0]["zero_point"]
+    xq = np.clip(np.round(xte / s) + z, -128, 127).astype(np.int8)
+    (ours,) = simulate(tfl, xq)
+    from tflite_micro.python.tflite_micro import runtime
+    interp = runtime.Interpreter.from_file(str(tfl))
+    ref = []
+    for i in range(len(xq)):
+        interp.set_input(xq[i:i + 1], 0)
+        interp.invoke()
+        ref.append(interp.get_output(0)[0])
+    ref = np.stack(ref)
+    exact = bool(np.array_equal(ours, ref))
+    acc = float(np.mean(ours.argmax(-1) == yte))
+    console.print(f"   float accuracy {float_acc:.3f}, int8 accuracy (generated C) {acc:.3f} on {len(yte)} digits")
+    console.print(f"   bit-exact with TFLite Micro on all {len(xq)} inputs: "
+                  + ("[green]yes[/]" if exact else "[red]NO[/]"))
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
