@@ -12,10 +12,12 @@ def T(i, n):
 
 
 def _assert_no_overlap(plan):
+    """Buffers alive together never share bytes (an in-place input and output
+    meet only at the one step where the input dies and the output is born)."""
     bufs = plan.buffers
     for a in bufs:
         for b in bufs:
-            if a is b or not a.overlaps_in_time(b):
+            if a is b or not a.overlaps_in_time(b) or (id(a), id(b)) in plan.shared:
                 continue
             assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (a, b)
 
@@ -131,5 +133,5 @@ def test_overlap_lead_in_planner():
     a, b, c = T(0, 1000), T(1, 1200), T(2, 1200)
     steps = [([a], [b], 0, (a, b, 300), None), ([b], [c], 0, None, None)]
     plan = plan_memory([a], [c], steps)
-    assert plan.offset(a) - plan.offset(b) == 300
+    assert plan.offset(a) - plan.offset(b) == 304  # lead rounded up to the 16-byte alignment
     _assert_no_overlap(plan)

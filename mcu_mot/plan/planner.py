@@ -1,11 +1,15 @@
-"""Arena planner: lifetimes from the op order, aliases and in-place merges, then
-greedy-by-size placement (first-fit and best-fit, keeping the smaller arena).
+"""Arena planner: lifetimes from the op order, views and in-place groups, then
+greedy-by-size first-fit placement.
 
 TFLite Micro's GreedyMemoryPlanner places buffers largest first at the lowest
 offset that does not overlap a buffer alive at the same time. We do the same
-and add what an ahead-of-time compiler knows: reshapes are views of their
-input, elementwise ops may write over an input that dies with them, and
-kernel scratch is planned in the same arena instead of beside it.
+and add what an ahead-of-time compiler knows: a reshape is a view of its
+input (same bytes), an elementwise op may write over an input that dies with
+it, a raster-order kernel may write its output a computed `lead` below its
+input (plan/overlap.py), and kernel scratch lives in the same arena for the
+one step that needs it. Tensors tied this way form a group whose members keep
+fixed offsets relative to each other but keep their own lifetimes, so a dead
+input frees its bytes as soon as it dies.
 """
 from __future__ import annotations
 
@@ -20,17 +24,26 @@ def _align(n: int) -> int:
 
 @dataclass(eq=False)
 class Buffer:
-    """A block of the arena: one tensor, its views, and tensors run over it in place."""
+    """One tensor's (or one scratch area's) bytes and the steps during which they are live."""
     size: int
     first: int
     last: int
-    tensors: list = field(default_factory=list)
-    rel: dict = field(default_factory=dict)   # id(tensor) -> offset inside the block
+    tensor: object = None
     scratch_of: int = -1     # step index for scratch buffers
     offset: int = -1
 
     def overlaps_in_time(self, other: "Buffer") -> bool:
         return not (self.last < other.first or other.last < self.first)
+
+
+@dataclass(eq=False)
+class Group:
+    """Buffers placed together: member -> offset relative to the group's start."""
+    rel: dict = field(default_factory=dict)   # Buffer -> relative offset
+
+    @property
+    def span(self) -> int:
+        return max(r + _align(b.size) for b, r in self.rel.items())
 
 
 @dataclass
@@ -39,6 +52,7 @@ class MemoryPlan:
     buffers: list
     tensor_offset: dict      # id(tensor) -> offset
     scratch_offset: dict     # step index -> offset
+    shared: set = field(default_factory=set)  # (id(buffer), id(buffer)) allowed to share bytes at a step
 
     def offset(self, tensor) -> int:
         return self.tensor_offset[id(tensor)]
@@ -48,118 +62,122 @@ def plan_memory(graph_inputs, graph_outputs, steps) -> MemoryPlan:
     """steps: list of (reads, writes, scratch_bytes, inplace, alias_pair).
 
     inplace is (input tensor, output tensor[, lead]): the output may start
-    `lead` bytes below the input (0: exactly over it) if the input dies at this
-    step; alias_pair is (source, view) that always share their bytes.
+    `lead` bytes below the input (2-tuple: exactly over it, output no larger)
+    if the input dies at this step; alias_pair is (source, view) sharing bytes.
+    Returns the smaller of the plans with and without in-place groups, so the
+    arena is never larger than plain greedy-by-size (TFLite Micro's).
     """
+    with_inplace = _plan(graph_inputs, graph_outputs, steps, True)
+    plain = _plan(graph_inputs, graph_outputs, steps, False)
+    return with_inplace if with_inplace.arena_bytes <= plain.arena_bytes else plain
+
+
+def _plan(graph_inputs, graph_outputs, steps, allow_inplace: bool) -> MemoryPlan:
     n = len(steps)
-    buf_of: dict[int, Buffer] = {}
+    output_ids = {id(t) for t in graph_outputs}
+    bufs: dict[int, Buffer] = {}
+    group_of: dict[Buffer, Group] = {}
 
     def buffer(t) -> Buffer:
-        b = buf_of.get(id(t))
+        b = bufs.get(id(t))
         if b is None:
-            b = Buffer(t.nbytes, n + 1, -1, [t], {id(t): 0})
-            buf_of[id(t)] = b
+            b = Buffer(t.nbytes, n + 1, -1, t)
+            bufs[id(t)] = b
+            group_of[b] = Group({b: 0})
         return b
 
-    def merge(a: Buffer, b: Buffer, shift_b: int = 0) -> Buffer:
-        """Fold b into a, b's tensors placed `shift_b` bytes further than they were in b."""
-        if a is b:
-            return a
-        if shift_b < 0:  # keep offsets non-negative: move a's tensors up instead
-            for k in a.rel:
-                a.rel[k] -= shift_b
-            shift_b = 0
-        a.first, a.last = min(a.first, b.first), max(a.last, b.last)
-        for t in b.tensors:
-            a.tensors.append(t)
-            a.rel[id(t)] = b.rel[id(t)] + shift_b
-            buf_of[id(t)] = a
-        a.size = max(a.rel[id(t)] + t.nbytes for t in a.tensors)
-        return a
+    shared = set()
 
-    # last reader of each tensor, to know whether an input dies at a step
-    last_read: dict[int, int] = {}
-    for i, (reads, writes, _, _, alias) in enumerate(steps):
-        for t in reads:
-            last_read[id(t)] = i
-        if alias:
-            last_read[id(alias[0])] = max(last_read.get(id(alias[0]), -1), i)
-    for t in graph_outputs:
-        last_read[id(t)] = n
+    def join(src: Buffer, dst: Buffer, dst_minus_src: int) -> None:
+        """Put dst's group into src's, with dst at src + dst_minus_src."""
+        shared.update({(id(src), id(dst)), (id(dst), id(src))})
+        gs, gd = group_of[src], group_of[dst]
+        if gs is gd:
+            return
+        shift = gs.rel[src] + dst_minus_src - gd.rel[dst]
+        if shift < 0:
+            for b in gs.rel:
+                gs.rel[b] -= shift
+            shift = 0
+        for b, r in gd.rel.items():
+            gs.rel[b] = r + shift
+            group_of[b] = gs
+
+    def touch(t, step: int) -> None:
+        b = buffer(t)
+        b.first, b.last = min(b.first, step), max(b.last, step)
 
     for t in graph_inputs:
-        b = buffer(t)
-        b.first = 0
-        b.last = max(b.last, last_read.get(id(t), 0))
-
+        touch(t, 0)
     scratch: list[Buffer] = []
+    pending = []
     for i, (reads, writes, scratch_bytes, inplace, alias) in enumerate(steps):
         if alias:
             src, view = alias
-            b = merge(buffer(src), buffer(view))
-            b.last = max(b.last, last_read.get(id(view), i))
+            touch(src, i)
+            touch(view, i)
+            join(buffer(src), buffer(view), 0)
             continue
-        for t in reads:
-            b = buffer(t)
-            b.first = min(b.first, i)
-            b.last = max(b.last, i)
-        for t in writes:
-            b = buffer(t)
-            b.first = min(b.first, i)
-            b.last = max(b.last, last_read.get(id(t), i))
-        if inplace:
-            src, dst = inplace[0], inplace[1]
-            lead = inplace[2] if len(inplace) > 2 else 0
-            bs, bd = buffer(src), buffer(dst)
-            src_dies = bs.last == i and not any(id(t) in {id(o) for o in graph_outputs} for t in bs.tensors)
-            fits = len(inplace) > 2 or dst.nbytes <= src.nbytes
-            if src_dies and fits and bs is not bd and len(bd.tensors) == 1:
-                # dst goes `lead` bytes below src
-                merge(bs, bd, bs.rel[id(src)] - lead)
+        for t in list(reads) + list(writes):
+            touch(t, i)
+        if inplace and allow_inplace:
+            pending.append((i, inplace))
         if scratch_bytes:
-            scratch.append(Buffer(scratch_bytes, i, i, [], scratch_of=i))
+            scratch.append(Buffer(scratch_bytes, i, i, None, scratch_of=i))
+    for t in graph_outputs:
+        touch(t, n)
 
-    buffers = list({id(b): b for b in buf_of.values()}.values()) + scratch
+    # in-place groups, once every lifetime is known
+    for i, inplace in pending:
+        src, dst = inplace[0], inplace[1]
+        lead = _align(inplace[2]) if len(inplace) > 2 else 0
+        if len(inplace) == 2 and dst.nbytes > src.nbytes:
+            continue
+        bs, bd = bufs[id(src)], bufs[id(dst)]
+        gs = group_of[bs]
+        if any(b.last > i or id(b.tensor) in output_ids for b in gs.rel):
+            continue  # some bytes of the input's group are still needed after this step
+        if len(group_of[bd].rel) != 1:
+            continue
+        join(bs, bd, -lead)
+
+    for b in scratch:
+        group_of[b] = Group({b: 0})
+    buffers = list(bufs.values()) + scratch
     for b in buffers:
-        if b.first > b.last:  # tensor written but never read: lives at its step
+        if b.first > b.last:
             b.last = b.first
-    arena = _place_best(buffers)
-    tensor_offset = {id(t): b.offset + b.rel[id(t)] for b in buffers for t in b.tensors}
+    groups = list({id(g): g for g in group_of.values()}.values())
+    arena = _place(groups)
+    tensor_offset = {id(b.tensor): b.offset for b in bufs.values()}
     scratch_offset = {b.scratch_of: b.offset for b in scratch}
-    return MemoryPlan(arena, buffers, tensor_offset, scratch_offset)
+    return MemoryPlan(arena, buffers, tensor_offset, scratch_offset, shared)
 
 
-def _place(buffers, best_fit: bool) -> int:
-    order = sorted(buffers, key=lambda b: (-_align(b.size), b.first))
+def _place(groups) -> int:
+    """Largest first, each group at the lowest offset where no member collides."""
+    order = sorted(groups, key=lambda g: (-max(_align(b.size) for b in g.rel), min(b.first for b in g.rel)))
     placed: list[Buffer] = []
     top = 0
-    for b in order:
-        live = sorted((p for p in placed if p.overlaps_in_time(b)), key=lambda p: p.offset)
-        size = _align(b.size)
-        best, best_gap, cursor = None, None, 0
-        for p in live:
-            gap = p.offset - cursor
-            if gap >= size:
-                if not best_fit:
-                    best = cursor
-                    break
-                if best_gap is None or gap < best_gap:
-                    best, best_gap = cursor, gap
-            cursor = max(cursor, p.offset + _align(p.size))
-        if best is None:
-            best = cursor
-        b.offset = best
-        placed.append(b)
-        top = max(top, best + size)
+    for g in order:
+        candidates = {0}
+        for q in placed:
+            for b, r in g.rel.items():
+                if q.overlaps_in_time(b) and q.offset + _align(q.size) - r >= 0:
+                    candidates.add(q.offset + _align(q.size) - r)
+        for base in sorted(candidates):
+            if all(not _collides(base + r, b, placed) for b, r in g.rel.items()):
+                break
+        for b, r in g.rel.items():
+            b.offset = base + r
+            placed.append(b)
+        top = max(top, base + g.span)
     return top
 
 
-def _place_best(buffers) -> int:
-    results = []
-    for best_fit in (False, True):
-        arena = _place(buffers, best_fit)
-        results.append((arena, best_fit, [b.offset for b in buffers]))
-    arena, _, offsets = min(results, key=lambda r: r[0])
-    for b, off in zip(buffers, offsets):
-        b.offset = off
-    return arena
+def _collides(offset: int, b: Buffer, placed) -> bool:
+    end = offset + _align(b.size)
+    for q in placed:
+        if q.overlaps_in_time(b) and offset < q.offset + _align(q.size) and q.offset < end:
+            return True
+    return False
