@@ -80,6 +80,25 @@ class HostModel:
                 r[i] = np.frombuffer(raw, dtype=r.dtype).reshape(r.shape[1:])
         return results
 
+    def layer_outputs(self, *sample: np.ndarray) -> list:
+        """Run one sample layer by layer and read each layer's output right after it is written.
+
+        Returns [(layer report dict, array)] for every kernel call: the host
+        side of the per-layer debugger.
+        """
+        for k, x in enumerate(sample):
+            x = np.ascontiguousarray(x)
+            ctypes.memmove(self._lib.model_input(k), x.ctypes.data, x.nbytes)
+        calls = [layer for layer in self.meta["layers"] if layer["kernel"]]
+        arena = self._lib.model_arena()
+        results = []
+        for i, layer in enumerate(calls):
+            self._lib.model_invoke_range(i, i)
+            dtype = np.dtype(layer["dtype"])
+            raw = ctypes.string_at(arena + layer["arena_offset"], layer["bytes"])
+            results.append((layer, np.frombuffer(raw, dtype).reshape(layer["shape"]).copy()))
+        return results
+
     def arena(self) -> np.ndarray:
         """The arena as bytes, to read intermediate tensors (debugger)."""
         size = self.meta["arena_bytes"]

@@ -111,3 +111,19 @@ def keras_model(layers_fn, input_shape, seed: int = 0):
         if "bias" in w.path or "beta" in w.path:
             w.assign(rng.normal(0, 0.3, w.shape).astype(np.float32))
     return model
+
+
+def first_divergence(path, sample: list):
+    """(layer, ours, ref) of the first layer whose output differs from TFLM's, or None."""
+    from mcu_mot.simulate import load
+    from tflite_micro.python.tflite_micro import runtime
+    model = load(path)
+    interp = runtime.Interpreter.from_file(str(path), intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    for k, x in enumerate(sample):
+        interp.set_input(x.reshape(interp.get_input_details(k)["shape"]), k)
+    interp.invoke()
+    for layer, ours in model.layer_outputs(*sample):
+        ref = np.asarray(interp.GetTensor(layer["tensor"], 0)["tensor_data"]).reshape(ours.shape)
+        if not np.array_equal(ours, ref):
+            return layer, ours, ref
+    return None

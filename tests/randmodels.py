@@ -22,7 +22,10 @@ def random_model(seed: int, max_blocks: int = 5):
 
     def conv(t):
         k = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
-        dil = int(rng.choice([1, 1, 2])) if min(spatial(t)) > 6 else 1
+        # Keras 3 turns dilation_rate into SPACE_TO_BATCH_ND + CONV + BATCH_TO_SPACE_ND, and TFLM's
+        # SPACE_TO_BATCH_ND pads with an uninitialized zero point, so no bit-exact reference exists
+        # for it: dilated convs are tested as native ops in test_ops_conv, the pair in test_batch_space.
+        dil = 1
         stride = 1 if dil > 1 else int(rng.choice([1, 2]))
         pad = str(rng.choice(["same", "valid"]))
         if pad == "valid" and min(s - (kk - 1) * dil for s, kk in zip(spatial(t), k)) < 1:

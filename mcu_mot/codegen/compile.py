@@ -61,7 +61,8 @@ def generate(model_path, backend: str = "portable", board: str = "host") -> Comp
         "inputs": [_io(t, plan) for t in graph.inputs],
         "outputs": [_io(t, plan) for t in graph.outputs],
         "layers": [
-            {"index": op.index, "name": op.name, "op": op.opcode,
+            {"index": op.index, "name": op.name, "op": op.opcode, "tensor": op.outputs[0].index,
+             "shape": list(op.outputs[0].shape), "dtype": op.outputs[0].dtype,
              "kernel": low.kernel if isinstance(low, Call) else None,
              "macs": low.macs if isinstance(low, Call) else 0,
              "arena_offset": plan.offset(op.outputs[0]), "bytes": op.outputs[0].nbytes,

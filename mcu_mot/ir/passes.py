@@ -14,6 +14,7 @@ from .graph import Graph, Op, Tensor
 
 def run_passes(graph: Graph) -> Graph:
     fold_constants(graph)
+    infer_space_batch_shapes(graph)
     fuse_activations(graph)
     remove_dead_ops(graph)
     graph.renumber()
@@ -116,6 +117,35 @@ def fold_constants(graph: Graph) -> None:
             out.data = np.asarray(value).astype(out.dtype if out.dtype != "bool" else "bool").reshape(out.shape)
             graph.ops.remove(op)
             changed = True
+
+
+# ---------------------------------------------------------------- shapes
+_BATCH_PRESERVING = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SUB", "MUL", "RELU", "RELU6", "LEAKY_RELU",
+                     "LOGISTIC", "TANH", "HARD_SWISH", "QUANTIZE", "DEQUANTIZE", "MAX_POOL_2D",
+                     "AVERAGE_POOL_2D", "PAD", "PADV2"}
+
+
+def infer_space_batch_shapes(graph: Graph) -> None:
+    """The converter stores batch 1 for tensors between SPACE_TO_BATCH_ND and
+    BATCH_TO_SPACE_ND (how Keras 3 writes dilated convs); the interpreter
+    resizes them at run time. We compute the real shapes at compile time."""
+    if not any(op.opcode == "SPACE_TO_BATCH_ND" for op in graph.ops):
+        return
+    for op in graph.ops:
+        inp, out = op.inputs[0], op.outputs[0]
+        if op.opcode == "SPACE_TO_BATCH_ND" and op.inputs[1].is_const and op.inputs[2].is_const:
+            bh, bw = (int(v) for v in op.inputs[1].data.ravel()[:2])
+            pads = op.inputs[2].data.reshape(-1, 2)
+            b, h, w, c = inp.shape
+            out.shape = (b * bh * bw, (h + int(pads[0].sum())) // bh, (w + int(pads[1].sum())) // bw, c)
+        elif op.opcode == "BATCH_TO_SPACE_ND" and op.inputs[1].is_const and op.inputs[2].is_const:
+            bh, bw = (int(v) for v in op.inputs[1].data.ravel()[:2])
+            crops = op.inputs[2].data.reshape(-1, 2)
+            b, h, w, c = inp.shape
+            out.shape = (b // (bh * bw), h * bh - int(crops[0].sum()), w * bw - int(crops[1].sum()), c)
+        elif op.opcode in _BATCH_PRESERVING and len(inp.shape) == 4 and len(out.shape) == 4 \
+                and inp.shape[0] != out.shape[0]:
+            out.shape = (inp.shape[0],) + tuple(out.shape[1:])
 
 
 # ---------------------------------------------------------------- fusion
