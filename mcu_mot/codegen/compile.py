@@ -14,6 +14,7 @@ from ..ir import read_tflite
 from ..ir.passes import run_passes
 from ..plan import plan_memory
 from .emit import render, weights_bytes
+from .inplace import overlap_lead
 from .lowering import Alias, Call, LoweringContext, lower_op
 
 KERNEL_DIR = ROOT / "firmware" / "kernels"
@@ -44,6 +45,9 @@ def generate(model_path, backend: str = "portable", board: str = "host") -> Comp
     _check_backend(graph, backend)
     ctx = LoweringContext(backend)
     steps = [(op, lower_op(op, ctx)) for op in graph.ops]
+    for op, low in steps:
+        if isinstance(low, Call):
+            low.inplace = low.inplace or overlap_lead(op, low)
     plan = plan_memory(graph.inputs, graph.outputs, [_plan_step(op, low) for op, low in steps])
     files = render(graph, steps, plan, ctx, name=graph.name, source=model_path.name,
                    model_hash=digest[:8], backend="portable")
@@ -85,8 +89,8 @@ def _plan_step(op, low):
         return ([], [], 0, None, (low.source, low.view))
     inplace = None
     if low.inplace is not None:
-        i, o = low.inplace
-        inplace = (op.inputs[i], op.outputs[o])
+        i, o = low.inplace[:2]
+        inplace = (op.inputs[i], op.outputs[o]) + tuple(low.inplace[2:])
     return (low.reads, low.writes, low.scratch_bytes, inplace, None)
 
 

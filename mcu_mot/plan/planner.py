@@ -67,12 +67,15 @@ def plan_memory(graph_inputs, graph_outputs, steps) -> MemoryPlan:
     Returns the smaller of the plans with and without in-place groups, so the
     arena is never larger than plain greedy-by-size (TFLite Micro's).
     """
-    with_inplace = _plan(graph_inputs, graph_outputs, steps, True)
-    plain = _plan(graph_inputs, graph_outputs, steps, False)
-    return with_inplace if with_inplace.arena_bytes <= plain.arena_bytes else plain
+    plans = [_plan(graph_inputs, graph_outputs, steps, mode) for mode in ("chain", "pairs", "none")]
+    return min(plans, key=lambda p: p.arena_bytes)
 
 
-def _plan(graph_inputs, graph_outputs, steps, allow_inplace: bool) -> MemoryPlan:
+def _plan(graph_inputs, graph_outputs, steps, mode: str) -> MemoryPlan:
+    """mode: 'chain' joins every in-place pair (groups may span many layers and
+    drift), 'pairs' joins the most profitable pairs with no tensor in two joins
+    (groups stay small), 'none' plans every buffer on its own."""
+    allow_inplace = mode != "none"
     n = len(steps)
     output_ids = {id(t) for t in graph_outputs}
     bufs: dict[int, Buffer] = {}
@@ -128,6 +131,15 @@ def _plan(graph_inputs, graph_outputs, steps, allow_inplace: bool) -> MemoryPlan
         touch(t, n)
 
     # in-place groups, once every lifetime is known
+    def saving(item):
+        _, (src, dst, *rest) = item
+        lead = _align(rest[0]) if rest else 0
+        span = max(lead + _align(src.nbytes), _align(dst.nbytes)) - min(lead, 0)
+        return _align(src.nbytes) + _align(dst.nbytes) - span
+
+    if mode == "pairs":
+        pending.sort(key=saving, reverse=True)
+    joined = set()
     for i, inplace in pending:
         src, dst = inplace[0], inplace[1]
         lead = _align(inplace[2]) if len(inplace) > 2 else 0
@@ -139,6 +151,9 @@ def _plan(graph_inputs, graph_outputs, steps, allow_inplace: bool) -> MemoryPlan
             continue  # some bytes of the input's group are still needed after this step
         if len(group_of[bd].rel) != 1:
             continue
+        if mode == "pairs" and (bs in joined or bd in joined):
+            continue
+        joined.update((bs, bd))
         join(bs, bd, -lead)
 
     for b in scratch:

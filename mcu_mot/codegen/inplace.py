@@ -1,0 +1,38 @@
+"""Which kernels may run with their output overlapping their input, and by how much.
+
+The portable conv, depthwise and pooling kernels walk output pixels in raster
+order and write a pixel only from inputs of that pixel's window, so their
+output can start `raster_lead` bytes below their input (plan/overlap.py).
+A kernel added to RASTER_KERNELS must keep that property.
+"""
+from __future__ import annotations
+
+from ..ir.graph import DTYPE_BYTES
+from ..plan.overlap import raster_lead
+from .lowering import Call
+from .ops.conv import tflm_padding
+
+RASTER_KERNELS = {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"}
+
+
+def overlap_lead(op, call: Call):
+    """(0, 0, lead) for a raster-order kernel whose output may overlap its input, else None."""
+    if op.opcode not in RASTER_KERNELS or call.inplace is not None:
+        return None
+    inp, out = op.inputs[0], op.outputs[0]
+    if len(inp.shape) != 4 or len(out.shape) != 4:
+        return None
+    o = op.options
+    s_h, s_w = int(o.get("stride_h", 1)), int(o.get("stride_w", 1))
+    d_h, d_w = int(o.get("dilation_h_factor", 1)), int(o.get("dilation_w_factor", 1))
+    if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        w = op.inputs[1]
+        k_h, k_w = int(w.shape[1]), int(w.shape[2])
+    else:
+        k_h, k_w = int(o.get("filter_height", 1)), int(o.get("filter_width", 1))
+    padding = int(o.get("padding", 0))
+    pad_h = tflm_padding(op, padding, s_h, d_h, int(inp.shape[1]), k_h)
+    pad_w = tflm_padding(op, padding, s_w, d_w, int(inp.shape[2]), k_w)
+    lead = raster_lead(inp.shape, out.shape, DTYPE_BYTES[inp.dtype], DTYPE_BYTES[out.dtype],
+                       (s_h, s_w), (pad_h, pad_w))
+    return (0, 0, lead)
