@@ -48,7 +48,8 @@ def activation_range(fused: int, dtype: str, scale: float = 1.0, zero_point: int
     fused: TFLite ActivationFunctionType (0 none, 1 relu, 2 relu_n1_to_1, 3 relu6).
     """
     if dtype == "float32":
-        lo, hi = -np.inf, np.inf
+        big = float(np.finfo(np.float32).max)  # TFLM uses numeric_limits<float>::lowest()/max()
+        lo, hi = -big, big
         if fused == 1:
             lo = 0.0
         elif fused == 2:
@@ -58,8 +59,6 @@ def activation_range(fused: int, dtype: str, scale: float = 1.0, zero_point: int
         return np.float32(lo), np.float32(hi)
     qmin, qmax = {"int8": (-128, 127), "int16": (-32768, 32767), "uint8": (0, 255)}[dtype]
 
-    def q(v):
-        return zero_point + int(tflite_round(v / scale))
     # TFLM computes f / scale in float (scale is a float); emulate float32 division
     def qf(v):
         return zero_point + int(tflite_round(float(np.float32(v) / np.float32(scale))))
