@@ -104,6 +104,8 @@ def _check_backend(graph, backend: str) -> None:
             if out.dtype == "float32" and op.opcode not in ("DEQUANTIZE",):
                 raise MotError(f"backend cmsis-nn needs an int8/int16 model: op {op.opcode} at index "
                                f"{op.index} ('{op.name}') is float32; quantize it or use --backend portable")
+        raise MotError("backend cmsis-nn: no op is lowered to CMSIS-NN calls yet; "
+                       "use --backend portable (or auto, which picks portable)")
 
 
 def compile_model(model_path, out_dir, backend: str = "portable", board: str = "host") -> dict:
