@@ -178,6 +178,30 @@ def test_host_build_answers_every_request(device, two_io_model):
         assert st["invokes"] == 1 + len(calls) and st["corrupt"] == 0 and st["retransmits"] == 0
 
 
+def test_device_cobs_and_crc_agree_with_python(device):
+    """PING echoes payloads built around COBS's corner cases: the C encoder/decoder and CRC-32
+    against the `cobs` package and zlib, in both directions."""
+    rng = random.Random(9)
+    with _client(device.url) as c:
+        for payload in _payloads(rng, 60):
+            assert c.ping(payload) == payload
+        assert c.stats()["corrupt"] == 0
+
+
+def test_input_chunks_restart_at_offset_zero(device):
+    x = _inputs(1)[0].tobytes()
+    with _client(device.url) as c:
+        got = lambda off, data: int.from_bytes(c.request(P.SET_INPUT, P.set_input_payload(0, off, data)), "little")
+        assert got(0, x[:506]) == 506
+        assert got(506, x[506:700]) == 700
+        assert got(0, x[:100]) == 100          # a new input begins: not "700 received"
+        assert got(50, x[50:300]) == 300       # overlapping rewrite, in order
+        with pytest.raises(DeviceError):
+            c.request(P.INVOKE, P.invoke_payload())
+        c.set_input(0, _inputs(1)[0])
+        assert c.invoke()[1] == c.info().layers
+
+
 def test_requests_the_device_must_refuse(device):
     with _client(device.url) as c:
         info = c.info()
@@ -362,11 +386,11 @@ def test_outputs_equal_simulate_and_tflm(device, two_io_model):
         np.testing.assert_array_equal(a, r.reshape(a.shape))
 
 
-@pytest.mark.parametrize("seed", [11, 12])
-def test_random_models_on_the_host_build(tmp_path, seed):
+@pytest.mark.parametrize("seed,mode", [(11, "int8"), (12, "int16")])
+def test_random_models_on_the_host_build(tmp_path, seed, mode):
     import harness
     from randmodels import random_model
-    path = harness.save(harness.convert(random_model(seed), "int8"), tmp_path)
+    path = harness.save(harness.convert(random_model(seed), mode), tmp_path)
     x = harness.random_inputs(path, 3, seed)
     with HostDevice(path) as dev, _client(dev.url) as c:
         ours = c.run(*x)
@@ -459,3 +483,40 @@ def test_faulty_link_gives_right_answers_or_clear_errors(fw, two_io_model, kind)
     assert injected > 0
     assert ok >= len(x) - 2
     assert ok <= st["invokes"] <= ok + failed_invokes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_heavily_damaged_link_fails_cleanly_and_never_runs_twice(fw, two_io_model, seed):
+    """Fault rates high enough that some requests give up: each failure is one line, nothing
+    hangs, and the device's invoke counter still never exceeds what the host attempted."""
+    from mcu_mot.simulate import load
+    x = _inputs(10, seed=seed)
+    ref = load(two_io_model).run(x)
+    ok = failed = errors = 0
+    with HostDevice(fw) as dev:
+        with FaultProxy(dev.port, seed=100 + seed, drop=2e-3, corrupt=2e-3, dup_byte=1e-3, dup_chunk=0.1,
+                        delay=0.05, max_delay=0.3) as proxy:
+            try:
+                c = _client(proxy.url, timeout=0.15, retries=4)
+            except MotError:
+                pytest.skip("even the opening PING did not get through")
+            for i in range(len(x)):
+                try:
+                    c.set_input(0, x[i])
+                    try:
+                        c.invoke()
+                    except MotError:
+                        failed += 1
+                        raise
+                    ok += 1
+                    outs = [c.get_output(k) for k in range(2)]
+                    for o, r in zip(outs, ref):
+                        np.testing.assert_array_equal(o, r[i])
+                except MotError as e:
+                    assert "\n" not in str(e)
+                    errors += 1
+            c.close()
+        with _client(dev.url) as direct:
+            st = direct.stats()
+    assert ok <= st["invokes"] <= ok + failed

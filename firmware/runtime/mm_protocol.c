@@ -152,8 +152,8 @@ static uint32_t do_set_input(uint8_t type, const uint8_t *p, uint32_t n, uint8_t
     if (offset > in_received[index])
         FAIL(MM_ERR_RANGE, "gap: write the input in order");
     memcpy((uint8_t *)model_input((int)index) + offset, p + 6, count);
-    if (offset + count > in_received[index])
-        in_received[index] = offset + count;
+    if (offset == 0 || offset + count > in_received[index])
+        in_received[index] = offset + count;   /* offset 0 starts the input anew */
     next_layer = 0;                       /* the arena changed: no continuation of a partial run */
     put32(tx + 4, in_received[index]);
     return 4;

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -117,9 +118,11 @@ class QemuInstance:
                 self._log = open(self.log_path, "w+b")
             else:
                 self._log = tempfile.NamedTemporaryFile(prefix="mm-qemu-", suffix=".log", delete=False)
+            # PR_SET_PDEATHSIG fires when the *thread* that forked exits: only from the main thread
+            orphan_guard = sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                          stderr=subprocess.STDOUT,
-                                         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                         preexec_fn=_die_with_parent if orphan_guard else None)
             _live.add(self)
             self.port = port
             err = self._wait_listening()

@@ -60,6 +60,7 @@ class Transport:
         self.resent = 0
         self.bad_frames = 0
         self.stale_frames = 0
+        self.replies = 0
 
     # ---- life cycle ----
     def close(self) -> None:
@@ -143,18 +144,21 @@ class Transport:
                             nak = True            # our frame arrived damaged: resend now
                             break
                         if req == type_:
+                            self.replies += 1
                             raise DeviceError(code, req, msg, self.port)
                         self.stale_frames += 1
                         continue
                     if f.type == want:
+                        self.replies += 1
                         return f.payload
                     self.stale_frames += 1
                 noise += self.reader.dropped - dropped
         name = P.NAMES.get(type_, f"0x{type_:02x}")
         tries = f"{self.retries} tr{'y' if self.retries == 1 else 'ies'}"
         if received == 0:
-            raise MotError(f"no reply from {self.port} after {tries} ({timeout:g} s each): "
-                           f"is the board running mcu_mot firmware?")
+            hint = ("it answered before: did it reset or hang?" if self.replies
+                    else "is the board running mcu_mot firmware?")
+            raise MotError(f"no reply from {self.port} after {tries} ({timeout:g} s each): {hint}")
         if naks:
             raise MotError(f"no valid reply to {name} from {self.port} after {tries}: the device received "
                            f"{naks} damaged cop{'y' if naks == 1 else 'ies'} of it; the line is too noisy")
