@@ -1,0 +1,332 @@
+"""Board descriptions: boards/*.toml, loaded and validated (Zephyr-style data, no code).
+
+A board file names the CPU and its compiler flags, the memories (with the real
+part's sizes), the clock, the UART, the profiling timer, how to flash it and,
+for emulated boards, the QEMU machine. `load_board(name)` returns a `Board`;
+an unknown name is a one-line `MotError` listing the known boards.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import ROOT, MotError
+
+BOARD_DIR = ROOT / "boards"
+
+CPUS = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
+# what each core can have; `features` must be a subset
+CPU_FEATURES = {
+    "cortex-m0plus": set(),
+    "cortex-m3": set(),
+    "cortex-m4": {"dsp", "fpu"},
+    "cortex-m7": {"dsp", "fpu"},
+    "cortex-m33": {"dsp", "fpu"},
+    "cortex-m55": {"dsp", "fpu", "mve"},
+}
+UART_KINDS = {
+    "cmsdk-apb-uart": (),
+    "stm32-usart": ("family", "tx", "rx", "af", "clock_enable"),
+    "nrf52-uarte": ("tx_pin", "rx_pin"),
+    "rp2040-uart": ("tx_pin", "rx_pin"),
+}
+STM32_FAMILIES = ("stm32f4", "stm32f7", "stm32l4")
+TIMER_KINDS = ("systick", "dwt")
+FLASH_METHODS = ("qemu", "openocd", "pyocd", "picotool", "none")
+FLOAT_ABIS = ("soft", "softfp", "hard")
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    origin: int
+    length: int
+    use: str  # "code" | "ram" | "extra"
+
+    @property
+    def end(self) -> int:
+        return self.origin + self.length
+
+
+@dataclass
+class Board:
+    name: str
+    description: str
+    cpu: str
+    path: Path
+    features: tuple = ()
+    mcpu: str = ""
+    mfpu: str | None = None
+    float_abi: str = "soft"
+    clock_hz: int = 0
+    memory: tuple = ()
+    stack_size: int = 16384
+    heap_size: int = 0
+    irqs: int = 32
+    vtor: int | None = None
+    caches: bool = False
+    boot2: str | None = None
+    uart: dict = field(default_factory=dict)
+    timer: dict = field(default_factory=dict)
+    flash: dict = field(default_factory=dict)
+    qemu: dict | None = None
+    raw: dict = field(default_factory=dict)
+
+    # ---- derived ----
+    @property
+    def is_host(self) -> bool:
+        return self.cpu == "host"
+
+    @property
+    def emulated(self) -> bool:
+        return self.qemu is not None
+
+    @property
+    def code_region(self) -> Region:
+        return next(r for r in self.memory if r.use == "code")
+
+    @property
+    def ram_region(self) -> Region:
+        return next(r for r in self.memory if r.use == "ram")
+
+    @property
+    def timer_unit(self) -> str:
+        """'instructions' (QEMU: no cycle counter) or 'cycles' (hardware)."""
+        return self.timer.get("unit") or ("instructions" if self.emulated else "cycles")
+
+    def region_of(self, addr: int) -> Region | None:
+        """The region holding `addr`, else the highest region starting below it (an overflow)."""
+        inside = [r for r in self.memory if r.origin <= addr < r.end]
+        if inside:
+            return inside[0]
+        below = [r for r in self.memory if r.origin <= addr]
+        return max(below, key=lambda r: r.origin) if below else None
+
+    def cflags(self) -> list[str]:
+        """Target flags for compiling and linking (multilib selection included)."""
+        flags = ["-mthumb", f"-mcpu={self.mcpu}", f"-mfloat-abi={self.float_abi}"]
+        if self.mfpu:
+            flags.append(f"-mfpu={self.mfpu}")
+        return flags
+
+    def defines(self) -> dict:
+        """Preprocessor macros the runtime's drivers are configured with."""
+        u, t = self.uart, self.timer
+        d = {
+            "MM_BOARD_NAME": f'"{self.name}"',
+            "MM_CLOCK_HZ": f"{self.clock_hz}u",
+            "MM_UART_BASE": f"0x{u['base']:08x}u",
+            "MM_UART_BAUD": f"{u.get('baud', 115200)}u",
+            "MM_UART_CLOCK_HZ": f"{u.get('clock_hz', self.clock_hz)}u",
+            "MM_TIMER_UNIT": "0" if self.timer_unit == "instructions" else "1",
+            "MM_TIMER_CALIBRATE": "1" if self.timer_unit == "instructions" else "0",
+            "MM_TIMER_" + t["kind"].upper(): "1",
+            "MM_UART_" + u["kind"].upper().replace("-", "_"): "1",
+            "MM_CPU_" + self.cpu.upper().replace("-", "_"): "1",
+        }
+        if self.emulated:
+            d["MM_EMULATED"] = "1"
+        if u["kind"] == "stm32-usart":
+            d["MM_" + u["family"].upper()] = "1"
+            for key in ("tx", "rx"):
+                port, pin = _stm32_pin(u[key], self.path)
+                d[f"MM_UART_{key.upper()}_PORT"] = str(port)
+                d[f"MM_UART_{key.upper()}_PIN"] = str(pin)
+            d["MM_UART_AF"] = str(int(u["af"]))
+            reg, bit = u["clock_enable"]
+            d["MM_UART_CLKEN_REG"] = f"0x{int(reg):08x}u"
+            d["MM_UART_CLKEN_BIT"] = str(int(bit))
+            if u.get("lpuart"):
+                d["MM_UART_LPUART"] = "1"
+        elif u["kind"] in ("nrf52-uarte", "rp2040-uart"):
+            d["MM_UART_TX_PIN"] = str(int(u["tx_pin"]))
+            d["MM_UART_RX_PIN"] = str(int(u["rx_pin"]))
+        return d
+
+    def qemu_argv(self, elf, serial: str) -> list[str]:
+        """The qemu-system-arm command that runs `elf` with the UART on `serial`
+        (e.g. 'tcp:127.0.0.1:4321,server=on,wait=off'), counting instructions."""
+        if not self.emulated:
+            raise MotError(f"board '{self.name}' is not emulated (flash method: {self.flash.get('method')})")
+        q = self.qemu
+        return (["qemu-system-arm", "-M", q["machine"], "-cpu", q.get("cpu", self.cpu),
+                 "-kernel", str(elf), "-nographic", "-monitor", "none", "-icount", "shift=0",
+                 "-serial", serial] + [str(a) for a in q.get("extra_args", [])])
+
+    def summary(self) -> dict:
+        """One row for `mcu-mot boards`."""
+        if self.is_host:
+            return {"name": self.name, "cpu": "host", "features": "", "flash": "", "ram": "",
+                    "clock_mhz": "", "flash_method": "simulate", "description": self.description}
+        return {"name": self.name, "cpu": self.cpu, "features": ",".join(self.features),
+                "flash": _human(self.code_region.length), "ram": _human(self.ram_region.length),
+                "clock_mhz": self.clock_hz / 1e6, "flash_method": self.flash["method"],
+                "description": self.description}
+
+
+def board_names() -> list[str]:
+    return sorted(p.stem for p in BOARD_DIR.glob("*.toml"))
+
+
+def list_boards() -> list[Board]:
+    return [load_board(n) for n in board_names()]
+
+
+def load_board(name) -> Board:
+    """A board by name (boards/NAME.toml) or by path to a .toml file of the same schema."""
+    if isinstance(name, Board):
+        return name
+    name = str(name)
+    path = Path(name)
+    if not (name.endswith(".toml") and path.is_file()):
+        path = BOARD_DIR / f"{name}.toml"
+        if not path.is_file():
+            raise MotError(f"unknown board '{name}' (known: {', '.join(board_names())})")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise MotError(f"{path}: cannot read board file: {e}") from None
+    return _validate(data, path)
+
+
+# ---------------------------------------------------------------- validation
+
+def _bad(path: Path, msg: str) -> MotError:
+    return MotError(f"board file {path.name}: {msg}")
+
+
+def _size(v, path: Path, what: str) -> int:
+    """An int, or a string like '512K', '4M', '0x1000'."""
+    if isinstance(v, bool):
+        raise _bad(path, f"{what} must be a size, got {v!r}")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        m = re.fullmatch(r"\s*(0x[0-9a-fA-F_]+|\d[\d_]*)\s*([KkMmGg]i?[Bb]?)?\s*", v)
+        if m:
+            n = int(m.group(1).replace("_", ""), 0)
+            unit = (m.group(2) or "").upper()[:1]
+            return n * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit]
+    raise _bad(path, f"{what} must be a size (bytes, or like '128K'/'1M'), got {v!r}")
+
+
+def _req(d: dict, key: str, path: Path, where: str = ""):
+    if key not in d:
+        raise _bad(path, f"missing '{key}'" + (f" in [{where}]" if where else ""))
+    return d[key]
+
+
+def _stm32_pin(s: str, path: Path) -> tuple[int, int]:
+    m = re.fullmatch(r"P([A-K])(\d{1,2})", str(s))
+    if not m or int(m.group(2)) > 15:
+        raise _bad(path, f"STM32 pin must look like 'PA9', got {s!r}")
+    return ord(m.group(1)) - ord("A"), int(m.group(2))
+
+
+def _validate(d: dict, path: Path) -> Board:
+    name = _req(d, "name", path)
+    if name != path.stem:
+        raise _bad(path, f"name '{name}' differs from the file name '{path.stem}'")
+    desc = str(d.get("description", name))
+    cpu = _req(d, "cpu", path)
+    flash = dict(d.get("flash", {}))
+    if cpu == "host":
+        return Board(name=name, description=desc, cpu="host", path=path, flash=flash or {"method": "none"}, raw=d)
+    if cpu not in CPUS:
+        raise _bad(path, f"unknown cpu '{cpu}' (choose from {', '.join(CPUS)})")
+    features = tuple(d.get("features", []))
+    extra = set(features) - CPU_FEATURES[cpu]
+    if extra:
+        raise _bad(path, f"{cpu} has no {', '.join(sorted(extra))}")
+
+    comp = _req(d, "compiler", path)
+    mcpu = _req(comp, "mcpu", path, "compiler")
+    fabi = comp.get("mfloat-abi", "soft")
+    if fabi not in FLOAT_ABIS:
+        raise _bad(path, f"mfloat-abi must be one of {', '.join(FLOAT_ABIS)}")
+    if fabi != "soft" and "fpu" not in features:
+        raise _bad(path, f"mfloat-abi={fabi} needs the 'fpu' feature")
+    if "fpu" in features and fabi == "soft":
+        raise _bad(path, "a board with an FPU should use mfloat-abi hard (or softfp)")
+
+    mem = []
+    for i, r in enumerate(_req(d, "memory", path)):
+        rname = _req(r, "name", path, f"memory {i}")
+        use = r.get("use", "extra")
+        if use not in ("code", "ram", "extra"):
+            raise _bad(path, f"memory '{rname}': use must be code, ram or extra")
+        mem.append(Region(rname, _size(_req(r, "origin", path, f"memory {rname}"), path, f"{rname}.origin"),
+                          _size(_req(r, "length", path, f"memory {rname}"), path, f"{rname}.length"), use))
+    for use in ("code", "ram"):
+        n = sum(r.use == use for r in mem)
+        if n != 1:
+            raise _bad(path, f"needs exactly one memory region with use = \"{use}\" (has {n})")
+    names = [r.name for r in mem]
+    if len(set(names)) != len(names):
+        raise _bad(path, "memory region names must be unique")
+    for a in mem:
+        if a.length <= 0:
+            raise _bad(path, f"memory '{a.name}' has no length")
+        for b in mem:
+            if a is not b and a.origin < b.end and b.origin < a.end:
+                raise _bad(path, f"memory regions '{a.name}' and '{b.name}' overlap")
+
+    clock = int(_req(d, "clock_hz", path))
+    uart = dict(_req(d, "uart", path))
+    kind = _req(uart, "kind", path, "uart")
+    if kind not in UART_KINDS:
+        raise _bad(path, f"unknown uart kind '{kind}' (choose from {', '.join(UART_KINDS)})")
+    _req(uart, "base", path, "uart")
+    for k in UART_KINDS[kind]:
+        _req(uart, k, path, "uart")
+    if kind == "stm32-usart":
+        if uart["family"] not in STM32_FAMILIES:
+            raise _bad(path, f"uart family must be one of {', '.join(STM32_FAMILIES)}")
+        _stm32_pin(uart["tx"], path), _stm32_pin(uart["rx"], path)
+        ce = uart["clock_enable"]
+        if not (isinstance(ce, list) and len(ce) == 2 and all(isinstance(x, int) for x in ce)):
+            raise _bad(path, "uart clock_enable must be [register address, bit]")
+
+    timer = dict(_req(d, "timer", path))
+    if timer.get("kind") not in TIMER_KINDS:
+        raise _bad(path, f"timer kind must be one of {', '.join(TIMER_KINDS)}")
+    if timer["kind"] == "dwt" and cpu == "cortex-m0plus":
+        raise _bad(path, "cortex-m0plus has no DWT cycle counter: use timer kind systick")
+    if timer.get("unit", "cycles") not in ("cycles", "instructions"):
+        raise _bad(path, "timer unit must be cycles or instructions")
+
+    method = flash.get("method")
+    if method not in FLASH_METHODS:
+        raise _bad(path, f"flash method must be one of {', '.join(FLASH_METHODS)}")
+    qemu = d.get("qemu")
+    if (method == "qemu") != (qemu is not None):
+        raise _bad(path, "flash method 'qemu' and a [qemu] table go together")
+    if qemu is not None:
+        _req(qemu, "machine", path, "qemu")
+        if timer["kind"] != "systick":
+            raise _bad(path, "QEMU has no cycle counter: an emulated board's timer kind must be systick")
+
+    stack = _size(d.get("stack_size", 16384), path, "stack_size")
+    heap = _size(d.get("heap_size", 0), path, "heap_size")
+    if stack < 1024 or stack % 8:
+        raise _bad(path, "stack_size must be a multiple of 8, at least 1024")
+    vtor = d.get("vtor")
+    if vtor is not None:
+        vtor = _size(vtor, path, "vtor")
+    boot2 = d.get("boot2")
+    if boot2 not in (None, "rp2040-generic-03h"):
+        raise _bad(path, f"unknown boot2 '{boot2}'")
+    return Board(name=name, description=desc, cpu=cpu, path=path, features=features, mcpu=mcpu,
+                 mfpu=comp.get("mfpu"), float_abi=fabi, clock_hz=clock, memory=tuple(mem),
+                 stack_size=stack, heap_size=heap, irqs=int(d.get("irqs", 32)), vtor=vtor,
+                 caches=bool(d.get("caches", False)), boot2=boot2, uart=uart, timer=timer, flash=flash,
+                 qemu=dict(qemu) if qemu is not None else None, raw=d)
+
+
+def _human(n: int) -> str:
+    for unit, k in (("M", 1 << 20), ("K", 1 << 10)):
+        if n >= k and n % k == 0:
+            return f"{n // k} {unit}B"
+    return f"{n} B"
