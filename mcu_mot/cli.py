@@ -30,6 +30,153 @@ def _cmd_simulate(args) -> None:
     print(f"simulated {n} input(s) on host -> {args.output}")
 
 
+def _progress(description: str):
+    """A rich progress bar whose update(done, total, text) fits the build/run callbacks."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    prog = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TextColumn("{task.fields[what]}"), TimeElapsedColumn(), transient=True)
+    task = prog.add_task(description, total=1, what="")
+
+    def update(done, total, text=""):
+        prog.update(task, completed=done, total=total, what=text)
+    return prog, update
+
+
+def _cmd_boards(args) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from .build.boards import list_boards
+    table = Table(title="Boards (boards/*.toml)")
+    for col in ("name", "cpu", "features", "flash", "ram", "MHz", "flash via", "description"):
+        table.add_column(col)
+    for b in list_boards():
+        r = b.summary()
+        mhz = f"{r['clock_mhz']:g}" if r["clock_mhz"] != "" else ""
+        table.add_row(r["name"], r["cpu"], r["features"], r["flash"], r["ram"], mhz, r["flash_method"],
+                      r["description"])
+    Console(width=160).print(table)
+
+
+def _cmd_build(args) -> None:
+    from .build import build, print_size_report
+    out = args.output or f"build/{args.board}"
+    prog, update = _progress(f"building for {args.board}")
+    with prog:
+        report = build(args.model, args.board, out, backend=args.backend, jobs=args.jobs, progress=update)
+    ran = len(report.get("actions", []))
+    print(f"built {out}/firmware.elf for {report['board']} ({'up to date' if ran == 0 else f'{ran} steps'}): "
+          f"flash {report['flash_bytes']:,} B, RAM {report['ram_bytes']:,} B")
+    from .build.size import size_report
+    print_size_report(size_report(report["elf"], report["board"]))
+
+
+def _cmd_size(args) -> None:
+    import json
+    from pathlib import Path
+    from .build import print_size_report, size_report
+    elf = Path(args.elf)
+    if elf.is_dir():
+        elf = elf / "firmware.elf"
+    if not elf.is_file():
+        raise MotError(f"ELF file not found: {elf}")
+    rep = size_report(elf, args.board)
+    print_size_report(rep)
+    if args.json:
+        from .device.profile import _atomic_write
+        _atomic_write(args.json, (json.dumps(rep, indent=2) + "\n").encode())
+
+
+def _cmd_flash(args) -> None:
+    from pathlib import Path
+    from .build.boards import load_board
+    from .device.session import build_report, start_detached, stop_emulator
+    if args.stop:
+        print("stopped the emulator" if stop_emulator(args.build_dir) else "no emulator was running")
+        return
+    report = build_report(args.build_dir)
+    board = load_board(report["board"])
+    elf = Path(report.get("elf") or Path(args.build_dir) / "firmware.elf")
+    if board.emulated:
+        state = start_detached(args.build_dir)
+        print(f"{board.name}: QEMU running (pid {state['pid']}), UART at {state['port']}; "
+              f"stop it with: mcu-mot flash {args.build_dir} --stop")
+        return
+    from .device.flasher import flash_hardware
+    cmd = flash_hardware(board, elf)
+    print(f"flashed {elf} to {board.name} ({cmd})")
+
+
+def _cmd_monitor(args) -> None:
+    from .device.session import open_device
+    with open_device(args.build_dir, args.port) as dev:
+        info = dev.info()
+        print(f"connected to {dev.port}")
+        for key, value in info.summary().items() if hasattr(info, "summary") else vars(info).items():
+            print(f"  {key}: {value}")
+
+
+def _load_batch(path):
+    from .simulate import read_inputs
+    return read_inputs(path, 1)
+
+
+def _cmd_profile(args) -> None:
+    from .device import profile as prof
+    from .device.session import build_report, open_device
+    board = build_report(args.build_dir)["board"] if args.build_dir else None
+    inputs = _load_batch(args.input) if args.input else None
+    prog, update = _progress("profiling")
+    with open_device(args.build_dir, args.port) as dev, prog:
+        result = prof.profile(dev, runs=args.runs, inputs=inputs, board=board, progress=lambda i, n: update(i, n))
+    _print_profile(result)
+    if args.json:
+        prof.write_json(result, args.json)
+    if args.html:
+        prof.write_html(result, args.html)
+
+
+def _print_profile(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    unit = result["unit"]
+    table = Table(title=f"{result.get('board') or 'device'}: {result['total']:,} {unit} per inference "
+                        f"({result['runs']} runs)")
+    for col in ("#", "layer", "op", unit, "%", "MACs", f"MACs/{unit[:-1] if unit.endswith('s') else unit}"):
+        table.add_column(col, justify="right" if col not in ("layer", "op") else "left")
+    for layer in result["layers"]:
+        share = 100.0 * layer["count"] / result["total"] if result["total"] else 0.0
+        rate = f"{layer['macs'] / layer['count']:.2f}" if layer["count"] and layer["macs"] else ""
+        table.add_row(str(layer["index"]), layer["name"][-40:], layer["op"], f"{layer['count']:,}", f"{share:.1f}",
+                      f"{layer['macs']:,}", rate)
+    Console(width=160).print(table)
+
+
+def _cmd_run(args) -> None:
+    import tempfile
+    from pathlib import Path
+    from .build import build
+    from .device import profile as prof
+    from .device.session import open_device
+    from .simulate import read_inputs, write_outputs
+    arrays = read_inputs(args.input, 1)
+    out = args.build_dir or str(Path(tempfile.gettempdir()) / "mcu-mot-run" / f"{Path(args.model).stem}-{args.board}")
+    prog, update = _progress(f"building for {args.board}")
+    with prog:
+        report = build(args.model, args.board, out, backend=args.backend, progress=update)
+    prog, update = _progress(f"running on {args.board}")
+    with open_device(out, args.port) as dev, prog:
+        dev.check_model(report["model_sha256"][:8])
+        results, profiles = dev.run(*arrays, progress=update, profile=True)
+        result = prof.build_profile(dev.info(), dev.layers(), [p[0] for p in profiles], [p[1] for p in profiles],
+                                    board=args.board)
+    write_outputs(Path(args.output), results)
+    print(f"ran {results[0].shape[0]} input(s) on {args.board}: {result['total']:,} {result['unit']} per inference "
+          f"-> {args.output}")
+    if args.profile:
+        prof.write_json(result, args.profile)
+        print(f"profile -> {args.profile}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mcu-mot", description="Deploy TensorFlow/Keras models to 32-bit microcontrollers.")
     p.add_argument("--version", action="version", version=f"mcu-mot {__version__}")
@@ -48,6 +195,54 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", required=True, help="x.npy of shape (N, *input_shape) in the input dtype (.npz for several inputs)")
     s.add_argument("--output", required=True, help="y.npy to write (.npz when the model has several outputs)")
     s.set_defaults(func=_cmd_simulate)
+
+    b = sub.add_parser("boards", help="list the boards in boards/")
+    b.set_defaults(func=_cmd_boards)
+
+    b = sub.add_parser("build", help="build a firmware image (ELF) for a board, with a size report")
+    b.add_argument("model")
+    b.add_argument("-b", "--board", required=True)
+    b.add_argument("-o", "--output", help="build directory (default build/BOARD)")
+    b.add_argument("--backend", default="portable")
+    b.add_argument("-j", "--jobs", type=int, default=2)
+    b.set_defaults(func=_cmd_build)
+
+    z = sub.add_parser("size", help="flash and RAM of a firmware ELF, split into weights/kernels/runtime/arena/stack")
+    z.add_argument("elf", help="firmware.elf or its build directory")
+    z.add_argument("-b", "--board", help="board, to check the memory regions")
+    z.add_argument("--json")
+    z.set_defaults(func=_cmd_size)
+
+    f = sub.add_parser("flash", help="flash a build (emulated boards: start QEMU in the background)")
+    f.add_argument("build_dir")
+    f.add_argument("--port", help="unused for QEMU; real boards use the board file's flash tool")
+    f.add_argument("--stop", action="store_true", help="stop the emulator started for this build")
+    f.set_defaults(func=_cmd_flash)
+
+    m = sub.add_parser("monitor", help="connect to a device and show what it runs")
+    m.add_argument("build_dir", nargs="?")
+    m.add_argument("--port")
+    m.set_defaults(func=_cmd_monitor)
+
+    pr = sub.add_parser("profile", help="per-layer instructions/cycles over N runs")
+    pr.add_argument("build_dir", nargs="?")
+    pr.add_argument("--port")
+    pr.add_argument("--input", help="x.npy batch (default: random inputs)")
+    pr.add_argument("--runs", type=int, default=10)
+    pr.add_argument("--json")
+    pr.add_argument("--html")
+    pr.set_defaults(func=_cmd_profile)
+
+    r = sub.add_parser("run", help="build + flash + invoke each input + read back")
+    r.add_argument("model")
+    r.add_argument("-b", "--board", required=True)
+    r.add_argument("--input", required=True)
+    r.add_argument("--output", required=True)
+    r.add_argument("--profile", help="write the profile JSON here")
+    r.add_argument("--port", help="talk to this port instead of starting QEMU")
+    r.add_argument("--build-dir")
+    r.add_argument("--backend", default="portable")
+    r.set_defaults(func=_cmd_run)
     return p
 
 
