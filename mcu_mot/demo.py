@@ -1,6 +1,7 @@
 """The demo: train a small CNN on scikit-learn's digits (shipped with the package,
-no download), quantize it to int8, compile it to C, run the C on the host and
-check it bit for bit against the TFLite Micro interpreter."""
+no download), quantize it to int8, compile it to C, check the C bit for bit
+against the TFLite Micro interpreter on the host, then build firmware for an
+emulated board, run the test set on it over its serial port and profile it."""
 from __future__ import annotations
 
 import os
@@ -39,6 +40,11 @@ def small_cnn():
 
 
 def main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="mcu-mot demo")
+    ap.add_argument("-b", "--board", default="qemu-mps2-an386", help="emulated board to run on")
+    ap.add_argument("-o", "--output", help="keep the work files here (default: a temporary folder)")
+    args = ap.parse_args(argv)
     from rich.console import Console
     console = Console()
     import keras
@@ -46,7 +52,8 @@ def main(argv=None) -> int:
     from mcu_mot.codegen.compile import compile_model
     from mcu_mot.simulate import simulate
 
-    work = Path(tempfile.mkdtemp(prefix="mcu-mot-demo-"))
+    work = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="mcu-mot-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
     (xtr, ytr), (xte, yte) = digits_dataset()
     keras.utils.set_random_seed(0)
     model = small_cnn()
@@ -87,7 +94,41 @@ def main(argv=None) -> int:
     console.print(f"   float accuracy {float_acc:.3f}, int8 accuracy (generated C) {acc:.3f} on {len(yte)} digits")
     console.print(f"   bit-exact with TFLite Micro on all {len(xq)} inputs: "
                   + ("[green]yes[/]" if exact else "[red]NO[/]"))
-    return 0 if exact else 1
+    on_device = run_on_board(console, tfl, xq, yte, ours, args.board, work)
+    return 0 if exact and on_device else 1
+
+
+def run_on_board(console, tfl, xq, yte, host_out, board: str, work: Path) -> bool:
+    """Build firmware, start the emulator, run every test input over the UART, profile."""
+    from mcu_mot.build import build
+    from mcu_mot.build.size import print_size_report, size_report
+    from mcu_mot.device import profile as prof
+    from mcu_mot.device.client import DeviceClient
+    from mcu_mot.device.qemu import QemuInstance
+    from rich.progress import Progress
+
+    console.print(f"[bold]5. building[/] firmware for {board} (arm-none-eabi-gcc, SCons)")
+    report = build(tfl, board, work / board)
+    print_size_report(size_report(report["elf"], board), console)
+    console.print(f"[bold]6. running[/] {len(xq)} inputs on {board} (QEMU, serial link over TCP)")
+    with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url) as dev:
+        with Progress(transient=True) as bar:
+            task = bar.add_task("inferences", total=len(xq))
+            (dev_out,), profiles = dev.run(xq, profile=True, progress=lambda i, n: bar.update(task, completed=i))
+        result = prof.build_profile(dev.info(), dev.layers(), [p[0] for p in profiles], [p[1] for p in profiles],
+                                    board=board)
+    same = bool(np.array_equal(dev_out, host_out))
+    acc = float(np.mean(dev_out.argmax(-1) == yte))
+    console.print(f"   on-device accuracy {acc:.3f}; device outputs equal the host's (and TFLM's): "
+                  + ("[green]yes[/]" if same else "[red]NO[/]"))
+    prof.write_json(result, work / "profile.json")
+    html = prof.write_html(result, work / "profile.html")
+    from mcu_mot.cli import _print_profile
+    _print_profile(result)
+    macs = sum(layer["macs"] for layer in result["layers"])
+    console.print(f"   {result['total']:,} {result['unit']} per inference, {macs / result['total']:.3f} MACs per "
+                  f"{result['unit'][:-1]}; profile: {work / 'profile.json'}, chart: {html}")
+    return same
 
 
 if __name__ == "__main__":
