@@ -177,7 +177,7 @@ def test_incremental_build(tmp_path, models):
 
 
 @needs_gcc
-def test_size_report_matches_elf_segments(stub_build):
+def test_size_report_matches_elf_segments(stub_build, tmp_path):
     rep = stub_build("qemu-mps2-an386")
     elf = rep["elf"]
     out = subprocess.run(["arm-none-eabi-readelf", "-lW", elf], capture_output=True, text=True, check=True).stdout
@@ -189,7 +189,7 @@ def test_size_report_matches_elf_segments(stub_build):
             if "W" in "".join(f[6:-1]):
                 memsz_w += int(f[5], 16)
     again = size_report(elf)     # board found from the build directory
-    assert again["board"] == "qemu-mps2-an386"
+    assert again["board"] == "qemu-mps2-an386" and again["split_from"] == "map"
     assert again["flash_bytes"] == filesz and again["ram_bytes"] == memsz_w
     assert sum(again["flash"].values()) == filesz and sum(again["ram"].values()) == memsz_w
     sizes = subprocess.run(["arm-none-eabi-size", "-A", elf], capture_output=True, text=True, check=True).stdout
@@ -197,6 +197,13 @@ def test_size_report_matches_elf_segments(stub_build):
     assert again["ram"]["stack"] == sec[".stack"]
     text_like = sum(v for k, v in sec.items() if k in (".vectors", ".text", ".rodata", ".ARM.exidx", ".ARM.extab"))
     assert 0 <= filesz - (text_like + sec[".data"]) < 64     # only alignment padding between sections
+    alone = tmp_path / "alone.elf"            # no map, no build.json: split by symbol names
+    shutil.copy(elf, alone)
+    bare = size_report(alone)
+    assert bare["split_from"] == "symbols" and "regions" not in bare
+    assert (bare["flash_bytes"], bare["ram_bytes"], bare["ram"]) == (filesz, memsz_w, again["ram"])
+    assert bare["flash"]["weights"] == again["flash"]["weights"] == rep["weights_bytes"]
+    assert abs(bare["flash"]["kernels"] - again["flash"]["kernels"]) < 64
     import io
     from rich.console import Console
     from mcu_mot.build.size import print_size_report

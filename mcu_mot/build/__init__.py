@@ -1,5 +1,5 @@
 """build: C sources + board -> firmware ELF (SCons, arm-none-eabi-gcc); ELF -> size report (pyelftools)."""
-from .boards import Board, Region, board_names, list_boards, load_board
+from .boards import Board, Region, board_names, list_boards, load_board, print_boards
 
 
 def build(*args, **kwargs):
@@ -17,5 +17,5 @@ def print_size_report(*args, **kwargs):
     return _print(*args, **kwargs)
 
 
-__all__ = ["Board", "Region", "board_names", "list_boards", "load_board", "build", "size_report",
+__all__ = ["Board", "Region", "board_names", "list_boards", "load_board", "print_boards", "build", "size_report",
            "print_size_report"]

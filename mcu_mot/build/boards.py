@@ -330,3 +330,19 @@ def _human(n: int) -> str:
         if n >= k and n % k == 0:
             return f"{n // k} {unit}B"
     return f"{n} B"
+
+
+def print_boards(console=None) -> None:
+    """The `mcu-mot boards` table."""
+    from rich.console import Console
+    from rich.table import Table
+    console = console or Console()
+    t = Table(title="boards")
+    for c in ("name", "cpu", "features", "flash", "RAM", "clock", "flash with", "description"):
+        t.add_column(c, justify="right" if c in ("flash", "RAM", "clock") else "left")
+    for b in list_boards():
+        s = b.summary()
+        clock = f"{s['clock_mhz']:g} MHz" if s["clock_mhz"] != "" else ""
+        t.add_row(s["name"], s["cpu"], s["features"], s["flash"], s["ram"], clock, s["flash_method"],
+                  s["description"])
+    console.print(t)

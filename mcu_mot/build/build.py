@@ -188,7 +188,8 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
         "ccflags": target + COMMON_CFLAGS,
         "cflags": C_STD,
         "defines": defs,
-        "cpppath": [str(gen), str(KERNEL_DIR), str(RUNTIME_DIR)],
+        "cpppath": [str(gen), str(KERNEL_DIR), str(RUNTIME_DIR)]
+                   + sorted({str(Path(h).parent) for h in compiled.kernel_headers} - {str(KERNEL_DIR)}),
         "linkflags": target + ["-T", str(ldscript), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
                                "-Wl,--gc-sections", f"-Wl,-Map={out / 'firmware.map'}",
                                "-Wl,--no-warn-rwx-segments"],

@@ -42,17 +42,89 @@ def kernel_symbols() -> tuple[frozenset, frozenset]:
     return frozenset(names), frozenset(files)
 
 
+RUNTIME_PREFIXES = ("mm_board", "mm_uart", "mm_timer", "mm_clock", "mm_fault", "mm_last_fault", "mm_protocol",
+                    "mm_cobs", "mm_crc32", "mm_prof", "mm_hal", "mm_vectors")
+
+
 def _category(name: str, local_file: str | None) -> str:
+    """Category of a symbol (ELF only: no linker map)."""
     kfuncs, kfiles = kernel_symbols()
     if name.startswith("mmw_"):
         return "weights"
     if name == "mm_arena":
         return "arena"
-    if name in kfuncs or (local_file is not None and local_file in kfiles):
+    if local_file is not None:
+        return "kernels" if local_file in kfiles else "model" if local_file == "model.c" else "runtime"
+    if name in kfuncs:
         return "kernels"
-    if name.startswith(("mmp_", "model_")) or local_file == "model.c":
+    if name.startswith(("mmp_", "model_")):
         return "model"
+    if name.startswith("mm_") and not name.startswith(RUNTIME_PREFIXES):
+        return "kernels"
     return "runtime"
+
+
+def _object_category(obj: str, in_section: str) -> str:
+    """Category of an input section (from the linker map) by the object file it came from."""
+    _, kfiles = kernel_symbols()
+    base = Path(obj.split("(")[0]).name
+    if base == "model.o":
+        return "weights" if ".mmw_" in in_section else "arena" if in_section.endswith(".mm_arena") else "model"
+    if Path(base).stem + ".c" in kfiles and ("/kernels/" in obj or "kernels" in Path(obj).parts):
+        return "kernels"
+    return "runtime"
+
+
+_HEX = r"0x([0-9a-fA-F]+)"
+
+
+def parse_map(path: Path) -> list[tuple[str, str, int, str]]:
+    """(output section, input section, size, object) for every input section and fill in a GNU
+    ld map file's memory map."""
+    lines = Path(path).read_text(errors="replace").splitlines()
+    try:
+        start = lines.index("Linker script and memory map")
+    except ValueError:
+        return []
+    recs, out_sec, pending = [], None, None
+    for line in lines[start + 1:]:
+        if not line.strip():
+            continue
+        if pending is not None:
+            m = re.match(rf"^\s+{_HEX}\s+{_HEX}(?:\s+(\S.*))?$", line)
+            kind, name = pending
+            pending = None
+            if m:
+                if kind == "out":
+                    out_sec = name
+                elif m.group(3):
+                    recs.append((out_sec, name, int(m.group(2), 16), m.group(3).strip()))
+                continue
+        if line[0] not in " \t":
+            m = re.match(rf"^(\S+)(?:\s+{_HEX}\s+{_HEX})?", line)
+            name = m.group(1)
+            if name.startswith("."):
+                if m.group(2) is None:
+                    pending = ("out", name)
+                else:
+                    out_sec = name
+            else:
+                out_sec = None
+            continue
+        if line.startswith(" *fill*"):
+            m = re.match(rf"^ \*fill\*\s+{_HEX}\s+{_HEX}", line)
+            if m:
+                recs.append((out_sec, "*fill*", int(m.group(2), 16), ""))
+            continue
+        if line.startswith((" *", "  ")):
+            continue              # input patterns, symbols, assignments
+        m = re.match(rf"^ (\S+)(?:\s+{_HEX}\s+{_HEX}\s+(\S.*))?$", line)
+        if m:
+            if m.group(2) is None:
+                pending = ("in", m.group(1))
+            else:
+                recs.append((out_sec, m.group(1), int(m.group(3), 16), m.group(4).strip()))
+    return recs
 
 
 def size_report(elf_path, board=None) -> dict:
@@ -110,11 +182,9 @@ def size_report(elf_path, board=None) -> dict:
         seen.add((shndx, addr))
         sname, stype, sflags, _, _ = sections[shndx]
         cat = _category(name, local_file)
-        in_flash = stype != "SHT_NOBITS"
-        in_ram = bool(sflags & SHF_WRITE)
-        if in_flash and cat in flash:
+        if stype != "SHT_NOBITS" and cat in flash:
             flash[cat] += size
-        if in_ram and cat == "arena":
+        if sflags & SHF_WRITE and cat == "arena":
             ram["arena"] += size
         symbols.append({"name": name, "bytes": size, "category": cat, "section": sname})
     for sname, _, _, _, size in sections.values():
@@ -122,6 +192,11 @@ def size_report(elf_path, board=None) -> dict:
             ram["stack"] += size
         elif sname == ".heap":
             ram["heap"] += size
+    source = "symbols"
+    by_map = _split_from_map(elf_path.with_suffix(".map"), sections)
+    if by_map is not None:
+        flash, ram["arena"] = by_map
+        source = "map"
     flash["runtime"] = flash_bytes - sum(flash.values())
     ram["static"] = ram_bytes - sum(ram.values())
     if flash["runtime"] < 0 or ram["static"] < 0:   # symbols overlapping: should not happen
@@ -134,6 +209,7 @@ def size_report(elf_path, board=None) -> dict:
         "ram_bytes": ram_bytes,
         "flash": flash,
         "ram": ram,
+        "split_from": source,
         "sections": {name: size for name, _, _, _, size in sections.values()},
         "top_symbols": symbols[:20],
     }
@@ -143,6 +219,36 @@ def size_report(elf_path, board=None) -> dict:
         rep["board"] = board.name
         rep["regions"] = region_usage(segs, board)
     return rep
+
+
+def _split_from_map(map_path: Path, sections: dict):
+    """(flash split without runtime, arena bytes) from the linker map beside the ELF, or None when
+    there is none or it does not describe this ELF (its output section sizes differ)."""
+    if not map_path.is_file():
+        return None
+    recs = parse_map(map_path)
+    by_name = {name: (stype, flags, size) for name, stype, flags, _, size in sections.values()}
+    totals: dict[str, int] = {}
+    for out_sec, _, size, _ in recs:
+        if out_sec:
+            totals[out_sec] = totals.get(out_sec, 0) + size
+    for name, (_, _, size) in by_name.items():
+        if name in totals and totals[name] != size:
+            return None
+    if not recs:
+        return None
+    flash = {"weights": 0, "kernels": 0, "model": 0}
+    arena = 0
+    for out_sec, in_sec, size, obj in recs:
+        if out_sec not in by_name or in_sec == "*fill*":
+            continue
+        stype, flags, _ = by_name[out_sec]
+        cat = _object_category(obj, in_sec)
+        if stype != "SHT_NOBITS" and cat in flash:
+            flash[cat] += size
+        if flags & SHF_WRITE and cat == "arena":
+            arena += size
+    return flash, arena
 
 
 def _board_beside(elf_path: Path):
