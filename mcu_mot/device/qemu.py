@@ -110,7 +110,7 @@ class QemuInstance:
         attempts = 1 if self.port else 3
         for attempt in range(attempts):
             port = self.port or free_port()
-            argv = qemu_argv(self.board, self.elf, f"tcp:127.0.0.1:{port},server=on,wait=off")
+            argv = qemu_argv(self.board, self.elf, f"tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on")
             argv[0] = exe
             self.argv = argv + self.extra_args
             if self.log_path:

@@ -39,10 +39,18 @@ def normalize_port(port: str) -> str:
 def open_serial(port: str, timeout: float = 1.0, baudrate: int = 115200):
     import serial
     try:
-        return serial.serial_for_url(port, baudrate=baudrate, timeout=timeout, write_timeout=max(timeout, 5.0))
+        ser = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout, write_timeout=max(timeout, 5.0))
     except (serial.SerialException, ValueError, OSError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise MotError(f"cannot open port {port}: {msg}") from None
+    sock = getattr(ser, "_socket", None)       # socket://: no Nagle delay on small frames
+    if sock is not None:
+        try:
+            import socket
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
+    return ser
 
 
 class Transport:
