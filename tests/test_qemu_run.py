@@ -31,7 +31,7 @@ def _random_model(tmp_path, seed: int):
 
 
 def _build(model, board, tmp_path):
-    from mcu_mot.build.build import build   # (mcu_mot.build.build is shadowed by its submodule once imported)
+    from mcu_mot.build import build
     return build(model, board, tmp_path / f"build-{board}")
 
 
