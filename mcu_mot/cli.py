@@ -177,6 +177,34 @@ def _cmd_run(args) -> None:
         print(f"profile -> {args.profile}")
 
 
+def _load_npy(path, what: str):
+    import numpy as np
+    from pathlib import Path
+    path = Path(path)
+    if not path.is_file():
+        raise MotError(f"{what} file not found: {path}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise MotError(f"{path}: not a readable .npy file ({exc})") from None
+
+
+def _cmd_debug(args) -> None:
+    from .optimize.debug import debug, print_table, write_json
+    from .optimize.report_html import write_html
+    calib = _load_npy(args.calib, "calibration")
+    labels = _load_npy(args.labels, "labels") if args.labels else None
+    prog, update = _progress("debugging" + (f" on {args.board}" if args.board else " on host"))
+    with prog:
+        result = debug(args.model, args.tflite, calib, labels=labels, board=args.board, port=args.port,
+                       max_samples=args.max_samples, progress=update)
+    print_table(result, top=args.top)
+    if args.json:
+        write_json(result, args.json)
+    if args.html:
+        write_html(result, args.html)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mcu-mot", description="Deploy TensorFlow/Keras models to 32-bit microcontrollers.")
     p.add_argument("--version", action="version", version=f"mcu-mot {__version__}")
@@ -232,6 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json")
     pr.add_argument("--html")
     pr.set_defaults(func=_cmd_profile)
+
+    d = sub.add_parser("debug", help="per-layer quantization error of a .tflite against its float Keras model")
+    d.add_argument("model", help="the float .keras model")
+    d.add_argument("tflite", help="its quantized .tflite")
+    d.add_argument("--calib", required=True, help="float samples (N, *input_shape) .npy")
+    d.add_argument("--labels", help="labels .npy: adds float vs quantized accuracy and what excluding layers gives back")
+    d.add_argument("-b", "--board", help="read every layer's output from this (emulated) board instead of the host")
+    d.add_argument("--port", help="with -b: a device that already runs this model's firmware")
+    d.add_argument("--max-samples", type=int, help="use this many samples for the per-layer statistics")
+    d.add_argument("--top", type=int, help="show only the worst N layers")
+    d.add_argument("--json")
+    d.add_argument("--html")
+    d.set_defaults(func=_cmd_debug)
 
     r = sub.add_parser("run", help="build + flash + invoke each input + read back")
     r.add_argument("model")
