@@ -761,31 +761,43 @@ def _add_exclusions(result, model, graph, xs, ys, k, quantize_kwargs, say) -> No
     metric["exclusions"] = []
     if k <= 0:
         return
-    try:
-        from . import ptq
-        quantize = ptq.quantize
-    except (ImportError, AttributeError):
+    import importlib.util
+    import sys
+    if __package__ + ".ptq" not in sys.modules and importlib.util.find_spec(__package__ + ".ptq") is None:
         metric["exclusions"] = None
         metric["exclusions_note"] = "not measured: mcu_mot.optimize.ptq (quantize with exclude=) is not available"
         return
+    from . import ptq
+    from ..ir import read_tflite
     from ..simulate import load
     kwargs = dict(quantize_kwargs or {})
-    mode = kwargs.pop("mode", None) or {"int16x8": "int16x8"}.get(result["mode"], "int8")
+    mode = kwargs.pop("mode", None)
+    if mode is None:
+        if result["mode"] == "float32":
+            metric["exclusions"] = None
+            metric["exclusions_note"] = "not measured: the model is not quantized"
+            return
+        mode = "int16x8" if result["mode"] == "int16x8" else "int8"
+        if result["mode"].startswith("mixed"):
+            metric["exclusions_note"] = (f"re-quantized as {mode} with one layer excluded each time; pass "
+                                         f"quantize_kwargs to reproduce the original recipe")
     worst = [r for r in result["layers"] if r["op"] not in ("INPUT", "QUANTIZE")][:k]
     calib = xs if len(xs) > 1 else xs[0]
     sign = 1 if metric["higher_is_better"] else -1
+    out_f = _float_out(model, xs)
+    metric["exclusions_where"] = "host"       # each variant runs as generated C on the host
     for j, row in enumerate(worst):
         say(j, len(worst), f"re-quantizing without '{row['name']}'")
         names = _exclusion_names(model, row)
         regex = "^(" + "|".join(re.escape(nm) for nm in names) + ")$"
         with tempfile.TemporaryDirectory(prefix="mm-debug-x-") as tmp:
             out = Path(tmp) / "excluded.tflite"
-            got = quantize(model, mode, calib, exclude=regex, **kwargs)
+            got = ptq.quantize(model, mode, calib, exclude=regex, **kwargs)
             _write_model(got, out)
-            g2 = __import__("mcu_mot.ir", fromlist=["read_tflite"]).read_tflite(out)
+            g2 = read_tflite(out)
             xq = [_quantize_input(x, t) for x, t in zip(xs, g2.inputs)]
             outq = _dequantize(load(out).run(*xq)[0], g2.outputs[0])
-        value = _metric(ys, _float_out(model, xs), outq)["quantized"]
+        value = _metric(ys, out_f, outq)["quantized"]
         metric["exclusions"].append({"layer": row["name"], "keras_layers": names, "exclude": regex,
                                      "quantized": value, "gain": sign * (value - metric["quantized"])})
     say(len(worst), len(worst), "exclusions")
