@@ -214,9 +214,10 @@ def test_bad_inputs_are_one_line_errors(models, digits, tmp_path):
 def test_keras_file_and_progress(models, digits, tmp_path):
     clean, path, _, _ = models
     clean.save(tmp_path / "clean.keras")
+    np.save(tmp_path / "calib.npy", digits[1][0][:40])
     calls = []
-    res = debug(tmp_path / "clean.keras", path, digits[1][0][:40], progress=lambda d, t, s="": calls.append((d, t)),
-                batch_size=16, max_samples=33)
+    res = debug(tmp_path / "clean.keras", path, tmp_path / "calib.npy", batch_size=16, max_samples=33,
+                progress=lambda d, t, s="": calls.append((d, t)))
     assert res["model"] == "clean" and res["samples"] == 33
     assert (33, 33) in calls and (16, 33) in calls
     assert res["layers"][0]["name"] == _row(res, res["layers"][0]["name"])["name"]

@@ -63,15 +63,18 @@ def debug(keras_model_or_path, tflite_path, calib, labels=None, board=None, prog
           exclusions: bool = True, quantize_kwargs: dict | None = None, batch_size: int = 32) -> dict:
     """Per-layer quantization error of `tflite_path` against the float Keras model.
 
-    keras_model_or_path: a keras.Model or a .keras file. calib: float samples (N, *input_shape) of the
-    Keras model's input (a list of arrays for several inputs). labels: (N,) class ids or (N, C) one-hot
-    for accuracy (float targets shaped like the output: mean squared error). board: an emulated board
-    name to read every intermediate tensor from the device (QEMU is started), or any board with
-    `port` where its firmware for this model already runs. max_samples: use only the first N samples
-    for the per-layer statistics (the metric uses all). worst_k: with labels, re-quantize with each of
-    the worst k layers kept in float (mcu_mot.optimize.ptq) and measure what that gives back;
-    quantize_kwargs are passed to ptq.quantize for that (mode is read from the .tflite by default).
-    progress(done, total, text) is called as work completes.
+    keras_model_or_path: a keras.Model or a .keras file.
+    calib: float samples (N, *input_shape) of the Keras model's input (a list of arrays for several
+        inputs), or a .npy/.npz file.
+    labels: (N,) class ids or (N, C) one-hot: accuracy; float targets shaped like the output: mean
+        squared error. Array or .npy file.
+    board: an emulated board: build the firmware, start QEMU and read every intermediate tensor over
+        the serial link; or any board together with `port` where this model's firmware already runs.
+    max_samples: the per-layer statistics use the first max_samples samples (the metric uses all).
+    worst_k, exclusions: with labels, re-quantize with each of the worst k layers kept in float
+        (mcu_mot.optimize.ptq.quantize(model, mode, calib, exclude=REGEX, **quantize_kwargs); mode is
+        read from the .tflite unless quantize_kwargs gives one) and measure what that gives back.
+    progress(done, total, text) is called as work completes (the CLI's rich bar fits).
 
     Returns the result dict (JSON-ready): `layers` sorted worst first, `model_metric` with labels.
     """
@@ -186,7 +189,25 @@ def _load_keras(model_or_path):
     return model, path.stem
 
 
+def _load_array(a, what: str):
+    """An array, or a .npy/.npz file holding it (.npz: one array per input, in order)."""
+    if not isinstance(a, (str, Path)):
+        return a
+    path = Path(a)
+    if not path.is_file():
+        raise MotError(f"{what} file not found: {path}")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise MotError(f"{path}: not a readable .npy/.npz file ({exc})") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        arrays = [loaded[k] for k in loaded.files]
+        return arrays if len(arrays) > 1 else arrays[0]
+    return loaded
+
+
 def _as_inputs(calib, model) -> list[np.ndarray]:
+    calib = _load_array(calib, "calibration data")
     arrays = list(calib) if isinstance(calib, (list, tuple)) else [calib]
     try:
         inputs = list(model.inputs)
@@ -212,7 +233,7 @@ def _as_inputs(calib, model) -> list[np.ndarray]:
 def _check_labels(labels, n: int):
     if labels is None:
         return None
-    y = np.asarray(labels)
+    y = np.asarray(_load_array(labels, "labels"))
     if y.ndim == 0 or y.shape[0] != n:
         raise MotError(f"labels must have one entry per calibration sample ({n}), got shape {tuple(y.shape)}")
     return y
