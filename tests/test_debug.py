@@ -71,7 +71,7 @@ def models(digits, tmp_path_factory):
 def planted_result(models, digits):
     _, _, planted, path = models
     (_, _), (xte, yte) = digits
-    return debug(planted, path, xte[:N_CALIB], labels=yte[:N_CALIB])
+    return debug(planted, path, xte[:N_CALIB], labels=yte[:N_CALIB], worst_k=1)
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +151,15 @@ def test_metric_with_labels(planted_result, models, digits):
     if importlib.util.find_spec("mcu_mot.optimize.ptq") is None:
         assert m["exclusions"] is None and "ptq" in m["exclusions_note"]
     else:
-        ex = {e["layer"]: e for e in m["exclusions"]}
-        assert "outlier" in ex and ex["outlier"]["gain"] > 0.3
-        assert ex["outlier"]["exclude"] == "^(outlier)$"
+        # the worst layer alone in float, then with the layer reading its output: only the second keeps
+        # the outlier tensor out of int8, and gives the accuracy back
+        alone, readers = m["exclusions"]
+        assert (alone["layer"], alone["variant"], alone["exclude"]) == ("outlier", "layer", "^(outlier)$")
+        assert (readers["layer"], readers["variant"], readers["exclude"]) == \
+               ("outlier", "with_readers", "^(outlier|conv_c)$")
+        assert readers["gain"] > 0.3 and readers["quantized"] > m["float"] - 0.05
+        assert readers["gain"] > alone["gain"]
+        assert _row(planted_result, "outlier")["readers"] == ["conv_c"]
     print_table(planted_result)
 
 

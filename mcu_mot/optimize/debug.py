@@ -162,8 +162,9 @@ def print_table(result: dict, console=None, top: int | None = None) -> None:
         console.print(f"{m['metric']}: float {_g(m['float'])}, quantized {_g(m['quantized'])} "
                       f"({m['samples']} samples, quantized on {m.get('where', 'host')})")
         for e in m.get("exclusions") or []:
-            console.print(f"  keep '{e['layer']}' in float (--exclude '{e['exclude']}'): {_g(e['quantized'])} "
-                          f"({e['gain']:+.4f})")
+            what = (f"{_g(e['quantized'])} ({e['gain']:+.4f})" if e.get("gain") is not None
+                    else f"not measured: {e.get('error', '')}")
+            console.print(f"  {_variant_text(e)} in float (--exclude '{e['exclude']}'): {what}")
         if m.get("exclusions_note"):
             console.print(f"  {m['exclusions_note']}")
     if result.get("unmatched"):
@@ -411,6 +412,23 @@ class _KerasSide:
         self._all = keras.Model(model.inputs, outs) if outs else None
         self.output_layers = [t._keras_history.operation for t in model.outputs]
         self._segments = {}
+        self._readers = {}       # id(layer) -> layers whose input is its output (this model's graph)
+        for layer in self.layers:
+            for t in self._inbound(layer.output):
+                self._readers.setdefault(id(t._keras_history.operation), []).append(layer)
+
+    def readers(self, layer) -> list:
+        """The layers that read `layer`'s output, looking through layers that only reshape it (those
+        included): to keep that tensor in float they must all be float."""
+        out, todo = [], list(self._readers.get(id(layer), []))
+        while todo:
+            r = todo.pop(0)
+            if r in out:
+                continue
+            out.append(r)
+            if type(r).__name__ in _SHAPE_ONLY:
+                todo.extend(self._readers.get(id(r), []))
+        return sorted(out, key=lambda lyr: self.pos.get(id(lyr), -1))
 
     def size(self, layer) -> int:
         return _out_size(layer.output.shape)
@@ -721,6 +739,7 @@ def _compare(graph, ks: _KerasSide, runner, xs, xq_all, n, batch_size, say):
         # the layer's own error, relative to the spread of its output in the float model
         st_loc = local[i].result(std=acc[i].spread()) if i in local and sub is not None else None
         rows.append(_row(i, v.name, layer["op"], t, st_acc, st_loc, [lyr.name for lyr in fused], layer))
+        rows[-1]["readers"] = [lyr.name for lyr in ks.readers(v)]
     matched_calls = set(match)
     unmatched = [{"index": i, "name": layer["name"], "op": layer["op"]} for i, layer in enumerate(calls)
                  if i not in matched_calls and layer["op"] not in _SKIP_OPS]
@@ -807,21 +826,36 @@ def _add_exclusions(result, model, graph, xs, ys, k, quantize_kwargs, say) -> No
     sign = 1 if metric["higher_is_better"] else -1
     out_f = _float_out(model, xs)
     metric["exclusions_where"] = "host"       # each variant runs as generated C on the host
-    for j, row in enumerate(worst):
-        say(j, len(worst), f"re-quantizing without '{row['name']}'")
+    kwargs.setdefault("io", "float" if all(t.dtype == "float32" for t in graph.inputs) else "int")
+    variants = []
+    for row in worst:
         names = _exclusion_names(model, row)
+        variants.append((row, "layer", names))
+        # a layer in float still hands its output on quantized when the layers reading it are int: to
+        # keep the tensor this score measures out of int8, its readers must be float as well
+        if row.get("readers"):
+            variants.append((row, "with_readers", names + [nm for nm in row["readers"] if nm not in names]))
+    for j, (row, variant, names) in enumerate(variants):
+        label = f"re-quantizing with {', '.join(names)} in float ({j + 1}/{len(variants)})"
+        kw = dict(kwargs)
+        kw.setdefault("progress", lambda stage, done, total, label=label: say(done, total, f"{label}: {stage}"))
         regex = "^(" + "|".join(re.escape(nm) for nm in names) + ")$"
+        entry = {"layer": row["name"], "variant": variant, "keras_layers": names, "exclude": regex}
+        say(0, 1, label)
         with tempfile.TemporaryDirectory(prefix="mm-debug-x-") as tmp:
             out = Path(tmp) / "excluded.tflite"
-            got = ptq.quantize(model, mode, calib, exclude=regex, **kwargs)
-            _write_model(got, out)
-            g2 = read_tflite(out)
-            xq = [_quantize_input(x, t) for x, t in zip(xs, g2.inputs)]
-            outq = _dequantize(load(out).run(*xq)[0], g2.outputs[0])
+            try:
+                _write_model(ptq.quantize(model, mode, calib, exclude=regex, **kw), out)
+                g2 = read_tflite(out)
+                xq = [_quantize_input(x, t) for x, t in zip(xs, g2.inputs)]
+                outq = _dequantize(load(out).run(*xq)[0], g2.outputs[0])
+            except MotError as exc:            # this variant cannot be made or compiled: say so, go on
+                entry.update({"quantized": None, "gain": None, "error": str(exc)})
+                metric["exclusions"].append(entry)
+                continue
         value = _metric(ys, out_f, outq)["quantized"]
-        metric["exclusions"].append({"layer": row["name"], "keras_layers": names, "exclude": regex,
-                                     "quantized": value, "gain": sign * (value - metric["quantized"])})
-    say(len(worst), len(worst), "exclusions")
+        entry.update({"quantized": value, "gain": sign * (value - metric["quantized"])})
+        metric["exclusions"].append(entry)
 
 
 _SHAPE_ONLY = ("Flatten", "Reshape", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -860,6 +894,13 @@ def _write_model(got, path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # formatting
 # --------------------------------------------------------------------------------------------
+def _variant_text(e: dict) -> str:
+    others = [nm for nm in e["keras_layers"] if nm != e["layer"]]
+    if e.get("variant") == "with_readers":
+        return f"'{e['layer']}' and the layers reading its output ({', '.join(others)})"
+    return f"'{e['layer']}'" + (f" (with {', '.join(others)} fused into it)" if others else "")
+
+
 def _g(v) -> str:
     if v is None:
         return ""

@@ -73,6 +73,12 @@ def _f(v, fmt=".4g") -> str:
     return format(v, fmt) if isinstance(v, (int, float)) else str(v)
 
 
+def _gain(x: dict) -> str:
+    if x.get("gain") is None:
+        return "not measured: " + html.escape(x.get("error", ""))
+    return f"{x['gain']:+.4f}"
+
+
 def render_html(result: dict, png: bytes) -> str:
     e = html.escape
     head = ("#", "layer", "op", "score", "local RMSE", "local SNR dB", "RMSE", "max |err|", "SNR dB", "NRMSE",
@@ -96,10 +102,11 @@ def render_html(result: dict, png: bytes) -> str:
                   f"(quantized model run on {e(str(m.get('where', 'host')))}).</p>")
         ex = m.get("exclusions")
         if ex:
-            metric += ("<table><tr><th>kept in float</th><th>--exclude</th><th>" + e(m["metric"]) +
-                       "</th><th>gives back</th></tr>" + "".join(
-                           f"<tr><td>{e(x['layer'])}</td><td><code>{e(x['exclude'])}</code></td>"
-                           f"<td>{_f(x['quantized'])}</td><td>{x['gain']:+.4f}</td></tr>" for x in ex) + "</table>")
+            metric += ("<table><tr><th>worst layer</th><th>kept in float</th><th>--exclude</th><th>" +
+                       e(m["metric"]) + "</th><th>gives back</th></tr>" + "".join(
+                           f"<tr><td>{e(x['layer'])}</td><td>{e(', '.join(x['keras_layers']))}</td>"
+                           f"<td><code>{e(x['exclude'])}</code></td>"
+                           f"<td>{_f(x['quantized'])}</td><td>{_gain(x)}</td></tr>" for x in ex) + "</table>")
         elif m.get("exclusions_note"):
             metric += f"<p>{e(m['exclusions_note'])}</p>"
     unmatched = ""
