@@ -110,6 +110,9 @@ def _quant_common(op, ctx, inp, weights, out, channels):
 # ------------------------------------------------------------------ CONV_2D
 @lowers("CONV_2D")
 def lower_conv_2d(op, ctx):
+    from .hybrid import is_hybrid, lower_conv_2d_hybrid
+    if is_hybrid(op):  # dynamic-range: float activations, int8 weights
+        return lower_conv_2d_hybrid(op, ctx)
     inp, weights = op.inputs[0], op.inputs[1]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     out = op.outputs[0]
@@ -166,6 +169,9 @@ def lower_conv_2d(op, ctx):
 # -------------------------------------------------------- DEPTHWISE_CONV_2D
 @lowers("DEPTHWISE_CONV_2D")
 def lower_depthwise_conv_2d(op, ctx):
+    from .hybrid import is_hybrid, lower_depthwise_conv_2d_hybrid
+    if is_hybrid(op):
+        return lower_depthwise_conv_2d_hybrid(op, ctx)
     inp, weights = op.inputs[0], op.inputs[1]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     out = op.outputs[0]

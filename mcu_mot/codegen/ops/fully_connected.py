@@ -7,6 +7,9 @@ from .common import channel_multipliers, fused_range, kernel_suffix, qparams, fo
 
 @lowers("FULLY_CONNECTED")
 def lower_fully_connected(op, ctx):
+    from .hybrid import is_hybrid, lower_fully_connected_hybrid
+    if is_hybrid(op):  # dynamic-range: float activations, int8 weights
+        return lower_fully_connected_hybrid(op, ctx)
     inp, weights = op.inputs[0], op.inputs[1]
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     out = op.outputs[0]

@@ -1,0 +1,11 @@
+"""optimize: Keras model -> .tflite (post-training quantization, selective float layers,
+mixed int8/int16x8 precision, dynamic range) and what each choice costs.
+
+This stage imports TensorFlow; the deploy path (compile, simulate, build...) never does.
+"""
+from __future__ import annotations
+
+from .ptq import MODES, check_calibration, compare_variants, load_keras, quantize, read_calibration, save_tflite
+
+__all__ = ["quantize", "load_keras", "read_calibration", "check_calibration", "save_tflite",
+           "compare_variants", "MODES"]

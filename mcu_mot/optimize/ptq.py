@@ -1,0 +1,347 @@
+"""Post-training quantization: Keras model -> .tflite bytes.
+
+Modes:
+- "int8": full-integer, per-channel int8 weights, int8 activations, int8 model
+  input/output (io="int", the default) or float input/output (io="float");
+- "int16x8": 16-bit activations, 8-bit weights, 64-bit bias (int16 or float io);
+- "dynamic": dynamic range, int8 weights with float activations, no calibration
+  data; the converter leaves small layers (< 1024 weights) in float.
+
+Selective quantization (`exclude=REGEX`) keeps the Keras layers whose whole
+name matches in float32, with QUANTIZE/DEQUANTIZE at the borders (the MLIR
+quantizer's node deny-list for int8, a splice of the float conversion for
+int16x8 and dynamic). Mixed precision (`int16=REGEX`, int8 mode) runs the
+matching layers in int16x8 and the rest in int8: the int16x8 conversion's
+ops are spliced into the int8 model with requantizing QUANTIZE ops at the
+borders (mixed.py). Both need a Functional or Sequential model (selective.py).
+
+Calibration: a float32 array (N, *input_shape) (a list of arrays for several
+inputs); the converter pulls the samples one by one, with a progress bar.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from .. import MotError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+MODES = ("int8", "int16x8", "dynamic")
+IO = ("int", "float")
+
+
+# ------------------------------------------------------------------ inputs
+def load_keras(path):
+    """Load a .keras model (without compiling it); one-line MotError when it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise MotError(f"Keras model not found: {path}")
+    if path.suffix != ".keras":
+        raise MotError(f"{path}: expected a Keras 3 model file (.keras)")
+    import keras
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise MotError(f"{path}: cannot load the Keras model ({type(exc).__name__}: {msg[:200]})") from None
+
+
+def input_shapes(model) -> list:
+    """Per-sample input shapes of a Keras model (None for free dimensions)."""
+    return [tuple(None if d is None else int(d) for d in t.shape[1:]) for t in model.inputs]
+
+
+def read_calibration(path, model):
+    """Calibration batch from .npy (one input) or .npz (one array per input, in input order
+    or keyed by input name), checked against the model: float32 (N, *input_shape)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MotError(f"calibration data not found: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise MotError(f"{path}: not a .npy/.npz file ({type(exc).__name__}: {exc})") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        names = [t.name for t in model.inputs] if hasattr(model, "inputs") else []
+        keys = list(data.keys())
+        with data:
+            if names and all(n in keys for n in names):
+                arrays = [data[n] for n in names]
+            else:
+                arrays = [data[k] for k in keys]
+        return check_calibration(arrays if len(arrays) > 1 else arrays[0], model, str(path))
+    return check_calibration(data, model, str(path))
+
+
+def check_calibration(calib, model, what: str = "calibration data"):
+    """Validate and convert calibration data to float32; returns an array or a list of arrays."""
+    shapes = input_shapes(model)
+    arrays = list(calib) if isinstance(calib, (list, tuple)) else [calib]
+    if len(arrays) != len(shapes):
+        raise MotError(f"{what}: the model has {len(shapes)} input(s), got {len(arrays)} array(s)")
+    out = []
+    for k, (a, shape) in enumerate(zip(arrays, shapes)):
+        a = np.asarray(a)
+        label = f"{what}" + (f" (input {k})" if len(shapes) > 1 else "")
+        if a.dtype.kind not in "fiu":
+            raise MotError(f"{label}: expected numbers, got dtype {a.dtype}")
+        want = "(N, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        if a.ndim != len(shape) + 1 or any(d is not None and d != s for d, s in zip(shape, a.shape[1:])):
+            raise MotError(f"{label}: shape {tuple(a.shape)} does not match the model input {want}")
+        if a.shape[0] == 0:
+            raise MotError(f"{label}: no samples")
+        a = a.astype(np.float32)
+        if not np.all(np.isfinite(a)):
+            raise MotError(f"{label}: contains NaN or infinite values")
+        out.append(a)
+    if len({a.shape[0] for a in out}) > 1:
+        raise MotError(f"{what}: the inputs have different numbers of samples")
+    return out if len(out) > 1 else out[0]
+
+
+# ------------------------------------------------------------------ progress
+class _Progress:
+    """progress=None: a rich bar on stderr; False: silent; callable(stage, done, total): yours."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.bar = None
+
+    def __enter__(self):
+        if self.spec is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+    def stage(self, label: str, total: int) -> Callable[[int], None]:
+        if self.bar is not None:
+            task = self.bar.add_task(label, total=total)
+            return lambda done: self.bar.update(task, completed=done)
+        if callable(self.spec):
+            return lambda done: self.spec(label, done, total)
+        return lambda done: None
+
+
+def _dataset(calib, tick):
+    arrays = calib if isinstance(calib, list) else [calib]
+    n = arrays[0].shape[0]
+
+    def gen():
+        for i in range(n):
+            yield [a[i:i + 1] for a in arrays]
+            tick(i + 1)
+    return gen
+
+
+# ------------------------------------------------------------------ converter
+def _converter(model):
+    import tensorflow as tf
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def _run(conv, what: str) -> bytes:
+    try:
+        return conv.convert()
+    except MotError:
+        raise
+    except Exception as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "error" in ln.lower()), lines[0] if lines else "")
+        raise MotError(f"TF converter failed ({what}): {type(exc).__name__}: {detail[:300]}") from None
+
+
+def _convert(model, mode: str, calib=None, io: str = "int", progress: Optional[_Progress] = None,
+             label: str = "") -> bytes:
+    """One run of the stock converter: float | int8 | int16x8 | dynamic."""
+    import tensorflow as tf
+    conv = _converter(model)
+    if mode == "float":
+        return _run(conv, "float")
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "dynamic":
+        return _run(conv, "dynamic range")
+    n = (calib[0] if isinstance(calib, list) else calib).shape[0]
+    conv.representative_dataset = _dataset(calib, progress.stage(label or f"calibrating ({mode})", n))
+    if mode == "int8":
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io == "int":
+            conv.inference_input_type = conv.inference_output_type = tf.int8
+    else:
+        conv.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        if io == "int":
+            conv.inference_input_type = conv.inference_output_type = tf.int16
+    return _run(conv, mode)
+
+
+def _int8_denylisted(model, calib, io: str, tok, layers: list, progress: _Progress) -> bytes:
+    """int8 PTQ keeping the ops of `layers` in float32: the converter calibrates, the MLIR
+    quantizer quantizes with those ops (named by their output tensors) deny-listed."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tf_convert
+
+    from . import mixed, selective
+    conv = _converter(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    n = (calib[0] if isinstance(calib, list) else calib).shape[0]
+    conv.representative_dataset = _dataset(calib, progress.stage("calibrating (int8)", n))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv._experimental_calibrate_only = True
+    calibrated = _run(conv, "int8 calibration")
+    cal_t = mixed.read_model(calibrated)
+    sel = selective.check_coverage(selective.op_layers(cal_t, tok), layers, "--exclude")
+    sg = cal_t.subgraphs[0]
+    deny = [sg.tensors[int(sg.operators[i].outputs[0])].name.decode() for i in sorted(sel)]
+    io_type = tf.int8 if io == "int" else tf.float32
+    try:
+        return bytes(tf_convert.mlir_quantize(calibrated, input_data_type=io_type, output_data_type=io_type,
+                                              denylisted_nodes=list(deny)))
+    except Exception as exc:
+        raise MotError(f"TF quantizer failed (int8 with float layers): {type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
+
+
+# ------------------------------------------------------------------ API
+def quantize(model_or_path, mode: str = "int8", calib=None, io: Optional[str] = None,
+             exclude: Optional[str] = None, int16: Optional[str] = None,
+             progress: Union[None, bool, Callable] = None) -> bytes:
+    """Quantize a Keras model (or a .keras path); returns the .tflite bytes.
+
+    mode: "int8" | "int16x8" | "dynamic"; calib: float32 (N, *input_shape) (list for
+    several inputs), required for int8/int16x8; io: "int" (default for int8/int16x8)
+    or "float" (model input/output stay float; the only choice for dynamic);
+    exclude: regex of Keras layer names kept in float32; int16: regex of layers run in
+    int16x8 inside an int8 model; progress: None (rich bar), False, or
+    callable(stage, done, total).
+    """
+    import keras
+    model = model_or_path if isinstance(model_or_path, keras.Model) else load_keras(model_or_path)
+    if mode not in MODES:
+        raise MotError(f"unknown quantization mode '{mode}' (choose from {', '.join(MODES)})")
+    if io is None:
+        io = "float" if mode == "dynamic" else "int"
+    if io not in IO:
+        raise MotError(f"io must be 'int' or 'float', got '{io}'")
+    if mode == "dynamic" and io != "float":
+        raise MotError("dynamic-range quantization keeps float inputs and outputs (io='float')")
+    if int16 is not None and mode != "int8":
+        raise MotError(f"--int16 picks int16x8 layers inside an int8 model; it does not apply to "
+                       f"--quant {mode}")
+    if mode != "dynamic":
+        if calib is None:
+            raise MotError(f"{mode} quantization needs calibration data (--calib DATA.npy)")
+        calib = check_calibration(calib, model)
+
+    from . import mixed, selective
+    excl = selective.match_layers(model, exclude, "--exclude") if exclude is not None else []
+    wide = selective.match_layers(model, int16, "--int16") if int16 is not None else []
+    both = sorted(set(excl) & set(wide))
+    if both:
+        raise MotError(f"layers matched by both --exclude and --int16: {', '.join(both)}")
+    tok = selective.tokenize(model) if (excl or wide) else None
+    target = tok.model if tok is not None else model
+
+    with _Progress(progress) as prog:
+        if not excl and not wide:
+            return _convert(target, mode, calib, io, prog)
+
+        float_donor = None
+        if mode == "int8" and excl:
+            base = _int8_denylisted(target, calib, io, tok, excl, prog)
+        else:
+            base = _convert(target, mode, calib, io, prog)
+            if excl:
+                float_donor = _convert(target, "float")
+        model_t = None
+        if float_donor is not None:
+            sel = selective.check_coverage(selective.op_layers(mixed.read_model(base), tok), excl, "--exclude")
+            model_t = mixed.splice(base, float_donor, sel, "float32")
+            base = mixed.write_model(model_t)
+        if wide:
+            donor = _convert(target, "int16x8", calib, "int", prog, label="calibrating (int16x8 layers)")
+            base_t = mixed.read_model(base)
+            sel = selective.check_coverage(selective.op_layers(base_t, tok), wide, "--int16")
+            model_t = mixed.splice(base, donor, sel, "int16x8")
+        if model_t is None:
+            model_t = mixed.read_model(base)
+        selective.restore_names(model_t, tok)
+        return mixed.write_model(model_t)
+
+
+def save_tflite(data: bytes, path) -> Path:
+    """Write .tflite bytes atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ------------------------------------------------------------------ costs
+def _quantize_input(x: np.ndarray, spec: dict) -> np.ndarray:
+    dtype = np.dtype(spec["dtype"])
+    if dtype == np.float32:
+        return x.astype(np.float32)
+    s, z = spec["scale"], spec["zero_point"]
+    v = x.astype(np.float64) / s
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + z          # round half away from zero, as TFLM
+    info = np.iinfo(dtype)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def compare_variants(variants, x: np.ndarray, y: np.ndarray, progress: Union[None, bool, Callable] = None) -> list:
+    """What each .tflite variant costs: weights (flash) bytes, arena bytes and accuracy.
+
+    variants: list of paths, or of (name, path-or-bytes) pairs. x: float32 samples
+    (N, *input_shape), quantized to each model's input type; y: integer labels (N,).
+    Accuracy is top-1 on the host simulation of the generated C (what the device
+    computes, bit for bit). Returns one dict per variant: name, weights_bytes,
+    arena_bytes, macs, accuracy, input_dtype.
+    """
+    from ..codegen.compile import generate
+    from ..simulate import load
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y).ravel()
+    if len(x) != len(y):
+        raise MotError(f"{len(x)} samples but {len(y)} labels")
+    rows = []
+    with _Progress(progress) as prog, tempfile.TemporaryDirectory(prefix="mm-variants-") as tmp:
+        for k, v in enumerate(variants):
+            name, src = (v if isinstance(v, (tuple, list)) else (Path(v).stem, v))
+            if isinstance(src, (bytes, bytearray)):
+                path = Path(tmp) / f"variant{k}.tflite"
+                path.write_bytes(bytes(src))
+            else:
+                path = Path(src)
+            report = generate(path, "portable", "host").report
+            model = load(path)
+            spec = model.inputs[0]
+            xq = _quantize_input(x, spec)
+            tick = prog.stage(f"evaluating {name}", len(xq))
+            correct = 0
+            for start in range(0, len(xq), 64):
+                (out,) = model.run(xq[start:start + 64])[:1]
+                correct += int(np.sum(out.reshape(len(out), -1).argmax(-1) == y[start:start + 64]))
+                tick(min(start + 64, len(xq)))
+            rows.append({"name": name, "weights_bytes": int(report["weights_bytes"]),
+                         "arena_bytes": int(report["arena_bytes"]), "macs": int(report["macs"]),
+                         "accuracy": correct / len(xq), "input_dtype": spec["dtype"]})
+    return rows
