@@ -189,6 +189,25 @@ def _load_npy(path, what: str):
         raise MotError(f"{path}: not a readable .npy file ({exc})") from None
 
 
+def _cmd_optimize(args) -> None:
+    from pathlib import Path
+    if args.qat:
+        if args.exclude or args.int16 or args.quant not in (None, "int8"):
+            raise MotError("--qat produces an int8 model; it does not combine with --exclude/--int16/--quant")
+        from .optimize.qat import qat
+        data = qat(args.model, args.qat, epochs=args.epochs, out_path=args.output, io_float=args.io == "float")
+    else:
+        from .optimize.ptq import load_keras, quantize, read_calibration, save_tflite
+        mode = args.quant or "int8"
+        model = load_keras(args.model)
+        calib = read_calibration(args.calib, model) if args.calib else None
+        if calib is None and mode != "dynamic":
+            raise MotError(f"--quant {mode} needs calibration data: --calib DATA.npy (or use --quant dynamic)")
+        data = quantize(model, mode, calib, io=args.io, exclude=args.exclude, int16=args.int16)
+        save_tflite(data, args.output)
+    print(f"wrote {args.output} ({len(data):,} bytes)")
+
+
 def _cmd_debug(args) -> None:
     from .optimize.debug import debug, print_table, write_json
     from .optimize.report_html import write_html
@@ -260,6 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json")
     pr.add_argument("--html")
     pr.set_defaults(func=_cmd_profile)
+
+    o = sub.add_parser("optimize", help="quantize a Keras model: PTQ int8/int16x8/dynamic, selective, mixed, QAT")
+    o.add_argument("model", help="the float .keras model")
+    o.add_argument("--quant", choices=["int8", "int16x8", "dynamic"], help="default int8")
+    o.add_argument("--calib", help="float calibration samples (N, *input_shape) .npy")
+    o.add_argument("--io", choices=["int", "float"], help="model input/output type (default int; dynamic: float)")
+    o.add_argument("--exclude", help="regex of Keras layer names kept in float32")
+    o.add_argument("--int16", help="regex of Keras layer names run in int16x8 inside an int8 model")
+    o.add_argument("--qat", metavar="DATA.npz", help="quantization-aware training on DATA.npz (arrays x, y)")
+    o.add_argument("--epochs", type=int, default=3)
+    o.add_argument("-o", "--output", required=True)
+    o.set_defaults(func=_cmd_optimize)
 
     d = sub.add_parser("debug", help="per-layer quantization error of a .tflite against its float Keras model")
     d.add_argument("model", help="the float .keras model")
