@@ -198,6 +198,37 @@ def test_matching_fused_layers_default_names_and_float_io(tmp_path, digits):
     assert min(r["snr_db"] for r in res["layers"]) > 20
 
 
+@pytest.mark.skipif(importlib.util.find_spec("mcu_mot.optimize.ptq") is None, reason="needs mcu_mot.optimize.ptq")
+def test_selective_and_mixed_models(digits, tmp_path):
+    """Float layers (--exclude) and int16 layers in an int8 model (--int16): the QUANTIZE ops at the
+    borders are rows of their own (requantization error), not charged to the layer reading them."""
+    from keras import layers as L
+    from mcu_mot.optimize.ptq import quantize
+
+    def net(x):
+        x = L.Conv2D(8, 3, padding="same", activation="relu", name="c1")(x)
+        x = L.Conv2D(8, 3, padding="same", activation="relu", name="c2")(x)
+        x = L.GlobalAveragePooling2D(name="gap")(x)
+        return L.Dense(10, name="d")(x)
+    model = keras_model(net, (8, 8, 1))
+    (xtr, _), (xte, _) = digits
+    p = tmp_path / "m.tflite"
+    p.write_bytes(quantize(model, "int8", xtr[:64], exclude="c2", progress=False))
+    sel = debug(model, p, xte[:16])
+    p.write_bytes(quantize(model, "int8", xtr[:64], int16="c2", progress=False))
+    mixed = debug(model, p, xte[:16])
+    for res in (sel, mixed):
+        assert res["unmatched"] == [] and res["mode"].startswith("mixed")
+    assert _row(sel, "c2")["dtype"] == "float32" and _row(sel, "c2")["score"] < 1e-4
+    assert _row(sel, "c2")["scale"] is None
+    req = _row(sel, "c2 (float32->int8)")
+    assert req["op"] == "QUANTIZE" and req["requantizes"] == "c2" and req["score"] > 1e-3
+    assert _row(mixed, "c2")["dtype"] == "int16"
+    assert {r["name"] for r in mixed["layers"] if r["op"] == "QUANTIZE"} == {"c1 (int8->int16)", "c2 (int16->int8)"}
+    # int16 requantization of an int8 tensor loses nothing; int16 -> int8 does
+    assert _row(mixed, "c1 (int8->int16)")["score"] < 0.1 * _row(mixed, "c2 (int16->int8)")["score"]
+
+
 def test_bad_inputs_are_one_line_errors(models, digits, tmp_path):
     clean, path, _, _ = models
     x = digits[1][0][:8]

@@ -534,10 +534,9 @@ def _graph_output_producers(graph) -> dict:
     return res
 
 
-def _match(graph, ks: _KerasSide, calls: list, q_first: list, f_first: dict) -> dict:
-    """{call index: layer or ('input', k)} from names, sizes, numbers and order."""
+def _match(graph, ks: _KerasSide, calls: list, q_first: list, f_first: dict, requant: dict) -> dict:
+    """{call index: layer | ('input', k) | ('requant', source)} from names, sizes, numbers and order."""
     tensors = {t.index: t for t in graph.tensors}
-    input_index = {t.index: k for k, t in enumerate(graph.inputs)}
     out_of = _graph_output_producers(graph)
     match = {}
     cands = {}        # call -> [(rel, rank, -pos, layer)]
@@ -547,10 +546,11 @@ def _match(graph, ks: _KerasSide, calls: list, q_first: list, f_first: dict) -> 
         if op in _SKIP_OPS or (t.dtype != "float32" and t.quant is None):
             continue
         if op == "QUANTIZE":
-            producer = graph.producer(t)
-            src = producer.inputs[0] if producer is not None and producer.inputs else None
-            if src is not None and src.index in input_index:
-                match[i] = ("input", input_index[src.index])
+            src = requant.get(i)
+            if src is not None and src[0] == "input" and graph.inputs[src[1]].dtype == "float32":
+                match[i] = src                        # the model's float input, quantized
+            elif src is not None:
+                match[i] = ("requant", src)
             continue
         size = int(np.prod(layer["shape"][1:] if layer["shape"] and layer["shape"][0] == 1 else layer["shape"]))
         named = _name_candidates(layer["name"], ks.by_name)
@@ -661,38 +661,95 @@ class _Stats:
         return {prefix + k: v for k, v in d.items()}
 
 
+def _wiring(graph, calls: list) -> tuple[dict, dict]:
+    """From the .tflite graph: for each kernel call, the kernel outputs / graph inputs it reads (through
+    ops that run no kernel: aliases, fused activations); and the QUANTIZE calls that requantize another
+    kernel's output or a graph input ({call: ('call', p) | ('input', k)})."""
+    call_of = {c["tensor"]: i for i, c in enumerate(calls)}
+    input_index = {t.index: k for k, t in enumerate(graph.inputs)}
+    producer = {t.index: op for op in graph.ops for t in op.outputs}
+    reads, requant = {}, {}
+    for i, c in enumerate(calls):
+        found, seen = set(), set()
+        stack = [producer[c["tensor"]]] if c["tensor"] in producer else []
+        while stack:
+            op = stack.pop()
+            if id(op) in seen:
+                continue
+            seen.add(id(op))
+            for t in op.inputs:
+                if t is None or t.is_const:
+                    continue
+                if t.index in call_of and call_of[t.index] != i:
+                    found.add(("call", call_of[t.index]))
+                elif t.index in input_index:
+                    found.add(("input", input_index[t.index]))
+                elif t.index in producer:
+                    stack.append(producer[t.index])
+        reads[i] = found
+        if c["op"] == "QUANTIZE" and len(found) == 1:
+            requant[i] = next(iter(found))
+    return reads, requant
+
+
 def _compare(graph, ks: _KerasSide, runner, xs, xq_all, n, batch_size, say):
     calls = runner.calls
     tensors = {t.index: t for t in graph.tensors}
+    reads, requant = _wiring(graph, calls)
     match = None
     acc, local = {}, {}
     in_stats = [_Stats(*_qrange(t)) for t in graph.inputs]
-    done = 0
     say(0, n, f"layers on {runner.where}")
     for s in range(0, n, max(1, int(batch_size))):
         e = min(n, s + batch_size)
+        b = e - s
         xb = [x[s:e] for x in xs]
         per_sample = [runner.layer_outputs([xq[j] for xq in xq_all]) for j in range(s, e)]
         q = [np.stack([ps[i] for ps in per_sample]) for i in range(len(calls))]
         deq = [_dequantize(q[i], tensors[calls[i]["tensor"]]) for i in range(len(calls))]
         fvals = ks.layer_values(xb)
         if match is None:
-            match = _match(graph, ks, calls, deq, fvals)
+            match = _match(graph, ks, calls, deq, fvals, requant)
             matched_ids = {id(v) for v in match.values() if not isinstance(v, tuple)}
             seg_of = {i: ks.segment(v, matched_ids) for i, v in match.items() if not isinstance(v, tuple)}
             layer_call = {id(v): i for i, v in match.items() if not isinstance(v, tuple)}
-            input_call = {v[1]: i for i, v in match.items() if isinstance(v, tuple)}
+            input_call = {v[1]: i for i, v in match.items() if isinstance(v, tuple) and v[0] == "input"}
         # the quantized model's view of each input (what the first layers were fed)
         xin = []
         for k, (xqk, t) in enumerate(zip(xq_all, graph.inputs)):
-            if k in input_call:
-                xin.append(deq[input_call[k]])
-            else:
-                xin.append(_dequantize(xqk[s:e], t))
+            xin.append(deq[input_call[k]] if k in input_call else _dequantize(xqk[s:e], t))
         for k in range(len(xs)):
             in_stats[k].add(xin[k].reshape(xb[k].shape), xb[k].astype(np.float64))
+
+        def value(src):
+            return xin[src[1]] if src[0] == "input" else deq[src[1]]
+
+        def float_ref(src):
+            if src[0] == "input":
+                return xb[src[1]].astype(np.float64)
+            v = match.get(src[1])
+            if v is None or (isinstance(v, tuple) and v[0] != "input"):
+                return None
+            return xb[v[1]].astype(np.float64) if isinstance(v, tuple) else fvals[id(v)]
+
+        def fed(i, src):
+            """What call i read for the tensor `src`: src itself or a QUANTIZE of it."""
+            for r, rsrc in requant.items():
+                if rsrc == src and ("call", r) in reads[i]:
+                    return deq[r]
+            return value(src)
+
         for i, v in match.items():
             if isinstance(v, tuple):
+                if v[0] == "requant":              # a QUANTIZE between two kernels: int16 <-> int8, float -> int
+                    f = float_ref(v[1])
+                    if f is None:
+                        continue
+                    qi = deq[i].reshape(f.shape)
+                    if i not in acc:
+                        acc[i], local[i] = _Stats(*_qrange(tensors[calls[i]["tensor"]])), _Stats()
+                    acc[i].add(qi, f)
+                    local[i].add(qi, value(v[1]).reshape(f.shape))
                 continue
             f = fvals[id(v)]
             qi = deq[i].reshape(f.shape)
@@ -705,10 +762,9 @@ def _compare(graph, ks: _KerasSide, runner, xs, xq_all, n, batch_size, say):
             feeds = []
             for t in frontier:
                 producer = t._keras_history.operation
-                if producer in ks.input_layers:
-                    feeds.append(xin[ks.input_layers.index(producer)].reshape((e - s,) + tuple(t.shape[1:])))
-                else:
-                    feeds.append(deq[layer_call[id(producer)]].reshape((e - s,) + tuple(t.shape[1:])))
+                src = (("input", ks.input_layers.index(producer)) if producer in ks.input_layers
+                       else ("call", layer_call[id(producer)]))
+                feeds.append(fed(i, src).reshape((b,) + tuple(t.shape[1:])))
             try:
                 with _quiet():
                     ref = sub([a.astype(np.float32) for a in feeds], training=False)
@@ -716,8 +772,7 @@ def _compare(graph, ks: _KerasSide, runner, xs, xq_all, n, batch_size, say):
                 seg_of[i] = (None, frontier, seg_of[i][2])
                 continue
             local.setdefault(i, _Stats()).add(qi, _np(ref).reshape(f.shape))
-        done = e
-        say(done, n, f"layers on {runner.where}")
+        say(e, n, f"layers on {runner.where}")
 
     rows = []
     # the inputs' own quantization (int8/int16 inputs): a pseudo layer ahead of the first kernel
@@ -726,23 +781,39 @@ def _compare(graph, ks: _KerasSide, runner, xs, xq_all, n, batch_size, say):
             continue
         st = in_stats[k].result()
         rows.append(_row(-1, ks.input_layers[k].name, "INPUT", t, st, st, [ks.input_layers[k].name]))
+
+    def src_name(src):
+        if src[0] == "input":
+            return ks.input_layers[src[1]].name
+        v = match.get(src[1])
+        return None if v is None else (ks.input_layers[v[1]].name if isinstance(v, tuple) else v.name)
+
     for i, v in sorted(match.items()):
         layer = calls[i]
         t = tensors[layer["tensor"]]
-        if isinstance(v, tuple):
+        if isinstance(v, tuple) and v[0] == "input":
             st = in_stats[v[1]].result()
             rows.append(_row(i, ks.input_layers[v[1]].name, layer["op"], t, st, st, [ks.input_layers[v[1]].name],
                              layer))
-            continue
-        sub, _, fused = seg_of[i]
-        st_acc = acc[i].result()
-        # the layer's own error, relative to the spread of its output in the float model
-        st_loc = local[i].result(std=acc[i].spread()) if i in local and sub is not None else None
-        rows.append(_row(i, v.name, layer["op"], t, st_acc, st_loc, [lyr.name for lyr in fused], layer))
-        rows[-1]["readers"] = [lyr.name for lyr in ks.readers(v)]
-    matched_calls = set(match)
+        elif isinstance(v, tuple):
+            if i not in acc or src_name(v[1]) is None:
+                continue
+            st_acc = acc[i].result()
+            st_loc = local[i].result(std=acc[i].spread())
+            src_t = tensors[calls[v[1][1]]["tensor"]] if v[1][0] == "call" else graph.inputs[v[1][1]]
+            rows.append(_row(i, f"{src_name(v[1])} ({src_t.dtype}->{t.dtype})", layer["op"], t, st_acc, st_loc,
+                             [], layer))
+            rows[-1]["requantizes"] = src_name(v[1])
+        else:
+            sub, _, fused = seg_of[i]
+            st_acc = acc[i].result()
+            # the layer's own error, relative to the spread of its output in the float model
+            st_loc = local[i].result(std=acc[i].spread()) if i in local and sub is not None else None
+            rows.append(_row(i, v.name, layer["op"], t, st_acc, st_loc, [lyr.name for lyr in fused], layer))
+            rows[-1]["readers"] = [lyr.name for lyr in ks.readers(v)]
+    shown = {r["index"] for r in rows}
     unmatched = [{"index": i, "name": layer["name"], "op": layer["op"]} for i, layer in enumerate(calls)
-                 if i not in matched_calls and layer["op"] not in _SKIP_OPS]
+                 if i not in shown and layer["op"] not in _SKIP_OPS]
     return rows, unmatched
 
 
