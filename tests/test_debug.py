@@ -242,6 +242,10 @@ def test_bad_inputs_are_one_line_errors(models, digits, tmp_path):
         debug(clean, tmp_path / "missing.tflite", x)
     with pytest.raises(MotError, match="Keras model not found"):
         debug(tmp_path / "missing.keras", path, x)
+    with pytest.raises(MotError, match="is not emulated: flash the firmware"):
+        debug(clean, path, x, board="stm32f746g-disco")
+    with pytest.raises(MotError, match="unknown board"):
+        debug(clean, path, x, board="no-such-board")
     (tmp_path / "bad.keras").write_bytes(b"not a zip")
     with pytest.raises(MotError, match="not a readable Keras model") as e:
         debug(tmp_path / "bad.keras", path, x)

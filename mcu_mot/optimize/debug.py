@@ -328,7 +328,7 @@ class _DeviceRunner:
 
 
 def _open_runner(stack: ExitStack, path: Path, board, port, build_dir, say):
-    if board is None and port is None:
+    if board in (None, "host") and port is None:
         say(0, 1, "compiling the generated C for the host")
         return _HostRunner(path)
     from ..build.boards import load_board
