@@ -135,6 +135,7 @@ def write_json(result: dict, path) -> Path:
 def print_table(result: dict, console=None, top: int | None = None) -> None:
     """A rich table of the layers, worst first (and the model metric when there is one)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
     console = console or Console()
     rows = result["layers"][:top] if top else result["layers"]
@@ -151,7 +152,7 @@ def print_table(result: dict, console=None, top: int | None = None) -> None:
         table.add_column(col, justify="left" if col in ("layer", "op") else "right", overflow="fold",
                          no_wrap=col not in ("layer", "op"))
     for r in rows:
-        cells = {"#": str(r["index"]), "layer": r["name"], "op": r["op"], "score": _g(r["score"]),
+        cells = {"#": str(r["index"]), "layer": escape(r["name"]), "op": r["op"], "score": _g(r["score"]),
                  "RMSE": _g(r["rmse"]), "max |err|": _g(r["max_abs_err"]), "SNR dB": _db(r["snr_db"]),
                  "scale, zp": "float" if r["scale"] is None else f"{_g(r['scale'])}, {r['zero_point']}",
                  "float range": f"{_g(r['float_min'])}..{_g(r['float_max'])}"}
@@ -164,9 +165,9 @@ def print_table(result: dict, console=None, top: int | None = None) -> None:
         for e in m.get("exclusions") or []:
             what = (f"{_g(e['quantized'])} ({e['gain']:+.4f})" if e.get("gain") is not None
                     else f"not measured: {e.get('error', '')}")
-            console.print(f"  {_variant_text(e)} in float (--exclude '{e['exclude']}'): {what}")
+            console.print(escape(f"  {_variant_text(e)} in float (--exclude '{e['exclude']}'): {what}"))
         if m.get("exclusions_note"):
-            console.print(f"  {m['exclusions_note']}")
+            console.print(escape(f"  {m['exclusions_note']}"))
     if result.get("unmatched"):
         names = ", ".join(f"{u['index']} {u['op']}" for u in result["unmatched"])
         console.print(f"[dim]kernel calls with no Keras layer to compare with: {names}[/]")
