@@ -15,6 +15,7 @@ from .graph import Graph, Op, Tensor
 def run_passes(graph: Graph) -> Graph:
     fold_constants(graph)
     infer_space_batch_shapes(graph)
+    infer_dynamic_shapes(graph)
     fuse_activations(graph)
     remove_dead_ops(graph)
     graph.renumber()
@@ -146,6 +147,42 @@ def infer_space_batch_shapes(graph: Graph) -> None:
         elif op.opcode in _BATCH_PRESERVING and len(inp.shape) == 4 and len(out.shape) == 4 \
                 and inp.shape[0] != out.shape[0]:
             out.shape = (inp.shape[0],) + tuple(out.shape[1:])
+
+
+_SHAPE_PRESERVING = {"RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH",
+                     "QUANTIZE", "DEQUANTIZE", "SOFTMAX"}
+
+
+def infer_dynamic_shapes(graph: Graph) -> None:
+    """Recompute shapes the converter left as placeholders in models with a dynamic
+    batch (e.g. a Keras 3 Dense on a rank-3 input: RESHAPE outputs stored as (1, 1)),
+    once constant folding has made their shape operands known."""
+    for op in graph.ops:
+        out = op.outputs[0] if op.outputs else None
+        inp = op.inputs[0] if op.inputs else None
+        if out is None or inp is None:
+            continue
+        if op.opcode == "RESHAPE" and len(op.inputs) > 1 and op.inputs[1] is not None and op.inputs[1].is_const:
+            new = [int(d) for d in op.inputs[1].data.ravel()]
+            if new.count(-1) == 1:
+                rest = int(np.prod([d for d in new if d != -1])) or 1
+                new[new.index(-1)] = inp.size // rest
+            if int(np.prod(new)) == inp.size:
+                out.shape = tuple(new)
+        elif op.opcode == "FULLY_CONNECTED" and len(op.inputs) > 1 and op.inputs[1].is_const:
+            units, depth = op.inputs[1].shape[-2], op.inputs[1].shape[-1]
+            if depth and inp.size % depth == 0:
+                if op.options.get("keep_num_dims"):
+                    out.shape = tuple(inp.shape[:-1]) + (units,)
+                else:
+                    out.shape = (inp.size // depth, units)
+        elif op.opcode in _SHAPE_PRESERVING and out.size != inp.size:
+            out.shape = tuple(inp.shape)
+        elif op.opcode in ("ADD", "SUB", "MUL") and len(op.inputs) == 2:
+            try:
+                out.shape = tuple(np.broadcast_shapes(tuple(inp.shape), tuple(op.inputs[1].shape)))
+            except ValueError:
+                pass
 
 
 # ---------------------------------------------------------------- fusion
