@@ -29,14 +29,15 @@ def digits_dataset():
 def small_cnn():
     import keras
     from keras import layers as L
-    inp = keras.Input((8, 8, 1))
-    x = L.Conv2D(16, 3, padding="same", activation="relu")(inp)
-    x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
-    x = L.Conv2D(24, 1, activation="relu")(x)
-    x = L.MaxPooling2D(2)(x)
-    x = L.Flatten()(x)
-    x = L.Dense(10)(x)
-    return keras.Model(inp, L.Softmax()(x), name="digits_cnn")
+    # explicit names: the same in every process, whatever models were built before
+    inp = keras.Input((8, 8, 1), name="input_layer")
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="conv2d")(inp)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu", name="depthwise_conv2d")(x)
+    x = L.Conv2D(24, 1, activation="relu", name="conv2d_1")(x)
+    x = L.MaxPooling2D(2, name="max_pooling2d")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(10, name="dense")(x)
+    return keras.Model(inp, L.Softmax(name="softmax")(x), name="digits_cnn")
 
 
 def main(argv=None) -> int:
