@@ -189,8 +189,18 @@ def _load_npy(path, what: str):
         raise MotError(f"{path}: not a readable .npy file ({exc})") from None
 
 
-def _cmd_optimize(args) -> None:
+def _require_files(*pairs) -> None:
+    """Check input files before TensorFlow is loaded: a typo costs no start-up time."""
     from pathlib import Path
+    for path, what in pairs:
+        if path and not Path(path).is_file():
+            raise MotError(f"{what} not found: {path}")
+
+
+def _cmd_optimize(args) -> None:
+    _require_files((args.model, "Keras model"), (args.calib, "calibration data"), (args.qat, "QAT data"))
+    from .optimize.tfquiet import import_tensorflow
+    import_tensorflow()
     if args.qat:
         if args.exclude or args.int16 or args.quant not in (None, "int8"):
             raise MotError("--qat produces an int8 model; it does not combine with --exclude/--int16/--quant")
@@ -209,6 +219,10 @@ def _cmd_optimize(args) -> None:
 
 
 def _cmd_debug(args) -> None:
+    _require_files((args.model, "Keras model"), (args.tflite, "model file"), (args.calib, "calibration data"),
+                   (args.labels, "labels"))
+    from .optimize.tfquiet import import_tensorflow
+    import_tensorflow()
     from .optimize.debug import debug, print_table, write_json
     from .optimize.report_html import write_html
     calib = _load_npy(args.calib, "calibration")

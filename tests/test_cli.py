@@ -138,3 +138,20 @@ def test_deploy_path_does_not_import_tensorflow(models, tmp_path):
             "assert rc == 0; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("bad", ["missing_model", "garbage_model", "missing_calib"])
+def test_optimize_bad_input_is_one_line(tmp_path, bad):
+    """TensorFlow's start-up chatter must not bury the one error line."""
+    model = tmp_path / "m.keras"
+    if bad == "garbage_model":
+        model.write_bytes(os.urandom(300))
+    calib = tmp_path / "c.npy"
+    if bad != "missing_calib":
+        np.save(calib, np.zeros((2, 8, 8, 1), np.float32))
+    if bad == "missing_calib":
+        model.write_bytes(b"PK")
+    rc, _, se = mm("optimize", model, "--quant", "int8", "--calib", calib, "-o", tmp_path / "o.tflite")
+    assert_one_line_error(rc, se, {"missing_model": "not found", "garbage_model": "m.keras",
+                                   "missing_calib": "calibration data not found"}[bad])
+    assert not (tmp_path / "o.tflite").exists()

@@ -1,0 +1,33 @@
+"""Import TensorFlow without its start-up chatter on stderr (absl/cudart lines printed
+from C++ before logging is configured), so a failing command still prints one line."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+_NOISE = ("All log messages before absl::InitializeLog()", "cudart_stub.cc", "cuda drivers",
+          "TF-TRT Warning", "oneDNN custom operations", "computer_aided", "rebuild TensorFlow with")
+
+
+def import_tensorflow():
+    """`import tensorflow` with C-level stderr captured; lines that are not known noise are replayed."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            import tensorflow as tf
+            import keras  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        for line in tmp.read().decode(errors="replace").splitlines():
+            if line.strip() and not any(n in line for n in _NOISE):
+                print(line, file=sys.stderr)
+    return tf
