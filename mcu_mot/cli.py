@@ -82,8 +82,8 @@ def _cmd_size(args) -> None:
     rep = size_report(elf, args.board)
     print_size_report(rep)
     if args.json:
-        from .device.profile import _atomic_write
-        _atomic_write(args.json, (json.dumps(rep, indent=2) + "\n").encode())
+        from .fileio import atomic_write
+        atomic_write(args.json, (json.dumps(rep, indent=2) + "\n").encode())
 
 
 def _cmd_flash(args) -> None:

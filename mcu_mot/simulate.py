@@ -185,15 +185,11 @@ def read_inputs(inputs, count: int) -> list[np.ndarray]:
 
 def write_outputs(path: Path, results: list[np.ndarray]) -> None:
     """Atomic write: .npy for one output, .npz for several."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if len(results) == 1:
-                np.save(f, results[0])
-            else:
-                np.savez(f, *results)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    import io
+    from .fileio import atomic_write
+    buf = io.BytesIO()
+    if len(results) == 1:
+        np.save(buf, results[0])
+    else:
+        np.savez(buf, *results)
+    atomic_write(path, buf.getvalue())

@@ -3,7 +3,6 @@ compare mcu_mot's host simulation with the TFLite Micro reference interpreter.""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -127,3 +126,18 @@ def first_divergence(path, sample: list):
         if not np.array_equal(ours, ref):
             return layer, ours, ref
     return None
+
+
+def litert_run(path, x):
+    """The TF Lite interpreter with its reference kernels (ai-edge-litert BUILTIN_REF), sample by
+    sample: the reference for ops TFLite Micro cannot run (or runs wrongly)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    interp = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interp.allocate_tensors()
+    i, o = interp.get_input_details()[0], interp.get_output_details()[0]
+    outs = []
+    for k in range(x.shape[0]):
+        interp.set_tensor(i["index"], x[k:k + 1])
+        interp.invoke()
+        outs.append(interp.get_tensor(o["index"])[0])
+    return np.stack(outs)

@@ -7,20 +7,7 @@ reference here."""
 import numpy as np
 import pytest
 
-from harness import convert, keras_model, random_inputs, save
-
-
-def litert_run(path, x):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    interp = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    interp.allocate_tensors()
-    i, o = interp.get_input_details()[0], interp.get_output_details()[0]
-    outs = []
-    for k in range(x.shape[0]):
-        interp.set_tensor(i["index"], x[k:k + 1])
-        interp.invoke()
-        outs.append(interp.get_tensor(o["index"])[0])
-    return np.stack(outs)
+from harness import convert, keras_model, litert_run, random_inputs, save
 
 
 @pytest.mark.parametrize("mode", ["int8", "float"])

@@ -5,20 +5,7 @@ the reference."""
 import numpy as np
 import pytest
 
-from harness import convert, keras_model, random_inputs, save
-
-
-def litert(path, x):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    outs = []
-    for k in range(x.shape[0]):
-        it.set_tensor(i["index"], x[k:k + 1])
-        it.invoke()
-        outs.append(it.get_tensor(o["index"])[0])
-    return np.stack(outs)
+from harness import convert, keras_model, litert_run, random_inputs, save
 
 
 @pytest.mark.parametrize("mode", ["int8", "float"])
@@ -30,4 +17,4 @@ def test_dense_on_rank3_input(mode, tmp_path):
     from mcu_mot.simulate import simulate
     (x,) = random_inputs(path, 5)
     (ours,) = simulate(path, x)
-    assert np.array_equal(ours, litert(path, x))
+    assert np.array_equal(ours, litert_run(path, x))

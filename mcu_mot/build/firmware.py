@@ -15,10 +15,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from .. import ROOT, MotError, __version__
+from ..fileio import atomic_write
 from .boards import Board, load_board
 
 RUNTIME_DIR = ROOT / "firmware" / "runtime"
@@ -57,15 +57,7 @@ def write_if_changed(path: Path, data) -> bool:
             return False
     except OSError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
     return True
 
 

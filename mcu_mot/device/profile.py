@@ -11,13 +11,12 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .. import MotError
+from ..fileio import atomic_write as _atomic_write
 from .client import DeviceClient, sample_shape
 
 
@@ -117,20 +116,7 @@ def build_profile(info, layers: list[dict], totals: list[int], per_layer: list[l
 
 # ---- output files (atomic) ------------------------------------------------------------------
 
-def _atomic_write(path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
 
 
 def write_json(prof: dict, path) -> None:

@@ -282,17 +282,8 @@ def quantize(model_or_path, mode: str = "int8", calib=None, io: Optional[str] = 
 
 def save_tflite(data: bytes, path) -> Path:
     """Write .tflite bytes atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from ..fileio import atomic_write
+    return atomic_write(path, data)
 
 
 # ------------------------------------------------------------------ costs

@@ -5,27 +5,10 @@ import base64
 import html
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 
 
-def atomic_write(path, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+from ..fileio import atomic_write  # noqa: F401  (debug.py writes its JSON with it)
 
 
 def _finite(v, default=0.0):
