@@ -128,23 +128,30 @@ def host_compiler() -> str:
     return cc
 
 
-def load(model_path) -> HostModel:
-    """Compile (or reuse from the cache) the host library for `model_path`."""
+def load(model_path, isa: str = "plain") -> HostModel:
+    """Compile (or reuse from the cache) the host library for `model_path`.
+
+    isa "dsp" generates the Cortex-M4 kernel paths and weight layouts and runs
+    them with the DSP instructions emulated in C (mm_isa.h), bit for bit."""
     model_path = Path(model_path)
     if not model_path.is_file():
         raise MotError(f"model file not found: {model_path}")
-    key = model_digest(model_path.read_bytes())[:24] + "-" + _fingerprint()
+    if isa not in ("plain", "dsp"):
+        raise MotError(f"the host simulator runs isa plain or dsp, not '{isa}' "
+                       "(Helium code runs on a Cortex-M55: mcu-mot run -b qemu-mps3-an547)")
+    key = model_digest(model_path.read_bytes())[:24] + "-" + _fingerprint() + ("" if isa == "plain" else "-" + isa)
     cdir = cache_dir() / "host"
     lib, meta_path = cdir / f"{key}.so", cdir / f"{key}.json"
     if not (lib.exists() and meta_path.exists()):
-        compiled = generate(model_path, "portable", "host")
+        compiled = generate(model_path, "portable", "host", isa=isa)
         cdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="mm-host-") as tmp:
             tmp = Path(tmp)
             for name, text in compiled.files.items():
                 (tmp / name).write_text(text)
             out = tmp / "model.so"
-            cmd = [host_compiler(), *HOST_CFLAGS, f"-I{ROOT / 'firmware' / 'kernels'}", f"-I{tmp}",
+            emulate = ["-DMM_EMULATE_DSP=1"] if isa == "dsp" else []
+            cmd = [host_compiler(), *HOST_CFLAGS, *emulate, f"-I{ROOT / 'firmware' / 'kernels'}", f"-I{tmp}",
                    str(tmp / "model.c"), *map(str, compiled.kernel_sources), "-lm", "-o", str(out)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
@@ -156,9 +163,9 @@ def load(model_path) -> HostModel:
     return HostModel(lib, json.loads(meta_path.read_text()))
 
 
-def simulate(model_path, inputs, output_path=None) -> list[np.ndarray]:
+def simulate(model_path, inputs, output_path=None, isa: str = "plain") -> list[np.ndarray]:
     """Run `inputs` (array, list of arrays, or .npy/.npz path) through the host build."""
-    model = load(model_path)
+    model = load(model_path, isa)
     arrays = read_inputs(inputs, len(model.inputs))
     results = model.run(*arrays)
     if output_path is not None:

@@ -81,12 +81,43 @@ def tflm_run(path, inputs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.stack(o).reshape((n,) + o[0].shape[1:] if o[0].shape and o[0].shape[0] == 1 else (n,) + o[0].shape) for o in outs]
 
 
-def assert_bit_exact(path, inputs=None, n: int = 4, seed: int = 0):
-    """simulate(path) == TFLM(path), bit for bit (float outputs: exact too)."""
+def assert_bit_exact(path, inputs=None, n: int = 4, seed: int = 0, isa: str = "plain"):
+    """simulate(path) == TFLM(path), bit for bit (float outputs: exact too).
+
+    isa "dsp": the Cortex-M4 kernel paths and layouts, DSP instructions emulated on the host."""
     from mcu_mot.simulate import simulate
     inputs = inputs if inputs is not None else random_inputs(path, n, seed)
-    ours = simulate(path, inputs)
+    ours = simulate(path, inputs, isa=isa)
     ref = tflm_run(path, inputs)
+    _assert_same(ours, ref)
+    return ours
+
+
+def device_run(path, board, inputs, build_dir, profile: bool = False):
+    """Build `path` for an emulated board, run `inputs` on QEMU over the serial link.
+
+    Returns (outputs, profile or None, build report)."""
+    from mcu_mot.build import build
+    from mcu_mot.device.client import DeviceClient
+    from mcu_mot.device.qemu import QemuInstance
+    from mcu_mot.device import profile as PR
+    report = build(path, board, build_dir)
+    with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url, timeout=5.0, retries=3) as dev:
+        dev.check_model(report["model_sha256"])
+        ours = dev.run(*inputs)
+        prof = PR.profile(dev, runs=1, inputs=[x[:1] for x in inputs], board=board) if profile else None
+    return ours, prof, report
+
+
+def assert_device_bit_exact(path, board, build_dir, inputs=None, n: int = 3, seed: int = 0):
+    """The firmware for `board` (its DSP/MVE kernel paths) on QEMU == TFLM, bit for bit."""
+    inputs = inputs if inputs is not None else random_inputs(path, n, seed)
+    ours, _, report = device_run(path, board, inputs, build_dir)
+    _assert_same(ours, tflm_run(path, inputs))
+    return report
+
+
+def _assert_same(ours, ref):
     assert len(ours) == len(ref)
     for k, (a, b) in enumerate(zip(ours, ref)):
         b = b.reshape(a.shape)
@@ -95,7 +126,6 @@ def assert_bit_exact(path, inputs=None, n: int = 4, seed: int = 0):
             diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
             raise AssertionError(f"output {k} differs at {int((diff > 0).sum())} of {a.size} places, "
                                  f"max |diff| {diff.max()}\nours={a.ravel()[:16]}\nref ={b.ravel()[:16]}")
-    return ours
 
 
 def keras_model(layers_fn, input_shape, seed: int = 0):

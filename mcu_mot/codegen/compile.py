@@ -19,6 +19,16 @@ from .lowering import Alias, Call, LoweringContext, lower_op
 
 KERNEL_DIR = ROOT / "firmware" / "kernels"
 BACKENDS = ("portable", "cmsis-nn", "auto")
+ISAS = ("plain", "dsp", "mve")   # index = MM_ISA_* level in firmware/kernels/mm_isa.h
+
+
+def board_isa(board: str) -> str:
+    """The kernel ISA level a board's core supports ('host' and unknown names: plain C)."""
+    if board in ("host", None):
+        return "plain"
+    from ..build.boards import load_board
+    features = set(load_board(board).features)
+    return "mve" if "mve" in features else "dsp" if "dsp" in features else "plain"
 
 
 @dataclass
@@ -34,24 +44,31 @@ def model_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def generate(model_path, backend: str = "portable", board: str = "host") -> CompiledModel:
-    """Everything `compile` produces, in memory."""
+def generate(model_path, backend: str = "portable", board: str = "host", isa: str | None = None) -> CompiledModel:
+    """Everything `compile` produces, in memory.
+
+    isa: kernel paths and weight layouts to generate for (plain, dsp, mve);
+    default: what `board`'s core has. The host simulator can run plain and dsp
+    (the DSP instructions emulated in C)."""
     model_path = Path(model_path)
     if backend not in BACKENDS:
         raise MotError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    isa = isa or board_isa(board)
+    if isa not in ISAS:
+        raise MotError(f"unknown isa '{isa}' (choose from {', '.join(ISAS)})")
     graph = read_tflite(model_path)
     digest = model_digest(model_path.read_bytes())
     run_passes(graph)
     _check_backend(graph, backend)
-    ctx = LoweringContext(backend)
+    ctx = LoweringContext(backend, isa)
     steps = [(op, lower_op(op, ctx)) for op in graph.ops]
     for op, low in steps:
         if isinstance(low, Call):
             low.inplace = low.inplace or overlap_lead(op, low)
     plan = plan_memory(graph.inputs, graph.outputs, [_plan_step(op, low) for op, low in steps])
     files = render(graph, steps, plan, ctx, name=graph.name, source=model_path.name,
-                   model_hash=digest[:8], backend="portable")
-    headers = ["mm_math.h"] + sorted({low.header for _, low in steps if isinstance(low, Call)})
+                   model_hash=digest[:8], backend="portable", isa=ISAS.index(isa))
+    headers = ["mm_math.h", "mm_isa.h"] + sorted({low.header for _, low in steps if isinstance(low, Call)})
     sources = [KERNEL_DIR / h.replace(".h", ".c") for h in headers if (KERNEL_DIR / h.replace(".h", ".c")).exists()]
     report = {
         "model": model_path.name,
@@ -59,6 +76,7 @@ def generate(model_path, backend: str = "portable", board: str = "host") -> Comp
         "backend": "portable",
         "backend_requested": backend,
         "board": board,
+        "isa": isa,
         "arena_bytes": plan.arena_bytes,
         "weights_bytes": weights_bytes(ctx),
         "macs": sum(low.macs for _, low in steps if isinstance(low, Call)),

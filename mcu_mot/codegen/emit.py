@@ -42,7 +42,7 @@ def pointer(tensor: Tensor, plan) -> str:
     return f"(({tensor.ctype} *)(mm_arena + {plan.offset(tensor)}u))"
 
 
-def render(graph, steps, plan, ctx, *, name, source, model_hash, backend) -> dict[str, str]:
+def render(graph, steps, plan, ctx, *, name, source, model_hash, backend, isa: int = 0) -> dict[str, str]:
     layers, headers = [], []
     for i, (op, lowered) in enumerate(steps):
         if not isinstance(lowered, Call):
@@ -73,7 +73,7 @@ def render(graph, steps, plan, ctx, *, name, source, model_hash, backend) -> dic
                    body=format_array(a["values"], a["dtype"])) for a in ctx.arrays]
     common = dict(name=_cstr(name), version=__version__, source=_cstr(str(source)), hash=model_hash,
                   arena_bytes=plan.arena_bytes, inputs=[io(t) for t in graph.inputs],
-                  outputs=[io(t) for t in graph.outputs], layers=layers, backend=backend,
+                  outputs=[io(t) for t in graph.outputs], layers=layers, backend=backend, isa=isa,
                   weights_bytes=weights_bytes(ctx))
     env = _env()
     return {

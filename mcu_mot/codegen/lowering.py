@@ -57,8 +57,18 @@ class Alias:
 class LoweringContext:
     """Collects the constant arrays and parameter structs the calls refer to."""
 
-    def __init__(self, backend: str = "portable"):
+    @property
+    def dsp(self) -> bool:
+        """ARMv7E-M DSP instructions are there (M4/M7/M33, and M55 besides MVE)."""
+        return self.isa in ("dsp", "mve")
+
+    @property
+    def mve(self) -> bool:
+        return self.isa == "mve"
+
+    def __init__(self, backend: str = "portable", isa: str = "plain"):
         self.backend = backend
+        self.isa = isa                 # "plain" | "dsp" | "mve": kernel paths and layouts to target
         self.arrays: list[dict] = []   # {name, ctype, values, align}
         self.structs: list[dict] = []  # {name, ctype, fields}
         self._names: set[str] = set()
