@@ -45,7 +45,7 @@ def tflm_arena(path: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    from bench.models import MODELS, build_tflite
+    from mcu_mot.benchmark.models import MODELS, build_tflite
     from mcu_mot.codegen.compile import generate
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="*", default=list(MODELS))

@@ -177,6 +177,28 @@ def _cmd_run(args) -> None:
         print(f"profile -> {args.profile}")
 
 
+def _cmd_bench(args) -> None:
+    from .benchmark import bench
+    names = args.models or list(bench.MODELS)
+    boards = args.board or list(bench.DEFAULT_BOARDS)
+    backends = _split(args.backend) if args.backend != "all" else bench.available_backends()
+    for be in backends:
+        if be == "cmsis-nn" and "cmsis-nn" not in bench.available_backends():
+            raise MotError("backend cmsis-nn needs CMSIS_NN_PATH set to a CMSIS-NN checkout")
+    prog, update = _progress("bench")
+    with prog:
+        results = bench.run_bench(names, boards, backends, _split(args.modes), progress=update,
+                                  check=not args.no_check)
+    bench.print_table(results, args.layers)
+    if args.json:
+        bench.write_json(results, args.json)
+        print(f"figures -> {args.json}")
+
+
+def _split(text: str) -> list[str]:
+    return [x for x in text.replace(" ", ",").split(",") if x]
+
+
 def _load_npy(path, what: str):
     import numpy as np
     from pathlib import Path
@@ -329,6 +351,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--build-dir")
     r.add_argument("--backend", default="portable")
     r.set_defaults(func=_cmd_run)
+
+    be = sub.add_parser("bench", help="instructions, MACs/instruction, RAM and flash per model, board and backend")
+    be.add_argument("models", nargs="*", help="ds_cnn, resnet8, mobilenet_v1_025, conv_fc_speech or .tflite paths "
+                                              "(default: the four built-in models)")
+    be.add_argument("-b", "--board", action="append", help="emulated board (repeatable; default: an386 and an547)")
+    be.add_argument("--backend", default="all", help="comma-separated backends, or all (default: every available)")
+    be.add_argument("--modes", default="int8,int16", help="dtypes of the built-in models (default: int8,int16)")
+    be.add_argument("--layers", type=int, default=3, help="show the N heaviest layers of each run (default: 3)")
+    be.add_argument("--json", help="write every figure, per layer too, to this JSON file")
+    be.add_argument("--no-check", action="store_true", help="skip the bit-exact check against the reference")
+    be.set_defaults(func=_cmd_bench)
     return p
 
 

@@ -63,22 +63,8 @@ def random_inputs(path, n: int = 4, seed: int = 0) -> list[np.ndarray]:
 
 def tflm_run(path, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Run each sample through the TFLite Micro interpreter (pip tflite-micro)."""
-    from tflite_micro.python.tflite_micro import runtime
-    from mcu_mot.ir import read_tflite
-    n_out = len(read_tflite(path).outputs)
-    interp = runtime.Interpreter.from_file(str(path))
-    n = inputs[0].shape[0]
-    outs = None
-    for i in range(n):
-        for k, x in enumerate(inputs):
-            interp.set_input(np.ascontiguousarray(x[i:i + 1]).reshape(interp.get_input_details(k)["shape"]), k)
-        interp.invoke()
-        res = [interp.get_output(k) for k in range(n_out)]
-        if outs is None:
-            outs = [[] for _ in res]
-        for lst, r in zip(outs, res):
-            lst.append(r)
-    return [np.stack(o).reshape((n,) + o[0].shape[1:] if o[0].shape and o[0].shape[0] == 1 else (n,) + o[0].shape) for o in outs]
+    from mcu_mot.reference import tflm_run as run
+    return run(path, inputs)
 
 
 def assert_bit_exact(path, inputs=None, n: int = 4, seed: int = 0, isa: str = "plain"):

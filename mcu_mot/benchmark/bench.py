@@ -1,0 +1,101 @@
+"""`mcu-mot bench`: figures for models x boards x dtypes x backends, side by side.
+
+Built-in models (made with Keras at random weights, then converted; needs
+TensorFlow once, then cached): the MLPerf Tiny architectures and a small
+conv+FC speech model. A .tflite path is measured as it is.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .. import MotError
+from .models import MODELS
+
+DEFAULT_BOARDS = ("qemu-mps2-an386", "qemu-mps3-an547")
+DEFAULT_MODES = ("int8", "int16")
+
+
+def model_cache() -> Path:
+    from ..simulate import cache_dir
+    return cache_dir() / "bench-models"
+
+
+def available_backends() -> list[str]:
+    """portable always; cmsis-nn when the user points CMSIS_NN_PATH at a checkout."""
+    return ["portable"] + (["cmsis-nn"] if os.environ.get("CMSIS_NN_PATH") else [])
+
+
+def resolve_models(names, modes) -> list[tuple[str, str, Path]]:
+    """(label, mode, path) for each model name x mode; .tflite paths keep their own dtype."""
+    out = []
+    for name in names:
+        if name.endswith(".tflite"):
+            p = Path(name)
+            if not p.is_file():
+                raise MotError(f"model file not found: {p}")
+            out.append((p.stem, "-", p))
+            continue
+        if name not in MODELS:
+            raise MotError(f"unknown benchmark model '{name}' (built in: {', '.join(MODELS)}; or give a .tflite path)")
+        for mode in modes:
+            if mode not in DEFAULT_MODES:
+                raise MotError(f"unknown mode '{mode}' (int8 or int16)")
+            cached = model_cache() / f"{name}_{mode}.tflite"
+            if not cached.exists():
+                from ..optimize.tfquiet import import_tensorflow
+                import_tensorflow()
+                from .models import build_tflite
+                build_tflite(name, mode, model_cache())
+            out.append((name, mode, cached))
+    return out
+
+
+def run_bench(models, boards, backends, modes=DEFAULT_MODES, progress=None, check: bool = True) -> list[dict]:
+    from .runner import measure
+    results = []
+    jobs = [(label, mode, path, board, backend) for label, mode, path in resolve_models(models, modes)
+            for board in boards for backend in backends]
+    for i, (label, mode, path, board, backend) in enumerate(jobs):
+        if progress:
+            progress(i, len(jobs), f"{label} {mode} {board} {backend}")
+        r = measure(path, board, backend, check=check)
+        r.update(model=label, mode=mode)
+        results.append(r)
+    if progress:
+        progress(len(jobs), len(jobs), "done")
+    return results
+
+
+def print_table(results, layers: int = 3) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title="mcu-mot bench (instructions under QEMU -icount)")
+    for col in ("model", "dtype", "board", "backend", "instructions", "MACs", "MACs/instr", "arena", "RAM",
+                "flash weights", "flash code", "bit-exact"):
+        t.add_column(col, justify="right" if col not in ("model", "dtype", "board", "backend") else "left")
+    for r in results:
+        t.add_row(r["model"], r["mode"], r["board"], r["backend"], f"{r['instructions']:,.0f}", f"{r['macs']:,}",
+                  f"{r['macs_per_instruction']:.3f}", f"{r['arena_bytes']:,}", f"{r['ram_bytes']:,}",
+                  f"{r['weights_flash']:,}", f"{r['code_flash']:,}",
+                  {True: "yes", False: "NO", None: "-"}[r["bit_exact"]])
+    console = Console(width=200)
+    console.print(t)
+    if layers:
+        h = Table(title=f"heaviest {layers} layers")
+        for col in ("model", "dtype", "board", "backend", "layer", "op", "kernel", "shape", "MACs", "instructions",
+                    "MACs/instr"):
+            h.add_column(col)
+        from .runner import heaviest_layers
+        for r in results:
+            for row in heaviest_layers(r, layers):
+                h.add_row(r["model"], r["mode"], r["board"], r["backend"], str(row["index"]), row["op"], row["kernel"],
+                          "x".join(map(str, row["shape"])), f"{row['macs']:,}", f"{row['instructions']:,.0f}",
+                          f"{row['macs_per_instruction']:.3f}" if row["macs_per_instruction"] else "-")
+        console.print(h)
+
+
+def write_json(results, path) -> None:
+    from ..fileio import atomic_write
+    atomic_write(Path(path), (json.dumps({"results": results}, indent=1) + "\n").encode())
