@@ -3,7 +3,9 @@
 The portable conv, depthwise and pooling kernels walk output pixels in raster
 order and write a pixel only from inputs of that pixel's window, so their
 output can start `raster_lead` bytes below their input (plan/overlap.py).
-A kernel added to RASTER_KERNELS must keep that property.
+A kernel added to RASTER_KERNELS must keep that property; one that computes
+k output pixels together says so with Call(raster_block=k), one that does
+not walk in raster order with raster_block=0.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ RASTER_KERNELS = {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2
 
 def overlap_lead(op, call: Call):
     """(0, 0, lead) for a raster-order kernel whose output may overlap its input, else None."""
-    if op.opcode not in RASTER_KERNELS or call.inplace is not None:
+    if op.opcode not in RASTER_KERNELS or call.inplace is not None or call.raster_block <= 0:
         return None
     inp, out = op.inputs[0], op.outputs[0]
     if len(inp.shape) != 4 or len(out.shape) != 4:
@@ -34,5 +36,5 @@ def overlap_lead(op, call: Call):
     pad_h = tflm_padding(op, padding, s_h, d_h, int(inp.shape[1]), k_h)
     pad_w = tflm_padding(op, padding, s_w, d_w, int(inp.shape[2]), k_w)
     lead = raster_lead(inp.shape, out.shape, DTYPE_BYTES[inp.dtype], DTYPE_BYTES[out.dtype],
-                       (s_h, s_w), (pad_h, pad_w))
+                       (s_h, s_w), (pad_h, pad_w), block=call.raster_block)
     return (0, 0, lead)

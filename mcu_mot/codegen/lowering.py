@@ -43,6 +43,10 @@ class Call:
     scratch_bytes: int = 0
     macs: int = 0
     inplace: Optional[tuple] = None  # (input position, output position) that may share bytes
+    # Raster-order kernels (conv/depthwise/pool): how many output pixels the kernel computes
+    # together (reading all their inputs before writing any); 0 = not raster order, so its
+    # output must not overlap its input (see codegen/inplace.py).
+    raster_block: int = 1
     reads: list = field(default_factory=list)   # activation tensors read (filled by lower_op)
     writes: list = field(default_factory=list)  # activation tensors written
 
