@@ -44,16 +44,21 @@ def resolve_models(names, modes) -> list[tuple[str, str, Path]]:
                 raise MotError(f"unknown mode '{mode}' (int8 or int16)")
             cached = model_cache() / f"{name}_{mode}.tflite"
             if not cached.exists():
-                from ..optimize.tfquiet import import_tensorflow
+                from ..optimize.tfquiet import import_tensorflow, quiet_output
                 import_tensorflow()
                 from .models import build_tflite
-                build_tflite(name, mode, model_cache())
+                with quiet_output():
+                    build_tflite(name, mode, model_cache())
             out.append((name, mode, cached))
     return out
 
 
 def run_bench(models, boards, backends, modes=DEFAULT_MODES, progress=None, check: bool = True) -> list[dict]:
+    from ..build.boards import load_board
     from .runner import measure
+    for board in boards:   # before any model is made: a typo costs no TensorFlow start-up
+        if not load_board(board).emulated:
+            raise MotError(f"bench runs on emulated boards (instructions counted by QEMU); {board} is not one")
     results = []
     jobs = [(label, mode, path, board, backend) for label, mode, path in resolve_models(models, modes)
             for board in boards for backend in backends]

@@ -31,3 +31,35 @@ def import_tensorflow():
             if line.strip() and not any(n in line for n in _NOISE):
                 print(line, file=sys.stderr)
     return tf
+
+
+class quiet_output:
+    """Send C-level stdout/stderr (the converter's MLIR chatter) to a temporary file while
+    the block runs; `text` holds it afterwards, for an error message if something failed."""
+
+    def __enter__(self):
+        import warnings
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._tmp = tempfile.TemporaryFile()
+        self._saved = (os.dup(1), os.dup(2))
+        os.dup2(self._tmp.fileno(), 1)
+        os.dup2(self._tmp.fileno(), 2)
+        self._warn = warnings.catch_warnings()
+        self._warn.__enter__()
+        warnings.simplefilter("ignore")
+        self.text = ""
+        return self
+
+    def __exit__(self, *exc):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._warn.__exit__(*exc)
+        os.dup2(self._saved[0], 1)
+        os.dup2(self._saved[1], 2)
+        for fd in self._saved:
+            os.close(fd)
+        self._tmp.seek(0)
+        self.text = self._tmp.read().decode(errors="replace")
+        self._tmp.close()
+        return False
