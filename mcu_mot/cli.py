@@ -260,6 +260,10 @@ def _cmd_debug(args) -> None:
         write_html(result, args.html)
 
 
+BACKEND_HELP = ("kernel backend: auto (default; per layer the faster of portable and CMSIS-NN, measured on QEMU, "
+                "when CMSIS_NN_PATH is set, else portable) | portable | cmsis-nn (needs CMSIS_NN_PATH)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mcu-mot", description="Deploy TensorFlow/Keras models to 32-bit microcontrollers.")
     p.add_argument("--version", action="version", version=f"mcu-mot {__version__}")
@@ -269,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile a .tflite model to C (model.c/.h, kernels, report.json)")
     c.add_argument("model", help="quantized .tflite model")
     c.add_argument("-o", "--output", required=True, help="output directory (written atomically)")
-    c.add_argument("--backend", default="portable", help="kernel backend: portable | cmsis-nn | auto")
+    c.add_argument("--backend", default="auto", help=BACKEND_HELP)
     c.add_argument("-b", "--board", default="host", help="target board (default: host)")
     c.set_defaults(func=_cmd_compile)
 
@@ -286,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("model")
     b.add_argument("-b", "--board", required=True)
     b.add_argument("-o", "--output", help="build directory (default build/BOARD)")
-    b.add_argument("--backend", default="portable")
+    b.add_argument("--backend", default="auto", help=BACKEND_HELP)
     b.add_argument("-j", "--jobs", type=int, default=2)
     b.set_defaults(func=_cmd_build)
 
@@ -349,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", help="write the profile JSON here")
     r.add_argument("--port", help="talk to this port instead of starting QEMU")
     r.add_argument("--build-dir")
-    r.add_argument("--backend", default="portable")
+    r.add_argument("--backend", default="auto", help=BACKEND_HELP)
     r.set_defaults(func=_cmd_run)
 
     be = sub.add_parser("bench", help="instructions, MACs/instruction, RAM and flash per model, board and backend")

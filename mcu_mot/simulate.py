@@ -128,22 +128,37 @@ def host_compiler() -> str:
     return cc
 
 
-def load(model_path, isa: str = "plain") -> HostModel:
+def _backend_key(backend: str) -> str:
+    """Cache-key part for a backend: which CMSIS-NN checkout (and its API header) it compiles."""
+    if backend == "portable":
+        return ""
+    from .codegen.cmsis_nn import cmsis_nn_path
+    root = cmsis_nn_path(required=(backend == "cmsis-nn"))
+    if root is None:
+        return "-" + backend
+    h = hashlib.sha256(str(root).encode() + (root / "Include" / "arm_nnfunctions.h").read_bytes())
+    return f"-{backend}-{h.hexdigest()[:8]}"
+
+
+def load(model_path, isa: str = "plain", backend: str = "portable") -> HostModel:
     """Compile (or reuse from the cache) the host library for `model_path`.
 
     isa "dsp" generates the Cortex-M4 kernel paths and weight layouts and runs
-    them with the DSP instructions emulated in C (mm_isa.h), bit for bit."""
+    them with the DSP instructions emulated in C (mm_isa.h), bit for bit.
+    backend "cmsis-nn" compiles the layers CMSIS-NN covers against its plain-C
+    path (CMSIS_NN_PATH); "auto" has nothing to measure on the host: portable."""
     model_path = Path(model_path)
     if not model_path.is_file():
         raise MotError(f"model file not found: {model_path}")
     if isa not in ("plain", "dsp"):
         raise MotError(f"the host simulator runs isa plain or dsp, not '{isa}' "
                        "(Helium code runs on a Cortex-M55: mcu-mot run -b qemu-mps3-an547)")
-    key = model_digest(model_path.read_bytes())[:24] + "-" + _fingerprint() + ("" if isa == "plain" else "-" + isa)
+    key = (model_digest(model_path.read_bytes())[:24] + "-" + _fingerprint() + ("" if isa == "plain" else "-" + isa)
+           + _backend_key(backend))
     cdir = cache_dir() / "host"
     lib, meta_path = cdir / f"{key}.so", cdir / f"{key}.json"
     if not (lib.exists() and meta_path.exists()):
-        compiled = generate(model_path, "portable", "host", isa=isa)
+        compiled = generate(model_path, backend, "host", isa=isa)
         cdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="mm-host-") as tmp:
             tmp = Path(tmp)
@@ -152,7 +167,9 @@ def load(model_path, isa: str = "plain") -> HostModel:
             out = tmp / "model.so"
             emulate = ["-DMM_EMULATE_DSP=1"] if isa == "dsp" else []
             cmd = [host_compiler(), *HOST_CFLAGS, *emulate, f"-I{ROOT / 'firmware' / 'kernels'}", f"-I{tmp}",
-                   str(tmp / "model.c"), *map(str, compiled.kernel_sources), "-lm", "-o", str(out)]
+                   *(f"-I{d}" for d in compiled.include_dirs),
+                   str(tmp / "model.c"), *map(str, compiled.kernel_sources), *map(str, compiled.extra_sources),
+                   "-lm", "-o", str(out)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr.strip()[:300])
@@ -163,9 +180,9 @@ def load(model_path, isa: str = "plain") -> HostModel:
     return HostModel(lib, json.loads(meta_path.read_text()))
 
 
-def simulate(model_path, inputs, output_path=None, isa: str = "plain") -> list[np.ndarray]:
+def simulate(model_path, inputs, output_path=None, isa: str = "plain", backend: str = "portable") -> list[np.ndarray]:
     """Run `inputs` (array, list of arrays, or .npy/.npz path) through the host build."""
-    model = load(model_path, isa)
+    model = load(model_path, isa, backend)
     arrays = read_inputs(inputs, len(model.inputs))
     results = model.run(*arrays)
     if output_path is not None:

@@ -135,6 +135,9 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
     model_path = Path(model_path)
     if not model_path.is_file():
         raise MotError(f"no such model file: {model_path}")
+    if compiled is None and backend == "auto":
+        from ..device.autotune import generate_auto   # measures both backends on QEMU (cached)
+        compiled = generate_auto(model_path, b.name)
     compiled = compiled or generate(model_path, backend, b.name)
 
     gen.mkdir(parents=True, exist_ok=True)
@@ -156,6 +159,9 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
         sources.append({"src": str(gen / "boot2.S"), "obj": str(out / "obj" / "gen" / "boot2.o")})
     for p in sorted(set(compiled.kernel_sources)):
         sources.append({"src": str(p), "obj": str(out / "obj" / "kernels" / (p.stem + ".o"))})
+    for p in compiled.extra_sources:   # CMSIS-NN files (cmsis-nn/auto backends): only those the calls reach
+        rel = Path(p).relative_to(compiled.extra_root) if compiled.extra_root else Path(Path(p).name)
+        sources.append({"src": str(p), "obj": str(out / "obj" / "cmsis-nn" / rel.with_suffix(".o"))})
     for p in runtime_sources(b, omit):
         sources.append({"src": str(p), "obj": str(out / "obj" / "runtime" / (p.stem + ".o"))})
     for p in extra_sources:
@@ -181,7 +187,8 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
         "cflags": C_STD,
         "defines": defs,
         "cpppath": [str(gen), str(KERNEL_DIR), str(RUNTIME_DIR)]
-                   + sorted({str(Path(h).parent) for h in compiled.kernel_headers} - {str(KERNEL_DIR)}),
+                   + sorted({str(Path(h).parent) for h in compiled.kernel_headers} - {str(KERNEL_DIR)})
+                   + [str(d) for d in compiled.include_dirs],
         "linkflags": target + ["-T", str(ldscript), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
                                "-Wl,--gc-sections", f"-Wl,-Map={out / 'firmware.map'}",
                                "-Wl,--no-warn-rwx-segments"],

@@ -1,0 +1,170 @@
+"""Backend auto: choose portable or CMSIS-NN per layer from MEASURED costs.
+
+With CMSIS_NN_PATH set, the model is built twice for an emulated board with the
+target's core (the board itself when it is emulated, else a reference board per
+CPU), once all-portable and once all-cmsis-nn; one inference of each runs on
+QEMU with per-layer profiling (instructions, -icount), and every layer takes
+the backend that cost fewer instructions (a tie keeps portable). The
+measurement is cached in <cache>/costs/<model sha[:16]>-<board>-<fingerprint>.json
+(fingerprint: mcu_mot's code generator and kernels, and the CMSIS-NN checkout),
+so the next build of the same model costs nothing extra.
+
+Without CMSIS_NN_PATH, or for a core with no emulated reference (and for the
+host), auto is all-portable and the report says why (report["backend_choice"]).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import MotError
+
+REFERENCE_BOARDS = {
+    "cortex-m4": "qemu-mps2-an386",
+    "cortex-m55": "qemu-mps3-an547",
+    "cortex-m3": "qemu-mps2-an385",
+    "cortex-m33": "qemu-mps2-an505",
+}
+BACKENDS = ("portable", "cmsis-nn")
+
+
+def reference_board(board: str) -> str | None:
+    """The emulated board costs are measured on for `board` (None: no emulated core like it)."""
+    if board in (None, "host"):
+        return None
+    from ..build.boards import load_board
+    b = load_board(board)
+    if b.emulated:
+        return b.name
+    return REFERENCE_BOARDS.get(b.cpu)
+
+
+def fingerprint(cmsis_root: Path) -> str:
+    """What the costs depend on besides the model and the board."""
+    from ..simulate import _fingerprint
+    h = hashlib.sha256(_fingerprint().encode())
+    h.update(str(cmsis_root).encode())
+    for name in ("Include/arm_nnfunctions.h", "Include/arm_nnsupportfunctions.h"):
+        p = cmsis_root / name
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cost_cache_path(model_path, board: str, cmsis_root: Path) -> Path:
+    from ..codegen.compile import model_digest
+    from ..simulate import cache_dir
+    sha = model_digest(Path(model_path).read_bytes())[:16]
+    return cache_dir() / "costs" / f"{sha}-{board}-{fingerprint(cmsis_root)}.json"
+
+
+def _random_inputs(report: dict, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in report["inputs"]:
+        shape = (1,) + tuple(t["shape"][1:])
+        if t["dtype"] == "float32":
+            out.append(rng.uniform(-1, 1, shape).astype(np.float32))
+        else:
+            info = np.iinfo(t["dtype"])
+            out.append(rng.integers(info.min, info.max + 1, shape, dtype=np.int64).astype(t["dtype"]))
+    return out
+
+
+def profile_layers(model_path, board: str, backend: str, build_dir, progress=None) -> dict:
+    """Build `model_path` with one backend, run one inference on QEMU, and return
+    {layer index: (instructions, backend that layer used)} and the total."""
+    from ..build import build
+    from .client import DeviceClient
+    from .profile import build_profile
+    from .qemu import QemuInstance
+    report = build(model_path, board, build_dir, backend=backend, progress=progress)
+    inputs = _random_inputs(report)
+    with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url, timeout=10.0, retries=3) as dev:
+        dev.check_model(report["model_sha256"])
+        _, profiles = dev.run(*inputs, profile=True)
+        prof = build_profile(dev.info(), dev.layers(), [p[0] for p in profiles], [p[1] for p in profiles],
+                             board=board)
+    kernels = [layer for layer in report["layers"] if layer["kernel"]]
+    if len(kernels) != len(prof["layers"]):
+        raise MotError(f"profile of {Path(model_path).name} on {board} has {len(prof['layers'])} layers, "
+                       f"the build {len(kernels)}")
+    return {"total": prof["total"], "unit": prof["unit"],
+            "layers": {layer["index"]: (row["count"], layer["backend"])
+                       for layer, row in zip(kernels, prof["layers"])}}
+
+
+def measure_costs(model_path, board: str, cmsis_root: Path, progress=None, refresh: bool = False) -> dict:
+    """Per-layer instructions of the all-portable and the all-cmsis-nn builds on `board`
+    (an emulated board), from the cache when it has them.
+
+    Returns {"board", "unit", "totals": {backend: n}, "costs": {index: {backend: n}},
+    "covered": [indices CMSIS-NN lowered], "cached": bool}."""
+    path = cost_cache_path(model_path, board, cmsis_root)
+    if path.is_file() and not refresh:
+        try:
+            data = json.loads(path.read_text())
+            data["costs"] = {int(k): v for k, v in data["costs"].items()}
+            data["cached"] = True
+            return data
+        except (ValueError, KeyError):
+            pass   # a damaged cache file is measured again
+    say = progress or (lambda *a: None)
+    base = Path(tempfile.gettempdir()) / "mcu-mot-autotune" / path.stem
+    runs = {}
+    for i, backend in enumerate(BACKENDS):
+        say(i, len(BACKENDS), f"measuring {backend} on {board}")
+        runs[backend] = profile_layers(model_path, board, backend, base / backend)
+    say(len(BACKENDS), len(BACKENDS), "measured")
+    indices = sorted(runs["portable"]["layers"])
+    costs = {i: {b: runs[b]["layers"][i][0] for b in BACKENDS if i in runs[b]["layers"]} for i in indices}
+    covered = [i for i in indices if runs["cmsis-nn"]["layers"].get(i, (0, "portable"))[1] == "cmsis-nn"]
+    data = {"model": Path(model_path).name, "board": board, "unit": runs["portable"]["unit"],
+            "totals": {b: runs[b]["total"] for b in BACKENDS}, "costs": costs, "covered": covered}
+    from ..fileio import atomic_write
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, (json.dumps(data, indent=1) + "\n").encode())
+    data["cached"] = False
+    return data
+
+
+def choose(measured: dict) -> dict:
+    """{layer index: backend}: CMSIS-NN where it lowered the layer and cost fewer instructions."""
+    covered = set(measured["covered"])
+    out = {}
+    for i, c in measured["costs"].items():
+        cm = c.get("cmsis-nn")
+        out[i] = "cmsis-nn" if i in covered and cm is not None and cm < c["portable"] else "portable"
+    return out
+
+
+def generate_auto(model_path, board: str = "host", progress=None):
+    """codegen.generate for backend auto: measured per-layer choices when CMSIS_NN_PATH is set
+    and the board's core has an emulated reference, else all-portable with the reason."""
+    from ..codegen.cmsis_nn import cmsis_nn_path
+    from ..codegen.compile import generate
+    root = cmsis_nn_path(required=False)
+    if root is None:
+        return generate(model_path, "auto", board)
+    ref = reference_board(board)
+    if ref is None:
+        why = ("the host has no core to measure on" if board in (None, "host")
+               else f"no emulated reference board for the core of {board}")
+        return generate(model_path, "auto", board,
+                        choice={"reason": f"{why}: every layer uses the portable kernels"})
+    measured = measure_costs(model_path, ref, root, progress=progress)
+    choices = choose(measured)
+    estimate = sum(c[choices[i]] for i, c in measured["costs"].items())
+    summary = {"measured_on": ref, "unit": measured["unit"], "cached": measured["cached"],
+               "totals": measured["totals"], "estimate": estimate,
+               "rule": "per layer, the backend with fewer measured instructions (tie: portable)"}
+    return generate(model_path, "auto", board, choices=choices, costs=measured["costs"], choice=summary)
+
+
+def cached_costs_dir() -> Path:
+    from ..simulate import cache_dir
+    return cache_dir() / "costs"
