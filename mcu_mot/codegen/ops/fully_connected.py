@@ -1,4 +1,8 @@
-"""FULLY_CONNECTED lowering (int8, int16x8, float32)."""
+"""FULLY_CONNECTED lowering (int8, int16x8, float32).
+
+With symmetric weights the DSP and MVE targets get their own kernels and a
+blocked weight layout (see fc_blocked_layout and mm_fully_connected.h).
+"""
 import numpy as np
 
 from ..lowering import Call, lowers, unsupported
@@ -50,5 +54,40 @@ def lower_fully_connected(op, ctx):
     else:
         fields.update(bias="NULL", bias64=ctx.array(f"{op.name}_bias", np.asarray(bias_vals, np.int64)))
     params = ctx.struct(f"{op.name}_p", "mm_fc_params", fields)
+    if w_zp == 0 and ctx.dsp:
+        variant = "mve" if ctx.mve else "dsp"
+        layout = fc_blocked_layout(w.astype(np.int8), sfx, variant)
+        return Call(f"mm_fully_connected_{sfx}_{variant}",
+                    [params, inp, ctx.array(f"{op.name}_w{variant}", layout, "int8"), out],
+                    "mm_fully_connected.h", macs=macs)
     return Call(f"mm_fully_connected_{sfx}", [params, inp, ctx.weights(weights), out],
                 "mm_fully_connected.h", macs=macs)
+
+
+def fc_blocked_layout(w: np.ndarray, sfx: str, variant: str) -> np.ndarray:
+    """The weight layout of mm_fully_connected_{s8,s16}_{dsp,mve}: rows in blocks of 4 (the
+    out_depth % 4 rows left over as blocks of 1), each block stored group by group (G columns
+    of each of its rows in turn). dsp: G = 4, the in_depth % 4 tail of each row follows the
+    block's groups, row by row; int16 groups are stored [w0 w2 w1 w3] (SXTB16 pairs).
+    mve: G = 16 (int8) or 8 (int16), the last group zero-padded."""
+    out_depth, in_depth = w.shape
+    if variant == "dsp":
+        g, pad = 4, False
+    else:
+        g, pad = (16 if sfx == "s8" else 8), True
+    perm = [0, 2, 1, 3] if (variant == "dsp" and sfx == "s16") else None
+    if pad and in_depth % g:
+        w = np.concatenate([w, np.zeros((out_depth, g - in_depth % g), w.dtype)], axis=1)
+    cols = w.shape[1]
+    main = cols - cols % g
+    parts = []
+    blocks = [(r, 4) for r in range(0, out_depth - out_depth % 4, 4)]
+    blocks += [(r, 1) for r in range(out_depth - out_depth % 4, out_depth)]
+    for r, n in blocks:
+        blk = w[r:r + n]
+        grouped = blk[:, :main].reshape(n, main // g, g)
+        if perm is not None:
+            grouped = grouped[:, :, perm]
+        parts.append(grouped.transpose(1, 0, 2).ravel())
+        parts.append(blk[:, main:].ravel())
+    return np.concatenate(parts).astype(np.int8)
