@@ -96,3 +96,58 @@ def test_fc_device(tmp_path, board, mode):
     shape, widths, acts, (lo, hi) = FC_CASES["odd"]
     path = _build(tmp_path, fc_chain([19, 12, 5] + widths, acts), (70,), mode, "fc_dev", lo, hi)
     harness.assert_device_bit_exact(path, board, tmp_path / "build")
+
+
+# ------------------------------------------------------------------ ADD / SUB
+def addsub_model(n, relu=False, sub=False, bcast=False):
+    """Two Dense branches of different scales combined by ADD (or SUB); bcast adds a [1, n] row to
+    a [k, n] tensor (the broadcast loop nest, whose rows have unit strides too)."""
+    L = _layers()
+
+    def fn(x):
+        a = L.Dense(n, name="br_a")(x)
+        b = L.Dense(n, name="br_b")(x)
+        b = L.Lambda(lambda t: t * 3.7, name="scale_b")(b)
+        if bcast:
+            a = L.Reshape((1, n), name="row_a")(a)
+            b = L.Reshape((n, 1), name="col_b")(b)
+        y = L.Subtract(name="sub")([a, b]) if sub else L.Add(name="add")([a, b])
+        return L.ReLU(name="relu")(y) if relu else y
+    return fn
+
+
+ADD_CASES = {
+    "n1": (1, False, False, False),
+    "n7_relu": (7, True, False, False),
+    "n16": (16, False, False, False),
+    "n37_sub": (37, False, True, False),
+    "n64_relu_sub": (64, True, True, False),
+    "bcast5": (5, False, False, True),
+}
+
+
+@pytest.mark.parametrize("mode", ["int8", "int16"])
+@pytest.mark.parametrize("case", sorted(ADD_CASES))
+def test_addsub_host(tmp_path, case, mode):
+    n, relu, sub, bcast = ADD_CASES[case]
+    path = _build(tmp_path, addsub_model(n, relu, sub, bcast), (6,), mode, f"add_{case}", -1.0, 2.0)
+    inputs = harness.random_inputs(path, 4, seed=2)
+    for isa in ("plain", "dsp"):
+        harness.assert_bit_exact(path, inputs, isa=isa)
+
+
+@pytest.mark.qemu
+@needs_tools
+@pytest.mark.parametrize("board", BOARDS)
+@pytest.mark.parametrize("mode", ["int8", "int16"])
+def test_addsub_device(tmp_path, board, mode):
+    L = _layers()
+
+    def fn(x):
+        a = L.Dense(39, name="da")(x)
+        b = L.Lambda(lambda t: t * 0.3, name="sb")(L.Dense(39, name="db")(x))
+        s = L.Add(name="add")([a, b])
+        d = L.Subtract(name="sub")([b, L.ReLU(name="r")(s)])
+        return L.Add(name="add2")([L.Reshape((1, 39), name="ra")(d), L.Reshape((3, 1), name="rb")(L.Dense(3, name="d3")(x))])
+    path = _build(tmp_path, fn, (6,), mode, "add_dev", -1.0, 2.0)
+    harness.assert_device_bit_exact(path, board, tmp_path / "build")
