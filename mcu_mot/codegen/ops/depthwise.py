@@ -3,8 +3,11 @@ bit-exactness notes in conv.py."""
 import numpy as np
 
 from ..lowering import SCRATCH, Call, lowers, unsupported
-from .common import fused_range, kernel_suffix
+from .common import channel_multipliers, fused_range, kernel_suffix, qparams
 from .conv import _SAME, _bias_data, _check_4d, _check_types, _f32_bias, _fold, _int32, _quant_common, tflm_padding
+
+
+FORCE_EXACT_RQ = False   # tests: take the exact-requantization 3x3 kernel even where the fast one is proven
 
 
 # -------------------------------------------------------- DEPTHWISE_CONV_2D
@@ -45,6 +48,8 @@ def lower_depthwise_conv_2d(op, ctx):
         return Call("mm_depthwise_conv_f32", [params, inp, ctx.weights(weights), out, SCRATCH],
                     "mm_depthwise_conv.h", scratch_bytes=scratch, macs=macs)
 
+    if ctx.dsp and k_h == 3 and k_w == 3 and dm == 1:
+        return _lower_dw3x3(op, ctx, sfx, geom, inp, weights, bias, out, macs)
     in_zp, out_zp, q = _quant_common(op, ctx, inp, weights, out, out_c)
     if sfx == "s8":
         b = _bias_data(op, bias, out_c, ("int32",))
@@ -60,3 +65,79 @@ def lower_depthwise_conv_2d(op, ctx):
     params = ctx.struct(f"{op.name}_p", "mm_dwconv_params", fields)
     return Call(f"mm_depthwise_conv_{sfx}", [params, inp, ctx.weights(weights), out, SCRATCH],
                 "mm_depthwise_conv.h", scratch_bytes=scratch, macs=macs)
+
+
+# --------------------------------------------- 3x3, depth multiplier 1, DSP / MVE
+def _pairs(lo, hi) -> np.ndarray:
+    """int16 pairs [lo | hi << 16] as int32 words."""
+    lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+    return _int32((lo & 0xFFFF) | ((hi & 0xFFFF) << 16))
+
+
+def _pack_dw3x3(w: np.ndarray, s16: bool) -> np.ndarray:
+    """(3, 3, C) weights -> per group of 4 channels, per row: W01(c0..c3), third column x2
+    (layout in mm_depthwise_conv_3x3.h); channels padded to a multiple of 4 with zeros."""
+    c = w.shape[2]
+    g = (c + 3) // 4
+    wp = np.zeros((3, 3, g * 4), np.int64)
+    wp[:, :, :c] = w
+    wp = wp.reshape(3, 3, g, 4).transpose(2, 0, 1, 3)          # (group, row, col, lane)
+    w01 = _pairs(wp[:, :, 0, :], wp[:, :, 1, :])               # (group, row, 4)
+    third = wp[:, :, 2, :]
+    a, b = ((0, 1), (2, 3)) if s16 else ((0, 2), (1, 3))
+    w2 = np.stack([_pairs(third[..., a[0]], third[..., a[1]]), _pairs(third[..., b[0]], third[..., b[1]])], -1)
+    return np.concatenate([w01, w2], -1).reshape(-1)           # (group, row, 6)
+
+
+def _lower_dw3x3(op, ctx, sfx, geom, inp, weights, bias, out, macs):
+    """The 3x3 kernels of mm_depthwise_conv_3x3.h (pad row in scratch, packed int16 weights)."""
+    if weights.quant is None or weights.quant.scale.size not in (1, geom["out_c"]):
+        raise unsupported(op, f"weights '{weights.name}' quantization does not match {geom['out_c']} channels")
+    c = geom["in_c"]
+    cp = (c + 3) // 4 * 4
+    _, in_zp = qparams(op, inp)
+    _, out_zp = qparams(op, out)
+    act_min, act_max = fused_range(op, out)
+    mult, shift = (np.asarray(v, np.int64) for v in channel_multipliers(op, inp, weights, out, c))
+    w = weights.data.reshape(3, 3, c).astype(np.int64)
+    fields = {k: geom[k] for k in ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "stride_h", "stride_w",
+                                   "dil_h", "dil_w", "pad_h", "pad_w")}
+    fields.update(act_min=act_min, act_max=act_max, bias="NULL", bias64="NULL", rq="NULL",
+                  multiplier="NULL", shift="NULL")
+    kernel = f"mm_depthwise_conv_3x3_{sfx}"
+    if sfx == "s16":
+        b = _bias_data(op, bias, c, ("int64",))
+        fields.update(input_zp=0, output_offset=0, w=ctx.array(f"{op.name}_w3", _pack_dw3x3(w, True)),
+                      bias64=ctx.array(f"{op.name}_bias", b.astype(np.int64)),
+                      multiplier=ctx.array(f"{op.name}_mult", mult.astype(np.int32)),
+                      shift=ctx.array(f"{op.name}_shift", shift.astype(np.int32)))
+        scratch = cp * 2
+    else:
+        b = _bias_data(op, bias, c, ("int32",))
+        folded = b + (-in_zp) * w.reshape(9, c).sum(axis=0)      # exact (int64)
+        e = -shift
+        rnd = np.where(e >= 1, np.left_shift(1, np.clip(e - 1, 0, 62)), 0)
+        cconst = rnd + out_zp * np.left_shift(1, np.clip(e, 0, 62))
+        bound = np.abs(folded) + np.abs(w).reshape(9, c).sum(axis=0) * 128
+        fast = not FORCE_EXACT_RQ and bool(np.all(e >= 1) and np.all(e <= 31) and np.all(mult >= 0)
+                    and np.all(2 * bound < (1 << 30)) and np.all(bound + np.abs(cconst) + 2 < (1 << 30)))
+        fields.update(input_zp=in_zp, output_offset=out_zp)
+        if fast:
+            pad = cp - c
+            bias_p = np.concatenate([2 * folded, np.zeros(pad, np.int64)])
+            rq = np.stack([np.concatenate([mult, np.zeros(pad, np.int64)]),
+                           np.concatenate([cconst, np.zeros(pad, np.int64)]),
+                           np.concatenate([e, np.ones(pad, np.int64)])]).reshape(3, cp // 4, 4).transpose(1, 0, 2)
+            fields.update(w=ctx.array(f"{op.name}_w3", _pack_dw3x3(2 * w, False)),
+                          bias=ctx.array(f"{op.name}_bias_f", _int32(bias_p)),
+                          rq=ctx.array(f"{op.name}_rq", _int32(rq.reshape(-1))))
+        else:
+            kernel += "_q"
+            fields.update(w=ctx.array(f"{op.name}_w3", _pack_dw3x3(w, False)),
+                          bias=ctx.array(f"{op.name}_bias_f", _int32(np.concatenate(
+                              [folded, np.zeros(cp - c, np.int64)]))),
+                          multiplier=ctx.array(f"{op.name}_mult", mult.astype(np.int32)),
+                          shift=ctx.array(f"{op.name}_shift", shift.astype(np.int32)))
+        scratch = cp
+    params = ctx.struct(f"{op.name}_p", "mm_dw3x3_params", fields)
+    return Call(kernel, [params, inp, out, SCRATCH], "mm_depthwise_conv_3x3.h", scratch_bytes=scratch, macs=macs)
