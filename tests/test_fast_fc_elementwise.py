@@ -151,3 +151,43 @@ def test_addsub_device(tmp_path, board, mode):
         return L.Add(name="add2")([L.Reshape((1, 39), name="ra")(d), L.Reshape((3, 1), name="rb")(L.Dense(3, name="d3")(x))])
     path = _build(tmp_path, fn, (6,), mode, "add_dev", -1.0, 2.0)
     harness.assert_device_bit_exact(path, board, tmp_path / "build")
+
+
+# ------------------------------------------------------------------ AVERAGE_POOL_2D
+POOL_CASES = {
+    # name: (input shape, pool size, strides, padding)
+    "ds_cnn": ((25, 5, 64), (25, 5), None, "valid"),
+    "same_odd": ((7, 6, 7), (3, 3), (2, 2), "same"),
+    "global19": ((3, 3, 19), (3, 3), None, "valid"),
+    "c21_s1": ((6, 5, 21), (2, 3), (1, 1), "same"),
+    "big_window": ((17, 17, 5), (17, 16), None, "valid"),  # > 256 pixels: portable fallback
+}
+
+
+@pytest.mark.parametrize("mode", ["int8", "int16"])
+@pytest.mark.parametrize("case", sorted(POOL_CASES))
+def test_avg_pool_host(tmp_path, case, mode):
+    shape, size, strides, padding = POOL_CASES[case]
+    if mode == "int16" and size[0] * size[1] > 64:
+        pytest.skip("TFLite Micro's int16 average pool refuses windows this large")
+    L = _layers()
+
+    def fn(x):
+        return L.AveragePooling2D(size, strides=strides, padding=padding, name="pool")(x)
+    path = _build(tmp_path, fn, shape, mode, f"pool_{case}", -1.0, 0.3)
+    inputs = harness.random_inputs(path, 3, seed=3)
+    for isa in ("plain", "dsp"):
+        harness.assert_bit_exact(path, inputs, isa=isa)
+
+
+@pytest.mark.qemu
+@needs_tools
+@pytest.mark.parametrize("board", BOARDS)
+def test_avg_pool_device(tmp_path, board):
+    L = _layers()
+
+    def fn(x):
+        a = L.AveragePooling2D((3, 3), strides=(2, 2), padding="same", name="p1")(x)
+        return L.AveragePooling2D((4, 3), name="p2")(L.Conv2D(37, 1, name="c1")(a))
+    path = _build(tmp_path, fn, (8, 6, 21), "int8", "pool_dev", -1.0, 0.3)
+    harness.assert_device_bit_exact(path, board, tmp_path / "build")
