@@ -186,3 +186,15 @@ def test_auto_for_a_real_board_measures_on_its_reference(small, tmp_path, monkey
     rep = generate_auto(small, "nucleo-l4r5zi").report
     assert rep["board"] == "nucleo-l4r5zi" and rep["backend_choice"]["measured_on"] == "qemu-mps2-an386"
     assert np.all([("costs" in layer) for layer in rep["layers"] if layer["kernel"]])
+
+
+def test_auto_with_nothing_for_cmsis_nn_does_not_measure(tmp_path, fake_checkout, monkeypatch):
+    """A float model: CMSIS-NN lowers none of it, so auto is portable without building anything."""
+    import keras
+    from mcu_mot.device.autotune import generate_auto
+    monkeypatch.setenv("CMSIS_NN_PATH", str(fake_checkout))
+    path = harness.save(harness.convert(harness.keras_model(
+        lambda x: keras.layers.Dense(3, name="fl_fc")(x), (5,), seed=0), "float"), tmp_path, "f")
+    rep = generate_auto(path, "qemu-mps2-an386").report
+    assert "covers no layer" in rep["backend_choice"]["reason"]
+    assert {layer["backend"] for layer in rep["layers"] if layer["kernel"]} == {"portable"}

@@ -156,6 +156,15 @@ def generate_auto(model_path, board: str = "host", progress=None):
                else f"no emulated reference board for the core of {board}")
         return generate(model_path, "auto", board,
                         choice={"reason": f"{why}: every layer uses the portable kernels"})
+    try:   # nothing to measure when CMSIS-NN would lower no layer (float models, unsupported ops)
+        trial = generate(model_path, "cmsis-nn", ref).report
+        covered = any(layer["backend"] == "cmsis-nn" for layer in trial["layers"] if layer["kernel"])
+    except MotError:
+        covered = False
+    if not covered:
+        return generate(model_path, "auto", board,
+                        choice={"reason": "CMSIS-NN covers no layer of this model: every layer uses the "
+                                          "portable kernels"})
     measured = measure_costs(model_path, ref, root, progress=progress)
     choices = choose(measured)
     estimate = sum(c[choices[i]] for i, c in measured["costs"].items())
