@@ -4,7 +4,7 @@
 
 int32_t mm_depthwise_conv_3x3_s8_get_buffer_size(const mm_dw3x3_params *p)
 {
-    return (p->in_c + 3) & ~3;
+    return (p->in_c + 7) & ~7;   /* MVE reads 8 channels at a time (4 on DSP) */
 }
 
 int32_t mm_depthwise_conv_3x3_s16_get_buffer_size(const mm_dw3x3_params *p)
@@ -279,10 +279,76 @@ MM_INLINE void dw3_s8(const mm_dw3x3_params *p, const int8_t *in, int8_t *out, v
     }
 }
 
+#if MM_HAVE_MVE
+/* Helium, fast requantization only (the compiler picks the DSP _q kernel otherwise).
+ * Eight channels a group in int16 lanes: per tap VLDRB.S16 (8 inputs), VLDRH (8
+ * doubled int16 weights), VMULLB / VMULLT into even / odd channel int32 lanes,
+ * two VADDs. Per group of 8 channels the compiler lays out:
+ *   w:    9 taps x 8 int16
+ *   bias: even channels [c0 c2 c4 c6], odd [c1 c3 c5 c7] (doubled, folded)
+ *   rq:   M even, M odd, C even, C odd, -E even, -E odd (4 int32 each) */
+MM_INLINE int32x4_t dw3_mve_rq(int32x4_t acc, const int32_t *q, int32x4_t lo, int32x4_t hi)
+{
+    int32x4_t u = vaddq_s32(vrmulhq_s32(acc, vldrwq_s32(q)), vldrwq_s32(q + 8));
+    u = vaddq_s32(u, vshrq_n_s32(acc, 31));
+    u = vshlq_s32(u, vldrwq_s32(q + 16));
+    return vminq_s32(vmaxq_s32(u, lo), hi);
+}
+
+/* one group of 8 channels; n = 0: all 8, else the n (1..7) left over (predicated) */
+MM_INLINE void dw3_mve_group(const int8_t *const *t8, int32_t c, const int16_t *w, const int32_t *bias,
+                             const int32_t *q, int8_t *o, int32x4_t lo, int32x4_t hi, const int32_t n)
+{
+    const mve_pred16_t pr = vctp16q((uint32_t)n);
+    int32x4_t ae = vldrwq_s32(bias), ao = vldrwq_s32(bias + 4);
+#pragma GCC unroll 3
+    for (int32_t k = 0; k < 9; ++k) {
+        const int16x8_t x = n ? vldrbq_z_s16(t8[k] + c, pr) : vldrbq_s16(t8[k] + c);
+        const int16x8_t wv = vldrhq_s16(w + 8 * k);
+        ae = vaddq_s32(ae, vmullbq_int_s16(x, wv));
+        ao = vaddq_s32(ao, vmulltq_int_s16(x, wv));
+    }
+    int16x8_t r = vdupq_n_s16(0);
+    r = vmovnbq_s32(r, dw3_mve_rq(ae, q, lo, hi));
+    r = vmovntq_s32(r, dw3_mve_rq(ao, q + 4, lo, hi));
+    if (n)
+        vstrbq_p_s16(o + c, r, pr);
+    else
+        vstrbq_s16(o + c, r);
+}
+
+void mm_depthwise_conv_3x3_s8(const mm_dw3x3_params *p, const int8_t *in, int8_t *out, void *scratch)
+{
+    const int32_t in_c = p->in_c;
+    int8_t *pad = (int8_t *)scratch;
+    for (int32_t i = 0; i < ((in_c + 7) & ~7); ++i) pad[i] = (int8_t)p->input_zp;
+    const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+    const void *tp[9];
+    int8_t *o = out;
+    for (int32_t b = 0; b < p->batches; ++b) {
+        const uint8_t *img = (const uint8_t *)(in + b * p->in_h * p->in_w * in_c);
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            for (int32_t ox = 0; ox < p->out_w; ++ox) {
+                dw3_table(tp, img, pad, y0, ox * p->stride_w - p->pad_w, p, in_c);
+                const int8_t *const *t8 = (const int8_t *const *)tp;
+                const int16_t *w = (const int16_t *)p->w;
+                const int32_t *bias = p->bias, *q = p->rq;
+                int32_t c = 0;
+                for (; c + 8 <= in_c; c += 8, w += 72, bias += 8, q += 24)
+                    dw3_mve_group(t8, c, w, bias, q, o, lo, hi, 0);
+                if (c < in_c) dw3_mve_group(t8, c, w, bias, q, o, lo, hi, in_c - c);
+                o += in_c;
+            }
+        }
+    }
+}
+#else
 void mm_depthwise_conv_3x3_s8(const mm_dw3x3_params *p, const int8_t *in, int8_t *out, void *scratch)
 {
     dw3_s8(p, in, out, scratch, 1);
 }
+#endif
 
 void mm_depthwise_conv_3x3_s8_q(const mm_dw3x3_params *p, const int8_t *in, int8_t *out, void *scratch)
 {

@@ -14,7 +14,8 @@
  *   DSP int8 / int16:  [w(r,0,c0) | w(r,1,c0)<<16], same for c1, c2, c3,
  *                      then the third column: int8 [c0|c2], [c1|c3]
  *                      (the lanes SXTB16 produces), int16 [c0|c1], [c2|c3].
- *   MVE int8:          see mm_depthwise_conv_3x3.c.
+ *   MVE int8 (fast rq): groups of 8 channels, see mm_depthwise_conv_3x3.c; the
+ *                      pad row is then in_c rounded up to 8.
  * Channels past in_c in the last group have zero weights.
  *
  * int8 requantization (rq):

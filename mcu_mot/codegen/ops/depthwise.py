@@ -89,6 +89,32 @@ def _pack_dw3x3(w: np.ndarray, s16: bool) -> np.ndarray:
     return np.concatenate([w01, w2], -1).reshape(-1)           # (group, row, 6)
 
 
+def _mve_s8_layout(op, ctx, w, folded, mult, cconst, e) -> dict:
+    """Helium int8 layout (mm_depthwise_conv_3x3.c): groups of 8 channels, doubled int16 weights
+    tap-major, bias / M / C / -E split into even and odd channels."""
+    c = w.shape[2]
+    g = (c + 7) // 8
+    cp = g * 8
+
+    def padded(v, fill=0):
+        out = np.full(cp, fill, np.int64)
+        out[:c] = v
+        return out
+
+    wp = np.zeros((9, cp), np.int64)
+    wp[:, :c] = 2 * w.reshape(9, c)
+    wl = wp.reshape(9, g, 8).transpose(1, 0, 2).reshape(-1).astype(np.int16)
+
+    def split(v):  # (g, 2, 4): even lanes, odd lanes
+        v = v.reshape(g, 4, 2)
+        return np.stack([v[:, :, 0], v[:, :, 1]], 1)
+    bias = split(padded(2 * folded))
+    rq = np.concatenate([split(padded(mult)), split(padded(cconst)), split(padded(-e, -1))], 1)   # (g, 6, 4)
+    return dict(w=f"(const int32_t *){ctx.array(f'{op.name}_w3', wl)}",
+                bias=ctx.array(f"{op.name}_bias_f", _int32(bias.reshape(-1))),
+                rq=ctx.array(f"{op.name}_rq", _int32(rq.reshape(-1))))
+
+
 def _lower_dw3x3(op, ctx, sfx, geom, inp, weights, bias, out, macs):
     """The 3x3 kernels of mm_depthwise_conv_3x3.h (pad row in scratch, packed int16 weights)."""
     if weights.quant is None or weights.quant.scale.size not in (1, geom["out_c"]):
@@ -122,6 +148,11 @@ def _lower_dw3x3(op, ctx, sfx, geom, inp, weights, bias, out, macs):
         fast = not FORCE_EXACT_RQ and bool(np.all(e >= 1) and np.all(e <= 31) and np.all(mult >= 0)
                     and np.all(2 * bound < (1 << 30)) and np.all(bound + np.abs(cconst) + 2 < (1 << 30)))
         fields.update(input_zp=in_zp, output_offset=out_zp)
+        if fast and ctx.mve:
+            params = ctx.struct(f"{op.name}_p", "mm_dw3x3_params", dict(fields, **_mve_s8_layout(op, ctx, w, folded,
+                                                                                                mult, cconst, e)))
+            return Call(kernel, [params, inp, out, SCRATCH], "mm_depthwise_conv_3x3.h",
+                        scratch_bytes=(c + 7) // 8 * 8, macs=macs)
         if fast:
             pad = cp - c
             bias_p = np.concatenate([2 * folded, np.zeros(pad, np.int64)])
