@@ -23,8 +23,9 @@ def model_cache() -> Path:
 
 
 def available_backends() -> list[str]:
-    """portable always; cmsis-nn when the user points CMSIS_NN_PATH at a checkout."""
-    return ["portable"] + (["cmsis-nn"] if os.environ.get("CMSIS_NN_PATH") else [])
+    """portable always; cmsis-nn and auto (per layer, the cheaper of the two) when the user
+    points CMSIS_NN_PATH at a checkout."""
+    return ["portable"] + (["cmsis-nn", "auto"] if os.environ.get("CMSIS_NN_PATH") else [])
 
 
 def resolve_models(names, modes) -> list[tuple[str, str, Path]]:
