@@ -23,6 +23,12 @@ MM_INLINE int32_t dw_smmlar(int32_t a, int32_t b, int32_t acc)
     __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
     return r;
 }
+MM_INLINE int32_t dw_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
 MM_INLINE int32_t dw_ssat8(int32_t x) { return __ssat(x, 8); }
 MM_INLINE int32_t dw_sxtb16(int32_t x) { return __sxtb16(x); }
 /* v with bits [pos, pos+8) replaced by the low byte of x */
@@ -65,6 +71,10 @@ MM_INLINE int32_t dw_smmlar(int32_t a, int32_t b, int32_t acc)
 {
     const uint64_t s = ((uint64_t)(uint32_t)acc << 32) + (uint64_t)((int64_t)a * b) + 0x80000000u;
     return (int32_t)(uint32_t)(s >> 32);
+}
+MM_INLINE int32_t dw_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32);
 }
 MM_INLINE int32_t dw_ssat8(int32_t x) { return mm_clamp_i32(x, -128, 127); }
 MM_INLINE int32_t dw_sxtb16(int32_t x) { return mm_sxtb16(x); }
@@ -385,7 +395,7 @@ MM_INLINE void dw3_s16_group(int32_t acc[4], const int16_t *const *tp, int32_t c
     acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
 }
 
-void mm_depthwise_conv_3x3_s16(const mm_dw3x3_params *p, const int16_t *in, int16_t *out, void *scratch)
+MM_INLINE void dw3_s16(const mm_dw3x3_params *p, const int16_t *in, int16_t *out, void *scratch, const int fast)
 {
     const int32_t in_c = p->in_c, full = in_c & ~3, rem = in_c & 3;
     int16_t *pad = (int16_t *)scratch;
@@ -409,8 +419,9 @@ void mm_depthwise_conv_3x3_s16(const mm_dw3x3_params *p, const int16_t *in, int1
                     else
                         dw3_s16_group(acc, t16, c, w, rem);
                     for (int32_t k = 0; k < n; ++k) {
-                        const int32_t r = mm_requantize_s64(p->bias64[c + k] + acc[k], p->multiplier[c + k],
-                                                            p->shift[c + k]);
+                        const int32_t r = fast ? dw_smmulr(p->bias[c + k] + acc[k], p->rq[c + k])
+                                               : mm_requantize_s64(p->bias64[c + k] + acc[k], p->multiplier[c + k],
+                                                                   p->shift[c + k]);
                         o[c + k] = (int16_t)mm_clamp_i32(r, p->act_min, p->act_max);
                     }
                     if (n < 4) break;
@@ -419,6 +430,18 @@ void mm_depthwise_conv_3x3_s16(const mm_dw3x3_params *p, const int16_t *in, int1
             }
         }
     }
+}
+
+/* fast: (x * R + 2^(T-1)) >> T with x = bias + acc in int32 and 16 <= T <= 32 is
+ * SMMULR(x, R << (32 - T)); rq holds R << (32 - T) (the compiler checked the bounds) */
+void mm_depthwise_conv_3x3_s16(const mm_dw3x3_params *p, const int16_t *in, int16_t *out, void *scratch)
+{
+    dw3_s16(p, in, out, scratch, 1);
+}
+
+void mm_depthwise_conv_3x3_s16_q(const mm_dw3x3_params *p, const int16_t *in, int16_t *out, void *scratch)
+{
+    dw3_s16(p, in, out, scratch, 0);
 }
 
 #endif /* MM_HAVE_DSP */

@@ -26,6 +26,11 @@
  *     which equals TFLM's RoundingDivideByPOT(SRDHM(acc, M), E) + zp exactly.
  *   exact (kernel mm_depthwise_conv_3x3_s8_q): multiplier / shift per channel,
  *     mm_requantize.
+ * int16x8 requantization: TFLM's single rounding (x * R + 2^(T-1)) >> T with
+ *   R the 16-bit reduced multiplier, T = 15 - shift. Kernel _s16 when x =
+ *   bias + acc provably fits int32 and 16 <= T <= 32: SMMULR(x, R << (32 - T)),
+ *   bias as int32 in `bias`, R << (32 - T) in `rq`. Kernel _s16_q otherwise:
+ *   int64 bias64, mm_requantize_s64.
  */
 #ifndef MM_DEPTHWISE_CONV_3X3_H
 #define MM_DEPTHWISE_CONV_3X3_H
@@ -54,5 +59,6 @@ int32_t mm_depthwise_conv_3x3_s16_get_buffer_size(const mm_dw3x3_params *p);
 void mm_depthwise_conv_3x3_s8(const mm_dw3x3_params *p, const int8_t *in, int8_t *out, void *scratch);
 void mm_depthwise_conv_3x3_s8_q(const mm_dw3x3_params *p, const int8_t *in, int8_t *out, void *scratch);
 void mm_depthwise_conv_3x3_s16(const mm_dw3x3_params *p, const int16_t *in, int16_t *out, void *scratch);
+void mm_depthwise_conv_3x3_s16_q(const mm_dw3x3_params *p, const int16_t *in, int16_t *out, void *scratch);
 
 #endif

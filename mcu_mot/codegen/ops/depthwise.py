@@ -133,10 +133,19 @@ def _lower_dw3x3(op, ctx, sfx, geom, inp, weights, bias, out, macs):
     kernel = f"mm_depthwise_conv_3x3_{sfx}"
     if sfx == "s16":
         b = _bias_data(op, bias, c, ("int64",))
-        fields.update(input_zp=0, output_offset=0, w=ctx.array(f"{op.name}_w3", _pack_dw3x3(w, True)),
-                      bias64=ctx.array(f"{op.name}_bias", b.astype(np.int64)),
-                      multiplier=ctx.array(f"{op.name}_mult", mult.astype(np.int32)),
-                      shift=ctx.array(f"{op.name}_shift", shift.astype(np.int32)))
+        fields.update(input_zp=0, output_offset=0, w=ctx.array(f"{op.name}_w3", _pack_dw3x3(w, True)))
+        reduced = np.where(mult < 0x7FFF0000, (mult + (1 << 15)) >> 16, 0x7FFF)
+        total = 15 - shift
+        bound = np.abs(b) + np.abs(w).reshape(9, c).sum(axis=0) * 32768
+        if not FORCE_EXACT_RQ and np.all(total >= 16) and np.all(total <= 32) and np.all(bound < (1 << 31) - 1):
+            pad = np.zeros(cp - c, np.int64)
+            fields.update(bias=ctx.array(f"{op.name}_bias", _int32(np.concatenate([b, pad]))),
+                          rq=ctx.array(f"{op.name}_rq", _int32(np.concatenate([reduced << (32 - total), pad]))))
+        else:
+            kernel += "_q"
+            fields.update(bias64=ctx.array(f"{op.name}_bias", b.astype(np.int64)),
+                          multiplier=ctx.array(f"{op.name}_mult", mult.astype(np.int32)),
+                          shift=ctx.array(f"{op.name}_shift", shift.astype(np.int32)))
         scratch = cp * 2
     else:
         b = _bias_data(op, bias, c, ("int32",))
