@@ -88,6 +88,12 @@ class Board:
         return next(r for r in self.memory if r.use == "code")
 
     @property
+    def weights_region(self) -> Region:
+        """Where the model's constant arrays go: a region with use = "weights" (external
+        flash, a big RAM the loader fills) or else the code region."""
+        return next((r for r in self.memory if r.use == "weights"), self.code_region)
+
+    @property
     def ram_region(self) -> Region:
         return next(r for r in self.memory if r.use == "ram")
 
@@ -255,14 +261,16 @@ def _validate(d: dict, path: Path) -> Board:
     for i, r in enumerate(_req(d, "memory", path)):
         rname = _req(r, "name", path, f"memory {i}")
         use = r.get("use", "extra")
-        if use not in ("code", "ram", "extra"):
-            raise _bad(path, f"memory '{rname}': use must be code, ram or extra")
+        if use not in ("code", "ram", "weights", "extra"):
+            raise _bad(path, f"memory '{rname}': use must be code, ram, weights or extra")
         mem.append(Region(rname, _size(_req(r, "origin", path, f"memory {rname}"), path, f"{rname}.origin"),
                           _size(_req(r, "length", path, f"memory {rname}"), path, f"{rname}.length"), use))
     for use in ("code", "ram"):
         n = sum(r.use == use for r in mem)
         if n != 1:
             raise _bad(path, f"needs exactly one memory region with use = \"{use}\" (has {n})")
+    if sum(r.use == "weights" for r in mem) > 1:
+        raise _bad(path, "at most one memory region may have use = \"weights\"")
     names = [r.name for r in mem]
     if len(set(names)) != len(names):
         raise _bad(path, "memory region names must be unique")

@@ -88,7 +88,8 @@ def render_startup(board: Board) -> str:
 
 def render_linker(board: Board) -> str:
     return _env().get_template("linker.ld.j2").render(
-        board=board, version=__version__, code=board.code_region, ram=board.ram_region)
+        board=board, version=__version__, code=board.code_region, ram=board.ram_region,
+        weights=board.weights_region)
 
 
 def runtime_sources(board: Board, omit=()) -> list[Path]:
