@@ -147,11 +147,15 @@ def lower_conv_2d(op, ctx):
 
     in_zp, out_zp, q = _quant_common(op, ctx, inp, weights, out, out_c)
     w = weights.data.reshape(out_c, -1)
+    gemm = ctx.dsp and groups == 1   # DSP / Helium: patch x weight-row kernel (conv_gemm.py)
     if sfx == "s8":
         b = _bias_data(op, bias, out_c, ("int32",))
+        folded = _fold(b, w, -in_zp)
+        # the Helium kernel pads windows with the zero point: the folded bias is its only bias
+        raw = folded if (gemm and ctx.mve) else _int32(b)
         fields = dict(geom, input_offset=-in_zp, output_offset=out_zp, **q,
-                      bias=ctx.array(f"{op.name}_bias", _int32(b)),
-                      bias_folded=ctx.array(f"{op.name}_bias_f", _fold(b, w, -in_zp)),
+                      bias=ctx.array(f"{op.name}_bias", raw),
+                      bias_folded="NULL" if gemm else ctx.array(f"{op.name}_bias_f", folded),
                       bias64="NULL")
     else:
         b = _bias_data(op, bias, out_c, ("int32", "int64"))
@@ -162,6 +166,9 @@ def lower_conv_2d(op, ctx):
             fields.update(bias=ctx.array(f"{op.name}_bias", _int32(b)), bias64="NULL")
         else:
             fields.update(bias="NULL", bias64=ctx.array(f"{op.name}_bias", b.astype(np.int64)))
+    if gemm:
+        from .conv_gemm import lower_conv_gemm
+        return lower_conv_gemm(op, ctx, geom, sfx, weights, fields)
     params = ctx.struct(f"{op.name}_p", "mm_conv_params", fields)
     return Call(f"mm_conv_{sfx}", [params, inp, ctx.weights(weights), out], "mm_conv.h", macs=macs)
 

@@ -1,0 +1,330 @@
+/* mm_conv_gemm.c - CONV_2D as patch x weight-row dot products (DSP and Helium
+ * paths); layouts and the reasoning are in mm_conv_gemm.h. */
+#include <string.h>
+#include "mm_conv_gemm.h"
+
+#if !MM_HAVE_DSP && !MM_HAVE_MVE
+#error "mm_conv_gemm needs a core with DSP or MVE instructions (the compiler picks it only for those)"
+#endif
+
+/* 32-bit word view of int16/int8 buffers (word-aligned by construction). */
+typedef int32_t mm_word __attribute__((may_alias, aligned(4)));
+
+enum { PATCH_S8_TO_S16 = 0, PATCH_S16 = 1, PATCH_S8 = 2 };
+
+/* n input values from src[at..] into the patch at dst[pos..] */
+MM_INLINE void patch_copy(int kind, const void *src, int32_t at, void *dst, int32_t pos, int32_t n, int32_t off)
+{
+    if (kind == PATCH_S8) {
+        memcpy((int8_t *)dst + pos, (const int8_t *)src + at, (size_t)n);
+    } else if (kind == PATCH_S16) {
+        memcpy((int16_t *)dst + pos, (const int16_t *)src + at, (size_t)n * 2u);
+    } else {
+        const int8_t *s = (const int8_t *)src + at;
+        int16_t *d = (int16_t *)dst + pos;
+#if MM_HAVE_DSP
+        const int32_t off2 = (int32_t)(((uint32_t)off & 0xFFFFu) | ((uint32_t)off << 16));
+        for (; n >= 4; n -= 4, s += 4, d += 4) {
+            const int32_t v = mm_read_s32(s);
+            const int32_t a = mm_sxtab16(off2, v);        /* x0, x2 (+ offset) */
+            const int32_t b = mm_sxtab16_ror8(off2, v);   /* x1, x3 */
+            mm_write_s32(d, mm_pkhbt(a, (int32_t)((uint32_t)b << 16)));
+            mm_write_s32(d + 2, mm_pkhtb_hi(a, b));
+        }
+#endif
+        for (; n > 0; --n) *d++ = (int16_t)(*s++ + off);
+    }
+}
+
+MM_INLINE void patch_fill(int kind, void *dst, int32_t pos, int32_t n, int32_t value)
+{
+    if (kind == PATCH_S8) {
+        memset((int8_t *)dst + pos, value, (size_t)n);
+    } else {
+        int16_t *d = (int16_t *)dst + pos;
+        for (int32_t i = 0; i < n; ++i) d[i] = (int16_t)value;
+    }
+}
+
+/* The receptive field of output pixel (oy, ox): k_h x k_w x in_c values, then
+ * zeros up to k_pad. Taps outside the image get `pad` (contributes nothing). */
+MM_INLINE void build_patch(const mm_conv_gemm_params *p, const void *img, int32_t oy, int32_t ox, void *dst,
+                           int kind, int32_t pad)
+{
+    const int32_t in_c = p->in_c, row = p->k_w * in_c;
+    const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+    const int full_cols = (p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w);
+    int32_t pos = 0;
+    for (int32_t fy = 0; fy < p->k_h; ++fy, pos += row) {
+        const int32_t y = y0 + fy * p->dil_h;
+        if (y < 0 || y >= p->in_h) {
+            patch_fill(kind, dst, pos, row, pad);
+            continue;
+        }
+        const int32_t base = y * p->in_w;
+        if (full_cols) {
+            patch_copy(kind, img, (base + x0) * in_c, dst, pos, row, p->input_offset);
+            continue;
+        }
+        for (int32_t fx = 0; fx < p->k_w; ++fx) {
+            const int32_t x = x0 + fx * p->dil_w;
+            if (x < 0 || x >= p->in_w)
+                patch_fill(kind, dst, pos + fx * in_c, in_c, pad);
+            else
+                patch_copy(kind, img, (base + x) * in_c, dst, pos + fx * in_c, in_c, p->input_offset);
+        }
+    }
+    if (p->k_pad > p->k) patch_fill(kind, dst, p->k, p->k_pad - p->k, 0);
+}
+
+MM_INLINE int8_t out_s8(const mm_conv_gemm_params *p, int32_t acc, int32_t c)
+{
+    acc = mm_requantize(acc, p->multiplier[c], p->shift[c]) + p->output_offset;
+    return (int8_t)mm_clamp_i32(acc, p->act_min, p->act_max);
+}
+
+MM_INLINE int16_t out_s16(const mm_conv_gemm_params *p, int64_t acc, int32_t c)
+{
+    int32_t r;
+    if (p->bias64) {
+        r = mm_requantize_s64(acc + p->bias64[c], p->multiplier[c], p->shift[c]);
+    } else {
+        const int32_t acc32 = (int32_t)((uint32_t)acc + (uint32_t)(p->bias ? p->bias[c] : 0));
+        r = mm_requantize(acc32, p->multiplier[c], p->shift[c]);
+    }
+    return (int16_t)mm_clamp_i32(r, p->act_min, p->act_max);
+}
+
+/* Walk output pixels two at a time in raster order; `pair` computes every channel of both. */
+#define MM_FOR_PIXEL_PAIRS(p, ...)                                                          \
+    do {                                                                                    \
+        const int32_t n_pix_ = (p)->out_h * (p)->out_w;                                     \
+        for (int32_t b_ = 0; b_ < (p)->batches; ++b_) {                                     \
+            int32_t oy_ = 0, ox_ = 0;                                                       \
+            for (int32_t pix_ = 0; pix_ < n_pix_; pix_ += 2) {                              \
+                const int32_t oy0 = oy_, ox0 = ox_;                                         \
+                if (++ox_ == (p)->out_w) { ox_ = 0; ++oy_; }                                \
+                const int two = pix_ + 1 < n_pix_;                                          \
+                const int32_t oy1 = oy_, ox1 = ox_;                                         \
+                if (two && ++ox_ == (p)->out_w) { ox_ = 0; ++oy_; }                         \
+                const int32_t batch = b_, first_pixel = b_ * n_pix_ + pix_;                 \
+                (void)batch;                                                                \
+                __VA_ARGS__                                                                 \
+            }                                                                               \
+        }                                                                                   \
+    } while (0)
+
+#if MM_HAVE_DSP && !MM_HAVE_MVE
+/* s[0..3] += patch a . row w0, a . w1, b . w0, b . w1 over `groups` groups of 4. */
+MM_INLINE void dot_2x2(const int16_t *a, const int16_t *b, const int8_t *w0, const int8_t *w1, int32_t groups,
+                       int32_t *s)
+{
+    const mm_word *A = (const mm_word *)a, *B = (const mm_word *)b;
+    const mm_word *W0 = (const mm_word *)w0, *W1 = (const mm_word *)w1;
+    int32_t s00 = s[0], s01 = s[1], s10 = s[2], s11 = s[3];
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 2
+#endif
+    for (int32_t g = 0; g < groups; ++g) {
+        const int32_t u = W0[g], v = W1[g];
+        const int32_t u01 = mm_sxtb16(u), u23 = mm_sxtb16_ror8(u);
+        const int32_t v01 = mm_sxtb16(v), v23 = mm_sxtb16_ror8(v);
+        int32_t x01 = A[2 * g], x23 = A[2 * g + 1];
+        s00 = mm_smlad(x01, u01, s00);
+        s00 = mm_smlad(x23, u23, s00);
+        s01 = mm_smlad(x01, v01, s01);
+        s01 = mm_smlad(x23, v23, s01);
+        x01 = B[2 * g];
+        x23 = B[2 * g + 1];
+        s10 = mm_smlad(x01, u01, s10);
+        s10 = mm_smlad(x23, u23, s10);
+        s11 = mm_smlad(x01, v01, s11);
+        s11 = mm_smlad(x23, v23, s11);
+    }
+    s[0] = s00;
+    s[1] = s01;
+    s[2] = s10;
+    s[3] = s11;
+}
+#endif
+
+int32_t mm_conv_gemm_s8_get_buffer_size(const mm_conv_gemm_params *p)
+{
+#if MM_HAVE_MVE
+    return 2 * p->k_pad;
+#else
+    return 2 * p->k_pad * 2;
+#endif
+}
+
+int32_t mm_conv_gemm_s16_get_buffer_size(const mm_conv_gemm_params *p)
+{
+    return 2 * p->k_pad * 2;
+}
+
+void mm_conv_gemm_s8(const mm_conv_gemm_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch)
+{
+    const int32_t kp = p->k_pad, out_c = p->out_c;
+    const int32_t img_size = p->in_h * p->in_w * p->in_c;
+#if MM_HAVE_MVE
+    int8_t *pa = (int8_t *)scratch, *pb = pa + kp;
+    const int32_t zp = -p->input_offset;
+    MM_FOR_PIXEL_PAIRS(p, {
+        const int8_t *img = in + batch * img_size;
+        build_patch(p, img, oy0, ox0, pa, PATCH_S8, zp);
+        if (two) build_patch(p, img, oy1, ox1, pb, PATCH_S8, zp);
+        const int8_t *qb = two ? pb : pa;
+        int8_t *o0 = out + first_pixel * out_c, *o1 = o0 + out_c;
+        int32_t c = 0;
+        for (; c + 4 <= out_c; c += 4) {
+            const int8_t *r0 = w + c * kp, *r1 = r0 + kp, *r2 = r1 + kp, *r3 = r2 + kp;
+            int32_t a0 = p->bias[c], a1 = p->bias[c + 1], a2 = p->bias[c + 2], a3 = p->bias[c + 3];
+            int32_t b0 = a0, b1 = a1, b2 = a2, b3 = a3;
+            for (int32_t i = 0; i < kp; i += 16) {
+                const int8x16_t xa = vldrbq_s8(pa + i), xb = vldrbq_s8(qb + i);
+                int8x16_t wv = vldrbq_s8(r0 + i);
+                a0 = vmladavaq_s8(a0, xa, wv);
+                b0 = vmladavaq_s8(b0, xb, wv);
+                wv = vldrbq_s8(r1 + i);
+                a1 = vmladavaq_s8(a1, xa, wv);
+                b1 = vmladavaq_s8(b1, xb, wv);
+                wv = vldrbq_s8(r2 + i);
+                a2 = vmladavaq_s8(a2, xa, wv);
+                b2 = vmladavaq_s8(b2, xb, wv);
+                wv = vldrbq_s8(r3 + i);
+                a3 = vmladavaq_s8(a3, xa, wv);
+                b3 = vmladavaq_s8(b3, xb, wv);
+            }
+            o0[c] = out_s8(p, a0, c);
+            o0[c + 1] = out_s8(p, a1, c + 1);
+            o0[c + 2] = out_s8(p, a2, c + 2);
+            o0[c + 3] = out_s8(p, a3, c + 3);
+            if (two) {
+                o1[c] = out_s8(p, b0, c);
+                o1[c + 1] = out_s8(p, b1, c + 1);
+                o1[c + 2] = out_s8(p, b2, c + 2);
+                o1[c + 3] = out_s8(p, b3, c + 3);
+            }
+        }
+        for (; c < out_c; ++c) {
+            const int8_t *r0 = w + c * kp;
+            int32_t a0 = p->bias[c], b0 = a0;
+            for (int32_t i = 0; i < kp; i += 16) {
+                const int8x16_t wv = vldrbq_s8(r0 + i);
+                a0 = vmladavaq_s8(a0, vldrbq_s8(pa + i), wv);
+                b0 = vmladavaq_s8(b0, vldrbq_s8(qb + i), wv);
+            }
+            o0[c] = out_s8(p, a0, c);
+            if (two) o1[c] = out_s8(p, b0, c);
+        }
+    });
+#else
+    int16_t *pa = (int16_t *)scratch, *pb = pa + kp;
+    const int32_t groups = kp / 4;
+    MM_FOR_PIXEL_PAIRS(p, {
+        const int8_t *img = in + batch * img_size;
+        build_patch(p, img, oy0, ox0, pa, PATCH_S8_TO_S16, 0);
+        if (two) build_patch(p, img, oy1, ox1, pb, PATCH_S8_TO_S16, 0);
+        const int16_t *qb = two ? pb : pa;
+        int8_t *o0 = out + first_pixel * out_c, *o1 = o0 + out_c;
+        for (int32_t c = 0; c < out_c; c += 2) {
+            const int32_t c1 = c + 1 < out_c ? c + 1 : c;
+            int32_t s[4] = {p->bias[c], p->bias[c1], p->bias[c], p->bias[c1]};
+            dot_2x2(pa, qb, w + c * kp, w + c1 * kp, groups, s);
+            o0[c] = out_s8(p, s[0], c);
+            if (c1 != c) o0[c1] = out_s8(p, s[1], c1);
+            if (two) {
+                o1[c] = out_s8(p, s[2], c);
+                if (c1 != c) o1[c1] = out_s8(p, s[3], c1);
+            }
+        }
+    });
+#endif
+}
+
+/* int16x8: products are below 2^22 in magnitude, so int32 partial sums of up to
+ * 508 products are exact; they are added into the int64 accumulator per chunk. */
+#define MM_S16_CHUNK_GROUPS 127
+
+void mm_conv_gemm_s16(const mm_conv_gemm_params *p, const int16_t *in, const int8_t *w, int16_t *out,
+                      void *scratch)
+{
+    const int32_t kp = p->k_pad, out_c = p->out_c;
+    const int32_t img_size = p->in_h * p->in_w * p->in_c;
+    int16_t *pa = (int16_t *)scratch, *pb = pa + kp;
+#if MM_HAVE_MVE
+    MM_FOR_PIXEL_PAIRS(p, {
+        const int16_t *img = in + batch * img_size;
+        build_patch(p, img, oy0, ox0, pa, PATCH_S16, 0);
+        if (two) build_patch(p, img, oy1, ox1, pb, PATCH_S16, 0);
+        const int16_t *qb = two ? pb : pa;
+        int16_t *o0 = out + first_pixel * out_c, *o1 = o0 + out_c;
+        int32_t c = 0;
+        for (; c + 4 <= out_c; c += 4) {
+            const int8_t *r0 = w + c * kp, *r1 = r0 + kp, *r2 = r1 + kp, *r3 = r2 + kp;
+            int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+            for (int32_t i = 0; i < kp; i += 8) {
+                const int16x8_t xa = vldrhq_s16(pa + i), xb = vldrhq_s16(qb + i);
+                int16x8_t wv = vldrbq_s16(r0 + i);
+                a0 = vmlaldavaq_s16(a0, xa, wv);
+                b0 = vmlaldavaq_s16(b0, xb, wv);
+                wv = vldrbq_s16(r1 + i);
+                a1 = vmlaldavaq_s16(a1, xa, wv);
+                b1 = vmlaldavaq_s16(b1, xb, wv);
+                wv = vldrbq_s16(r2 + i);
+                a2 = vmlaldavaq_s16(a2, xa, wv);
+                b2 = vmlaldavaq_s16(b2, xb, wv);
+                wv = vldrbq_s16(r3 + i);
+                a3 = vmlaldavaq_s16(a3, xa, wv);
+                b3 = vmlaldavaq_s16(b3, xb, wv);
+            }
+            o0[c] = out_s16(p, a0, c);
+            o0[c + 1] = out_s16(p, a1, c + 1);
+            o0[c + 2] = out_s16(p, a2, c + 2);
+            o0[c + 3] = out_s16(p, a3, c + 3);
+            if (two) {
+                o1[c] = out_s16(p, b0, c);
+                o1[c + 1] = out_s16(p, b1, c + 1);
+                o1[c + 2] = out_s16(p, b2, c + 2);
+                o1[c + 3] = out_s16(p, b3, c + 3);
+            }
+        }
+        for (; c < out_c; ++c) {
+            const int8_t *r0 = w + c * kp;
+            int64_t a0 = 0, b0 = 0;
+            for (int32_t i = 0; i < kp; i += 8) {
+                const int16x8_t wv = vldrbq_s16(r0 + i);
+                a0 = vmlaldavaq_s16(a0, vldrhq_s16(pa + i), wv);
+                b0 = vmlaldavaq_s16(b0, vldrhq_s16(qb + i), wv);
+            }
+            o0[c] = out_s16(p, a0, c);
+            if (two) o1[c] = out_s16(p, b0, c);
+        }
+    });
+#else
+    const int32_t groups = kp / 4;
+    MM_FOR_PIXEL_PAIRS(p, {
+        const int16_t *img = in + batch * img_size;
+        build_patch(p, img, oy0, ox0, pa, PATCH_S16, 0);
+        if (two) build_patch(p, img, oy1, ox1, pb, PATCH_S16, 0);
+        const int16_t *qb = two ? pb : pa;
+        int16_t *o0 = out + first_pixel * out_c, *o1 = o0 + out_c;
+        for (int32_t c = 0; c < out_c; c += 2) {
+            const int32_t c1 = c + 1 < out_c ? c + 1 : c;
+            int64_t acc[4] = {0, 0, 0, 0};
+            for (int32_t g = 0; g < groups; g += MM_S16_CHUNK_GROUPS) {
+                const int32_t n = groups - g < MM_S16_CHUNK_GROUPS ? groups - g : MM_S16_CHUNK_GROUPS;
+                int32_t s[4] = {0, 0, 0, 0};
+                dot_2x2(pa + 4 * g, qb + 4 * g, w + c * kp + 4 * g, w + c1 * kp + 4 * g, n, s);
+                for (int k = 0; k < 4; ++k) acc[k] += s[k];
+            }
+            o0[c] = out_s16(p, acc[0], c);
+            if (c1 != c) o0[c1] = out_s16(p, acc[1], c1);
+            if (two) {
+                o1[c] = out_s16(p, acc[2], c);
+                if (c1 != c) o1[c1] = out_s16(p, acc[3], c1);
+            }
+        }
+    });
+#endif
+}
