@@ -115,18 +115,53 @@ MM_INLINE int16_t out_s16(const mm_conv_gemm_params *p, int64_t acc, int32_t c)
     } while (0)
 
 #if MM_HAVE_DSP && !MM_HAVE_MVE
-/* s[0..3] += patch a . row w0, a . w1, b . w0, b . w1 over `groups` groups of 4. */
-MM_INLINE void dot_2x2(const int16_t *a, const int16_t *b, const int8_t *w0, const int8_t *w1, int32_t groups,
-                       int32_t *s)
+/* s[0..3] += patch a . row c, a . row c+1, b . row c, b . row c+1 over `groups`
+ * groups of 4; `w` is the channel pair's interleaved block (word g of row c,
+ * then word g of row c+1, ...), so one LDRD fetches both rows' words. */
+#if MM_NATIVE_DSP
+/* Hand-allocated: GCC spills this 14-register loop to the stack. 3 LDRD, 4 SXTB16,
+ * 8 SMLAD and the loop branch per 16 MACs. */
+MM_INLINE void dot_2x2(const int16_t *a, const int16_t *b, const int8_t *w, int32_t groups, int32_t *s)
 {
-    const mm_word *A = (const mm_word *)a, *B = (const mm_word *)b;
-    const mm_word *W0 = (const mm_word *)w0, *W1 = (const mm_word *)w1;
+    int32_t a00 = s[0], a01 = s[1], a10 = s[2], a11 = s[3];
+    int32_t u, v, u1, v1, x0, x1;
+    if (groups <= 0) return;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldrd   %[u], %[v], [%[pw]], #8\n\t"
+        "ldrd   %[x0], %[x1], [%[pa]], #8\n\t"
+        "sxtb16 %[u1], %[u], ror #8\n\t"
+        "sxtb16 %[u], %[u]\n\t"
+        "sxtb16 %[v1], %[v], ror #8\n\t"
+        "sxtb16 %[v], %[v]\n\t"
+        "smlad  %[a00], %[x0], %[u], %[a00]\n\t"
+        "smlad  %[a00], %[x1], %[u1], %[a00]\n\t"
+        "smlad  %[a01], %[x0], %[v], %[a01]\n\t"
+        "smlad  %[a01], %[x1], %[v1], %[a01]\n\t"
+        "ldrd   %[x0], %[x1], [%[pb]], #8\n\t"
+        "smlad  %[a10], %[x0], %[u], %[a10]\n\t"
+        "smlad  %[a10], %[x1], %[u1], %[a10]\n\t"
+        "smlad  %[a11], %[x0], %[v], %[a11]\n\t"
+        "smlad  %[a11], %[x1], %[v1], %[a11]\n\t"
+        "subs   %[n], %[n], #1\n\t"
+        "bne    1b\n\t"
+        : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11),
+          [pa] "+r"(a), [pb] "+r"(b), [pw] "+r"(w), [n] "+r"(groups),
+          [u] "=&r"(u), [v] "=&r"(v), [u1] "=&r"(u1), [v1] "=&r"(v1), [x0] "=&r"(x0), [x1] "=&r"(x1)
+        :
+        : "cc", "memory");
+    s[0] = a00;
+    s[1] = a01;
+    s[2] = a10;
+    s[3] = a11;
+}
+#else
+MM_INLINE void dot_2x2(const int16_t *a, const int16_t *b, const int8_t *w, int32_t groups, int32_t *s)
+{
+    const mm_word *A = (const mm_word *)a, *B = (const mm_word *)b, *W = (const mm_word *)w;
     int32_t s00 = s[0], s01 = s[1], s10 = s[2], s11 = s[3];
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 2
-#endif
     for (int32_t g = 0; g < groups; ++g) {
-        const int32_t u = W0[g], v = W1[g];
+        const int32_t u = W[2 * g], v = W[2 * g + 1];
         const int32_t u01 = mm_sxtb16(u), u23 = mm_sxtb16_ror8(u);
         const int32_t v01 = mm_sxtb16(v), v23 = mm_sxtb16_ror8(v);
         int32_t x01 = A[2 * g], x23 = A[2 * g + 1];
@@ -146,6 +181,7 @@ MM_INLINE void dot_2x2(const int16_t *a, const int16_t *b, const int8_t *w0, con
     s[2] = s10;
     s[3] = s11;
 }
+#endif
 #endif
 
 int32_t mm_conv_gemm_s8_get_buffer_size(const mm_conv_gemm_params *p)
@@ -230,7 +266,7 @@ void mm_conv_gemm_s8(const mm_conv_gemm_params *p, const int8_t *in, const int8_
         for (int32_t c = 0; c < out_c; c += 2) {
             const int32_t c1 = c + 1 < out_c ? c + 1 : c;
             int32_t s[4] = {p->bias[c], p->bias[c1], p->bias[c], p->bias[c1]};
-            dot_2x2(pa, qb, w + c * kp, w + c1 * kp, groups, s);
+            dot_2x2(pa, qb, w + c * kp, groups, s);
             o0[c] = out_s8(p, s[0], c);
             if (c1 != c) o0[c1] = out_s8(p, s[1], c1);
             if (two) {
@@ -315,7 +351,7 @@ void mm_conv_gemm_s16(const mm_conv_gemm_params *p, const int16_t *in, const int
             for (int32_t g = 0; g < groups; g += MM_S16_CHUNK_GROUPS) {
                 const int32_t n = groups - g < MM_S16_CHUNK_GROUPS ? groups - g : MM_S16_CHUNK_GROUPS;
                 int32_t s[4] = {0, 0, 0, 0};
-                dot_2x2(pa + 4 * g, qb + 4 * g, w + c * kp + 4 * g, w + c1 * kp + 4 * g, n, s);
+                dot_2x2(pa + 4 * g, qb + 4 * g, w + c * kp + 8 * g, n, s);
                 for (int k = 0; k < 4; ++k) acc[k] += s[k];
             }
             o0[c] = out_s16(p, acc[0], c);

@@ -2,10 +2,11 @@
 patch x weight-row kernel of mm_conv_gemm.h, with its weight layout made here.
 
 DSP: rows padded to a multiple of 4 with the bytes of each group of 4 stored
-as w0 w2 w1 w3 (SXTB16 / SXTB16 ROR 8 then yield (w0, w1) and (w2, w3));
+as w0 w2 w1 w3 (SXTB16 / SXTB16 ROR 8 then yield (w0, w1) and (w2, w3)),
+channel pairs interleaved word by word (one LDRD loads both rows' words);
 Helium: rows padded to a multiple of 16 in natural order and, for int8, the
 input zero-point correction folded into the bias (the kernel pads windows
-with the zero point). Flash cost: the row padding only.
+with the zero point). Flash cost: the row padding (and one zero row for an odd channel count on DSP).
 """
 from __future__ import annotations
 
@@ -24,8 +25,13 @@ def gemm_weights(w: np.ndarray, mve: bool) -> tuple[np.ndarray, int]:
     rows = np.zeros((out_c, k_pad), np.int8)
     rows[:, :k] = w
     if not mve:
-        rows = rows.reshape(out_c, k_pad // 4, 4)[:, :, _DSP_ORDER].reshape(out_c, k_pad)
-    return rows, k_pad
+        # groups of 4 as w0 w2 w1 w3; channels in pairs (a zero row completes an odd count),
+        # the pair's two rows interleaved word by word so one LDRD fetches both
+        rows = rows.reshape(out_c, k_pad // 4, 4)[:, :, _DSP_ORDER]
+        if out_c % 2:
+            rows = np.concatenate([rows, np.zeros((1,) + rows.shape[1:], np.int8)])
+        rows = rows.reshape(-1, 2, k_pad // 4, 4).transpose(0, 2, 1, 3)
+    return rows.reshape(-1, k_pad), k_pad
 
 
 def lower_conv_gemm(op, ctx, geom: dict, sfx: str, weights, fields: dict) -> Call:
