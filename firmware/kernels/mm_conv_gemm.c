@@ -184,6 +184,32 @@ MM_INLINE void dot_2x2(const int16_t *a, const int16_t *b, const int8_t *w, int3
 #endif
 #endif
 
+#if MM_HAVE_MVE
+/* TFLM's per-channel requantization (double rounding) of 4 channels at once, exactly:
+ * VQRDMULH is SaturatingRoundingDoublingHighMul; RoundingDivideByPOT rounds half away
+ * from zero, VRSHL half up, so negative values are first moved down by one. */
+MM_INLINE int32x4_t mve_requantize(int32x4_t acc, const mm_conv_gemm_params *p, int32_t c)
+{
+    const int32x4_t shift = vldrwq_s32(p->shift + c);
+    const int32x4_t right = vminq_s32(shift, vdupq_n_s32(0));    /* -right shift */
+    acc = vshlq_s32(acc, vmaxq_s32(shift, vdupq_n_s32(0)));
+    acc = vqrdmulhq_s32(acc, vldrwq_s32(p->multiplier + c));
+    acc = vqaddq_s32(acc, vshrq_n_s32(vandq_s32(acc, right), 31));
+    acc = vrshlq_s32(acc, right);
+    acc = vaddq_n_s32(acc, p->output_offset);
+    acc = vmaxq_s32(acc, vdupq_n_s32(p->act_min));
+    return vminq_s32(acc, vdupq_n_s32(p->act_max));
+}
+
+MM_INLINE int32x4_t mve_lanes(int32_t a, int32_t b, int32_t c, int32_t d)
+{
+    int32x4_t v = vdupq_n_s32(a);
+    v = vsetq_lane_s32(b, v, 1);
+    v = vsetq_lane_s32(c, v, 2);
+    return vsetq_lane_s32(d, v, 3);
+}
+#endif
+
 int32_t mm_conv_gemm_s8_get_buffer_size(const mm_conv_gemm_params *p)
 {
 #if MM_HAVE_MVE
@@ -231,16 +257,8 @@ void mm_conv_gemm_s8(const mm_conv_gemm_params *p, const int8_t *in, const int8_
                 a3 = vmladavaq_s8(a3, xa, wv);
                 b3 = vmladavaq_s8(b3, xb, wv);
             }
-            o0[c] = out_s8(p, a0, c);
-            o0[c + 1] = out_s8(p, a1, c + 1);
-            o0[c + 2] = out_s8(p, a2, c + 2);
-            o0[c + 3] = out_s8(p, a3, c + 3);
-            if (two) {
-                o1[c] = out_s8(p, b0, c);
-                o1[c + 1] = out_s8(p, b1, c + 1);
-                o1[c + 2] = out_s8(p, b2, c + 2);
-                o1[c + 3] = out_s8(p, b3, c + 3);
-            }
+            vstrbq_s32(o0 + c, mve_requantize(mve_lanes(a0, a1, a2, a3), p, c));
+            if (two) vstrbq_s32(o1 + c, mve_requantize(mve_lanes(b0, b1, b2, b3), p, c));
         }
         for (; c < out_c; ++c) {
             const int8_t *r0 = w + c * kp;
