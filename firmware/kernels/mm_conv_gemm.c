@@ -210,6 +210,60 @@ MM_INLINE int32x4_t mve_lanes(int32_t a, int32_t b, int32_t c, int32_t d)
 }
 #endif
 
+#if MM_HAVE_MVE
+/* acc[0..3] += patch a . rows c..c+3, acc[4..7] += patch b . rows c..c+3, over `steps`
+ * steps of 16; `w` is the quad's block (16 bytes of each of the 4 rows, step by step).
+ * Hand-allocated: VMLADAVA accumulates into even registers only, and 8 accumulators
+ * take all of them (lr included), so the loop counts in r9 rather than with LE.
+ * 2 patch loads + 4 weight loads + 8 VMLADAVA + loop per 128 MACs. */
+MM_INLINE void mve_dot_2x4(const int8_t *a, const int8_t *b, const int8_t *w, int32_t steps, int32_t *acc)
+{
+    register int32_t a0 __asm__("r0") = acc[0];
+    register int32_t a1 __asm__("r2") = acc[1];
+    register int32_t a2 __asm__("r4") = acc[2];
+    register int32_t a3 __asm__("r6") = acc[3];
+    register int32_t b0 __asm__("r8") = acc[4];
+    register int32_t b1 __asm__("r10") = acc[5];
+    register int32_t b2 __asm__("r12") = acc[6];
+    register int32_t b3 __asm__("lr") = acc[7];
+    register const int8_t *pa __asm__("r1") = a;
+    register const int8_t *pb __asm__("r3") = b;
+    register const int8_t *pw __asm__("r5") = w;
+    register int32_t n __asm__("r9") = steps;
+    __asm__ volatile(
+        "1:\n\t"
+        "vldrb.8      q0, [%[pa]], #16\n\t"
+        "vldrb.8      q1, [%[pb]], #16\n\t"
+        "vldrb.8      q2, [%[pw]], #16\n\t"
+        "vmladava.s8  %[a0], q0, q2\n\t"
+        "vmladava.s8  %[b0], q1, q2\n\t"
+        "vldrb.8      q2, [%[pw]], #16\n\t"
+        "vmladava.s8  %[a1], q0, q2\n\t"
+        "vmladava.s8  %[b1], q1, q2\n\t"
+        "vldrb.8      q2, [%[pw]], #16\n\t"
+        "vmladava.s8  %[a2], q0, q2\n\t"
+        "vmladava.s8  %[b2], q1, q2\n\t"
+        "vldrb.8      q2, [%[pw]], #16\n\t"
+        "vmladava.s8  %[a3], q0, q2\n\t"
+        "vmladava.s8  %[b3], q1, q2\n\t"
+        "subs         %[n], %[n], #1\n\t"
+        "bne          1b\n\t"
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+          [b0] "+r"(b0), [b1] "+r"(b1), [b2] "+r"(b2), [b3] "+r"(b3),
+          [pa] "+r"(pa), [pb] "+r"(pb), [pw] "+r"(pw), [n] "+r"(n)
+        :
+        : "d0", "d1", "d2", "d3", "d4", "d5", "cc", "memory");
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    acc[4] = b0;
+    acc[5] = b1;
+    acc[6] = b2;
+    acc[7] = b3;
+}
+#endif
+
 int32_t mm_conv_gemm_s8_get_buffer_size(const mm_conv_gemm_params *p)
 {
 #if MM_HAVE_MVE
@@ -237,39 +291,20 @@ void mm_conv_gemm_s8(const mm_conv_gemm_params *p, const int8_t *in, const int8_
         if (two) build_patch(p, img, oy1, ox1, pb, PATCH_S8, zp);
         const int8_t *qb = two ? pb : pa;
         int8_t *o0 = out + first_pixel * out_c, *o1 = o0 + out_c;
-        int32_t c = 0;
-        for (; c + 4 <= out_c; c += 4) {
-            const int8_t *r0 = w + c * kp, *r1 = r0 + kp, *r2 = r1 + kp, *r3 = r2 + kp;
-            int32_t a0 = p->bias[c], a1 = p->bias[c + 1], a2 = p->bias[c + 2], a3 = p->bias[c + 3];
-            int32_t b0 = a0, b1 = a1, b2 = a2, b3 = a3;
-            for (int32_t i = 0; i < kp; i += 16) {
-                const int8x16_t xa = vldrbq_s8(pa + i), xb = vldrbq_s8(qb + i);
-                int8x16_t wv = vldrbq_s8(r0 + i);
-                a0 = vmladavaq_s8(a0, xa, wv);
-                b0 = vmladavaq_s8(b0, xb, wv);
-                wv = vldrbq_s8(r1 + i);
-                a1 = vmladavaq_s8(a1, xa, wv);
-                b1 = vmladavaq_s8(b1, xb, wv);
-                wv = vldrbq_s8(r2 + i);
-                a2 = vmladavaq_s8(a2, xa, wv);
-                b2 = vmladavaq_s8(b2, xb, wv);
-                wv = vldrbq_s8(r3 + i);
-                a3 = vmladavaq_s8(a3, xa, wv);
-                b3 = vmladavaq_s8(b3, xb, wv);
+        for (int32_t c = 0; c < out_c; c += 4) {
+            int32_t acc[8];
+            for (int k = 0; k < 4; ++k) acc[k] = acc[4 + k] = p->bias[c + k < out_c ? c + k : c];
+            mve_dot_2x4(pa, qb, w + c * kp, kp / 16, acc);
+            const int32x4_t ra = mve_requantize(vldrwq_s32(acc), p, c);
+            const int32x4_t rb = mve_requantize(vldrwq_s32(acc + 4), p, c);
+            if (c + 4 <= out_c) {
+                vstrbq_s32(o0 + c, ra);
+                if (two) vstrbq_s32(o1 + c, rb);
+            } else {              /* the last 1-3 channels: predicated stores */
+                const mve_pred16_t keep = vctp32q((uint32_t)(out_c - c));
+                vstrbq_p_s32(o0 + c, ra, keep);
+                if (two) vstrbq_p_s32(o1 + c, rb, keep);
             }
-            vstrbq_s32(o0 + c, mve_requantize(mve_lanes(a0, a1, a2, a3), p, c));
-            if (two) vstrbq_s32(o1 + c, mve_requantize(mve_lanes(b0, b1, b2, b3), p, c));
-        }
-        for (; c < out_c; ++c) {
-            const int8_t *r0 = w + c * kp;
-            int32_t a0 = p->bias[c], b0 = a0;
-            for (int32_t i = 0; i < kp; i += 16) {
-                const int8x16_t wv = vldrbq_s8(r0 + i);
-                a0 = vmladavaq_s8(a0, vldrbq_s8(pa + i), wv);
-                b0 = vmladavaq_s8(b0, vldrbq_s8(qb + i), wv);
-            }
-            o0[c] = out_s8(p, a0, c);
-            if (two) o1[c] = out_s8(p, b0, c);
         }
     });
 #else
@@ -313,46 +348,22 @@ void mm_conv_gemm_s16(const mm_conv_gemm_params *p, const int16_t *in, const int
         if (two) build_patch(p, img, oy1, ox1, pb, PATCH_S16, 0);
         const int16_t *qb = two ? pb : pa;
         int16_t *o0 = out + first_pixel * out_c, *o1 = o0 + out_c;
-        int32_t c = 0;
-        for (; c + 4 <= out_c; c += 4) {
-            const int8_t *r0 = w + c * kp, *r1 = r0 + kp, *r2 = r1 + kp, *r3 = r2 + kp;
-            int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-            for (int32_t i = 0; i < kp; i += 8) {
-                const int16x8_t xa = vldrhq_s16(pa + i), xb = vldrhq_s16(qb + i);
-                int16x8_t wv = vldrbq_s16(r0 + i);
-                a0 = vmlaldavaq_s16(a0, xa, wv);
-                b0 = vmlaldavaq_s16(b0, xb, wv);
-                wv = vldrbq_s16(r1 + i);
-                a1 = vmlaldavaq_s16(a1, xa, wv);
-                b1 = vmlaldavaq_s16(b1, xb, wv);
-                wv = vldrbq_s16(r2 + i);
-                a2 = vmlaldavaq_s16(a2, xa, wv);
-                b2 = vmlaldavaq_s16(b2, xb, wv);
-                wv = vldrbq_s16(r3 + i);
-                a3 = vmlaldavaq_s16(a3, xa, wv);
-                b3 = vmlaldavaq_s16(b3, xb, wv);
+        for (int32_t c = 0; c < out_c; c += 4) {
+            const int8_t *q = w + c * kp;       /* the quad's block: 16 bytes per row per step */
+            int64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int32_t i = 0; i < kp; i += 16) {
+                const int16x8_t xa0 = vldrhq_s16(pa + i), xa1 = vldrhq_s16(pa + i + 8);
+                const int16x8_t xb0 = vldrhq_s16(qb + i), xb1 = vldrhq_s16(qb + i + 8);
+                for (int r = 0; r < 4; ++r, q += 16) {
+                    const int16x8_t w0 = vldrbq_s16(q), w1 = vldrbq_s16(q + 8);
+                    acc[r] = vmlaldavaq_s16(vmlaldavaq_s16(acc[r], xa0, w0), xa1, w1);
+                    acc[4 + r] = vmlaldavaq_s16(vmlaldavaq_s16(acc[4 + r], xb0, w0), xb1, w1);
+                }
             }
-            o0[c] = out_s16(p, a0, c);
-            o0[c + 1] = out_s16(p, a1, c + 1);
-            o0[c + 2] = out_s16(p, a2, c + 2);
-            o0[c + 3] = out_s16(p, a3, c + 3);
-            if (two) {
-                o1[c] = out_s16(p, b0, c);
-                o1[c + 1] = out_s16(p, b1, c + 1);
-                o1[c + 2] = out_s16(p, b2, c + 2);
-                o1[c + 3] = out_s16(p, b3, c + 3);
+            for (int r = 0; r < 4 && c + r < out_c; ++r) {
+                o0[c + r] = out_s16(p, acc[r], c + r);
+                if (two) o1[c + r] = out_s16(p, acc[4 + r], c + r);
             }
-        }
-        for (; c < out_c; ++c) {
-            const int8_t *r0 = w + c * kp;
-            int64_t a0 = 0, b0 = 0;
-            for (int32_t i = 0; i < kp; i += 8) {
-                const int16x8_t wv = vldrbq_s16(r0 + i);
-                a0 = vmlaldavaq_s16(a0, vldrhq_s16(pa + i), wv);
-                b0 = vmlaldavaq_s16(b0, vldrhq_s16(qb + i), wv);
-            }
-            o0[c] = out_s16(p, a0, c);
-            if (two) o1[c] = out_s16(p, b0, c);
         }
     });
 #else

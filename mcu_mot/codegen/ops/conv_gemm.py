@@ -4,7 +4,8 @@ patch x weight-row kernel of mm_conv_gemm.h, with its weight layout made here.
 DSP: rows padded to a multiple of 4 with the bytes of each group of 4 stored
 as w0 w2 w1 w3 (SXTB16 / SXTB16 ROR 8 then yield (w0, w1) and (w2, w3)),
 channel pairs interleaved word by word (one LDRD loads both rows' words);
-Helium: rows padded to a multiple of 16 in natural order and, for int8, the
+Helium: rows padded to a multiple of 16 in natural order, channels in quads
+with the quad's rows interleaved in 16-byte steps and, for int8, the
 input zero-point correction folded into the bias (the kernel pads windows
 with the zero point). Flash cost: the row padding (and one zero row for an odd channel count on DSP).
 """
@@ -24,7 +25,14 @@ def gemm_weights(w: np.ndarray, mve: bool) -> tuple[np.ndarray, int]:
     k_pad = -(-k // step) * step
     rows = np.zeros((out_c, k_pad), np.int8)
     rows[:, :k] = w
-    if not mve:
+    if mve:
+        # channels in quads (zero rows complete the last), the quad's 4 rows interleaved
+        # in 16-byte steps so one pointer walks them
+        extra = -out_c % 4
+        if extra:
+            rows = np.concatenate([rows, np.zeros((extra, k_pad), np.int8)])
+        rows = rows.reshape(-1, 4, k_pad // 16, 16).transpose(0, 2, 1, 3)
+    else:
         # groups of 4 as w0 w2 w1 w3; channels in pairs (a zero row completes an odd count),
         # the pair's two rows interleaved word by word so one LDRD fetches both
         rows = rows.reshape(out_c, k_pad // 4, 4)[:, :, _DSP_ORDER]
