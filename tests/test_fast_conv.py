@@ -66,7 +66,7 @@ def _stack(x):
     import keras
     L = keras.layers
     x = L.Conv2D(8, (5, 3), strides=2, padding="same", activation="relu", name="gs_first")(x)
-    x = L.Conv2D(13, 3, padding="same", name="gs_k3")(x)
+    x = L.Conv2D(16, 3, padding="same", name="gs_k3")(x)     # 16 channels: the 1x1 after it reads in place (MVE)
     x = L.Conv2D(6, 1, activation="relu6", name="gs_pw")(x)
     return L.Conv2D(5, 3, strides=2, dilation_rate=1, padding="valid", name="gs_last")(x)
 

@@ -16,7 +16,16 @@ enum { PATCH_S8_TO_S16 = 0, PATCH_S16 = 1, PATCH_S8 = 2 };
 MM_INLINE void patch_copy(int kind, const void *src, int32_t at, void *dst, int32_t pos, int32_t n, int32_t off)
 {
     if (kind == PATCH_S8) {
+#if MM_HAVE_MVE
+        const int8_t *s = (const int8_t *)src + at;
+        int8_t *d = (int8_t *)dst + pos;
+        for (int32_t i = 0; i < n; i += 16) {     /* runs are short: no library call */
+            const mve_pred16_t m = vctp8q((uint32_t)(n - i));
+            vstrbq_p_s8(d + i, vldrbq_z_s8(s + i, m), m);
+        }
+#else
         memcpy((int8_t *)dst + pos, (const int8_t *)src + at, (size_t)n);
+#endif
     } else if (kind == PATCH_S16) {
         memcpy((int16_t *)dst + pos, (const int16_t *)src + at, (size_t)n * 2u);
     } else {
@@ -39,7 +48,13 @@ MM_INLINE void patch_copy(int kind, const void *src, int32_t at, void *dst, int3
 MM_INLINE void patch_fill(int kind, void *dst, int32_t pos, int32_t n, int32_t value)
 {
     if (kind == PATCH_S8) {
+#if MM_HAVE_MVE
+        int8_t *d = (int8_t *)dst + pos;
+        const int8x16_t v = vdupq_n_s8((int8_t)value);
+        for (int32_t i = 0; i < n; i += 16) vstrbq_p_s8(d + i, v, vctp8q((uint32_t)(n - i)));
+#else
         memset((int8_t *)dst + pos, value, (size_t)n);
+#endif
     } else {
         int16_t *d = (int16_t *)dst + pos;
         for (int32_t i = 0; i < n; ++i) d[i] = (int16_t)value;
@@ -285,16 +300,26 @@ void mm_conv_gemm_s8(const mm_conv_gemm_params *p, const int8_t *in, const int8_
 #if MM_HAVE_MVE
     int8_t *pa = (int8_t *)scratch, *pb = pa + kp;
     const int32_t zp = -p->input_offset;
+    /* a 1x1, stride-1 conv whose rows need no padding reads its patches in place */
+    const int direct = (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+                        p->pad_h == 0 && p->pad_w == 0 && p->k == kp &&
+                        p->out_h == p->in_h && p->out_w == p->in_w);
     MM_FOR_PIXEL_PAIRS(p, {
         const int8_t *img = in + batch * img_size;
-        build_patch(p, img, oy0, ox0, pa, PATCH_S8, zp);
-        if (two) build_patch(p, img, oy1, ox1, pb, PATCH_S8, zp);
-        const int8_t *qb = two ? pb : pa;
+        const int8_t *pa_ = pa, *qb;
+        if (direct) {
+            pa_ = in + first_pixel * kp;
+            qb = two ? pa_ + kp : pa_;
+        } else {
+            build_patch(p, img, oy0, ox0, pa, PATCH_S8, zp);
+            if (two) build_patch(p, img, oy1, ox1, pb, PATCH_S8, zp);
+            qb = two ? pb : pa;
+        }
         int8_t *o0 = out + first_pixel * out_c, *o1 = o0 + out_c;
         for (int32_t c = 0; c < out_c; c += 4) {
             int32_t acc[8];
             for (int k = 0; k < 4; ++k) acc[k] = acc[4 + k] = p->bias[c + k < out_c ? c + k : c];
-            mve_dot_2x4(pa, qb, w + c * kp, kp / 16, acc);
+            mve_dot_2x4(pa_, qb, w + c * kp, kp / 16, acc);
             const int32x4_t ra = mve_requantize(vldrwq_s32(acc), p, c);
             const int32x4_t rb = mve_requantize(vldrwq_s32(acc + 4), p, c);
             if (c + 4 <= out_c) {
