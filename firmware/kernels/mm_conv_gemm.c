@@ -98,6 +98,16 @@ MM_INLINE int8_t out_s8(const mm_conv_gemm_params *p, int32_t acc, int32_t c)
     return (int8_t)mm_clamp_i32(acc, p->act_min, p->act_max);
 }
 
+#if MM_HAVE_DSP
+/* the proven-range requantization of mm_conv_gemm_params.rq: q = {M, C, E} */
+MM_INLINE int8_t out_s8_fast(const int32_t *q, int32_t acc, int32_t lo, int32_t hi)
+{
+    const int32_t a2 = acc * 2;
+    const int32_t r = (mm_smmlar(a2, q[0], q[1]) + (a2 >> 31)) >> q[2];
+    return (int8_t)mm_clamp_i32(r, lo, hi);
+}
+#endif
+
 MM_INLINE int16_t out_s16(const mm_conv_gemm_params *p, int64_t acc, int32_t c)
 {
     int32_t r;
@@ -334,22 +344,37 @@ void mm_conv_gemm_s8(const mm_conv_gemm_params *p, const int8_t *in, const int8_
     });
 #else
     int16_t *pa = (int16_t *)scratch, *pb = pa + kp;
-    const int32_t groups = kp / 4;
+    const int32_t groups = kp / 4, lo = p->act_min, hi = p->act_max;
     MM_FOR_PIXEL_PAIRS(p, {
         const int8_t *img = in + batch * img_size;
         build_patch(p, img, oy0, ox0, pa, PATCH_S8_TO_S16, 0);
         if (two) build_patch(p, img, oy1, ox1, pb, PATCH_S8_TO_S16, 0);
         const int16_t *qb = two ? pb : pa;
         int8_t *o0 = out + first_pixel * out_c, *o1 = o0 + out_c;
-        for (int32_t c = 0; c < out_c; c += 2) {
-            const int32_t c1 = c + 1 < out_c ? c + 1 : c;
-            int32_t s[4] = {p->bias[c], p->bias[c1], p->bias[c], p->bias[c1]};
-            dot_2x2(pa, qb, w + c * kp, groups, s);
-            o0[c] = out_s8(p, s[0], c);
-            if (c1 != c) o0[c1] = out_s8(p, s[1], c1);
-            if (two) {
-                o1[c] = out_s8(p, s[2], c);
-                if (c1 != c) o1[c1] = out_s8(p, s[3], c1);
+        if (p->rq) {
+            for (int32_t c = 0; c < out_c; c += 2) {
+                const int32_t c1 = c + 1 < out_c ? c + 1 : c;
+                int32_t s[4] = {p->bias[c], p->bias[c1], p->bias[c], p->bias[c1]};
+                dot_2x2(pa, qb, w + c * kp, groups, s);
+                const int32_t *q0 = p->rq + 3 * c, *q1 = p->rq + 3 * c1;
+                o0[c] = out_s8_fast(q0, s[0], lo, hi);
+                if (c1 != c) o0[c1] = out_s8_fast(q1, s[1], lo, hi);
+                if (two) {
+                    o1[c] = out_s8_fast(q0, s[2], lo, hi);
+                    if (c1 != c) o1[c1] = out_s8_fast(q1, s[3], lo, hi);
+                }
+            }
+        } else {
+            for (int32_t c = 0; c < out_c; c += 2) {
+                const int32_t c1 = c + 1 < out_c ? c + 1 : c;
+                int32_t s[4] = {p->bias[c], p->bias[c1], p->bias[c], p->bias[c1]};
+                dot_2x2(pa, qb, w + c * kp, groups, s);
+                o0[c] = out_s8(p, s[0], c);
+                if (c1 != c) o0[c1] = out_s8(p, s[1], c1);
+                if (two) {
+                    o1[c] = out_s8(p, s[2], c);
+                    if (c1 != c) o1[c1] = out_s8(p, s[3], c1);
+                }
             }
         }
     });

@@ -38,6 +38,12 @@ typedef struct {
     const int32_t *bias;        /* int8: DSP raw bias, MVE bias + input_offset*sum(w); int16: int32 bias or NULL */
     const int64_t *bias64;      /* int16 with a 64-bit accumulator, else NULL */
     const int32_t *multiplier, *shift;
+    /* DSP int8 only, or NULL: per channel {M, C, E} for the 4-instruction exact
+     * requantization out = (SMMLAR(2acc, M, C) + (2acc >> 31)) >> E, with
+     * C = 2^(E-1) + zp * 2^E, E = -shift; the compiler sets it only where it proved
+     * every shift <= -1, M >= 0 and |2acc| < 2^30 (then it equals TFLM's
+     * RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc, M), E) + zp). */
+    const int32_t *rq;
 } mm_conv_gemm_params;
 
 /* Scratch: two patches (int16 on DSP, int8 on MVE for int8 models). */

@@ -95,6 +95,7 @@ def generate(model_path, backend: str = "portable", board: str = "host", isa: st
     for op, low in steps:
         if isinstance(low, Call):
             low.inplace = low.inplace or overlap_lead(op, low)
+    ctx.prune([low for _, low in steps])
     plan = plan_memory(graph.inputs, graph.outputs, [_plan_step(op, low) for op, low in steps])
     _bind_scratch_contexts(steps, plan, ctx)
     files = render(graph, steps, plan, ctx, name=graph.name, source=model_path.name,

@@ -108,6 +108,15 @@ class LoweringContext:
         self.structs.append({"name": name, "ctype": ctype, "fields": {k: _c_value(v) for k, v in fields.items()}})
         return "&" + name
 
+    def prune(self, steps) -> None:
+        """Drop the arrays no parameter struct and no call refers to (a lowering may
+        prepare an array and then pick a kernel that does not need it)."""
+        text = " ".join(str(v) for st in self.structs for v in st["fields"].values())
+        text += " " + " ".join(str(a) for low in steps if isinstance(low, Call) for a in low.args
+                               if isinstance(a, str))
+        used = set(re.findall(r"mmw_[A-Za-z0-9_]+", text))
+        self.arrays = [a for a in self.arrays if a["name"] in used]
+
     def weights(self, tensor: Tensor, hint: Optional[str] = None) -> str:
         """A constant tensor's data as a const array name."""
         if tensor is None:

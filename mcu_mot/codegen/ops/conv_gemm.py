@@ -51,6 +51,9 @@ def lower_conv_gemm(op, ctx, geom: dict, sfx: str, weights, fields: dict) -> Cal
     w, k_pad = gemm_weights(weights.data.reshape(out_c, -1), ctx.mve)
     k = int(weights.data.size // out_c)
     bias = fields["bias"]
+    rq = "NULL"
+    if sfx == "s8" and not ctx.mve:
+        rq = _fast_requantization(op, ctx, weights, fields, out_c)
     params = ctx.struct(f"{op.name}_gp", "mm_conv_gemm_params", dict(
         batches=geom["batches"], in_h=geom["in_h"], in_w=geom["in_w"], in_c=geom["in_c"],
         out_h=geom["out_h"], out_w=geom["out_w"], out_c=out_c, k_h=geom["k_h"], k_w=geom["k_w"],
@@ -58,10 +61,34 @@ def lower_conv_gemm(op, ctx, geom: dict, sfx: str, weights, fields: dict) -> Cal
         pad_h=geom["pad_h"], pad_w=geom["pad_w"], k=k, k_pad=k_pad,
         input_offset=fields["input_offset"], output_offset=fields["output_offset"],
         act_min=fields["act_min"], act_max=fields["act_max"], bias=bias, bias64=fields["bias64"],
-        multiplier=fields["multiplier"], shift=fields["shift"]))
+        # the proven-range requantization needs no multiplier/shift arrays
+        multiplier=fields["multiplier"] if rq == "NULL" else "NULL",
+        shift=fields["shift"] if rq == "NULL" else "NULL", rq=rq))
     patch_bytes = 1 if (sfx == "s8" and ctx.mve) else 2
     scratch = 2 * k_pad * patch_bytes      # = mm_conv_gemm_<sfx>_get_buffer_size()
     macs = geom["batches"] * geom["out_h"] * geom["out_w"] * out_c * k
     layout = ctx.array(f"{weights.name}_{'mve' if ctx.mve else 'dsp'}", w)
     return Call(f"mm_conv_gemm_{sfx}", [params, inp, layout, out, SCRATCH], "mm_conv_gemm.h",
                 scratch_bytes=scratch, macs=macs, raster_block=2)
+
+
+def _fast_requantization(op, ctx, weights, fields, out_c) -> str:
+    """{M, C, E} per channel for the kernel's SMMLAR requantization, or "NULL" where the
+    compile-time bound on the accumulator does not prove it exact (see mm_conv_gemm.h)."""
+    from .common import channel_multipliers, qparams
+    inp, out = op.inputs[0], op.outputs[0]
+    mult, shift = (np.asarray(v, np.int64) for v in channel_multipliers(op, inp, weights, out, out_c))
+    _, in_zp = qparams(op, inp)
+    _, out_zp = qparams(op, out)
+    w = weights.data.reshape(out_c, -1).astype(np.int64)
+    bias = op.inputs[2].data.astype(np.int64).ravel() if len(op.inputs) > 2 and op.inputs[2] is not None \
+        else np.zeros(out_c, np.int64)
+    folded = bias - in_zp * w.sum(axis=1)
+    bound = np.abs(folded) + np.abs(w).sum(axis=1) * 128      # |acc| for any int8 input
+    e = -shift
+    if not (np.all(e >= 1) and np.all(e <= 31) and np.all(mult >= 0)):
+        return "NULL"
+    c = (1 << (e - 1)) + out_zp * (1 << e)
+    if not (np.all(2 * bound < (1 << 30)) and np.all(bound + np.abs(c) + 2 < (1 << 30))):
+        return "NULL"
+    return ctx.array(f"{op.name}_rq", np.stack([mult, c, e], axis=1).astype(np.int32))
