@@ -79,3 +79,36 @@ def test_gemm_conv_on_the_device(tmp_path, board, mode):
     path = save(convert(keras_model(_stack, (17, 11, 3), seed=4), mode), tmp_path, f"stack_{mode}")
     report = assert_device_bit_exact(path, board, tmp_path / "build", n=2)
     assert sum(1 for layer in report["layers"] if (layer["kernel"] or "").startswith("mm_conv_gemm_")) == 4
+
+
+def _boundary_model(tmp_path, mode, seed):
+    """The conv stack with activation scales pushed 2^-20..2^20 off and extreme zero points:
+    multipliers above one (left shifts), flushed to zero, saturation everywhere."""
+    from test_boundaries import mutate_quantization
+    data = convert(keras_model(_stack, (17, 11, 3), seed=seed), mode)
+    return save(mutate_quantization(data, seed), tmp_path, f"boundary_{mode}_{seed}")
+
+
+@pytest.mark.parametrize("seed", [3, 4, 6])   # seeds whose mutated model TFLM accepts
+@pytest.mark.parametrize("mode", ["int8", "int16"])
+def test_gemm_conv_boundaries_on_host(tmp_path, mode, seed):
+    assert_bit_exact(_boundary_model(tmp_path, mode, seed), n=3, isa="dsp")
+
+
+def test_gemm_exact_requantization_where_the_fast_one_is_not_proven(tmp_path, monkeypatch):
+    """Random models take the SMMLAR requantization; with it refused, TFLM's exact one."""
+    from mcu_mot.codegen.compile import generate
+    from mcu_mot.codegen.ops import conv_gemm
+    path = _model(tmp_path, "k3_same", "int8", SHAPES)
+    assert "_rq" in generate(path, isa="dsp").files["model.c"]
+    monkeypatch.setenv("MCU_MOT_CACHE", str(tmp_path / "cache"))     # the host build is cached by model
+    monkeypatch.setattr(conv_gemm, "_fast_requantization", lambda *a: "NULL")
+    assert "_rq" not in generate(path, isa="dsp").files["model.c"]
+    assert_bit_exact(path, n=3, isa="dsp")
+
+
+@needs_tools
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["qemu-mps2-an386", "qemu-mps3-an547"])
+def test_gemm_conv_boundaries_on_the_device(tmp_path, board):
+    assert_device_bit_exact(_boundary_model(tmp_path, "int8", 2), board, tmp_path / "build", n=2)
