@@ -3,11 +3,28 @@ compare mcu_mot's host simulation with the TFLite Micro reference interpreter.""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+import pytest
+
+# device tests need the cross compiler and the emulator (the README's set-up installs both)
+needs_qemu_tools = pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+    reason="qemu-system-arm or arm-none-eabi-gcc is not installed")
+
+
+def representative(shape, lo, hi, seed=0):
+    """A converter representative dataset: 16 uniform samples in [lo, hi)."""
+    rng = np.random.default_rng(seed)
+
+    def rep():
+        for _ in range(16):
+            yield [rng.uniform(lo, hi, (1,) + tuple(shape)).astype(np.float32)]
+    return rep
 
 
 def convert(model, mode: str = "int8", rep=None, seed: int = 0, io_float: bool = False) -> bytes:

@@ -2,17 +2,14 @@
 per layer, MACs/instruction, flash split, bit-exact check), and one-line errors on bad input."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from harness import convert, keras_model, save
+from harness import needs_qemu_tools, convert, keras_model, save
 
-needs_tools = pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="qemu-system-arm or arm-none-eabi-gcc is not installed")
+needs_tools = needs_qemu_tools
 
 
 def mm(*args, env=None):

@@ -4,15 +4,12 @@ same weight layouts and code paths a Cortex-M4 runs) and on the emulated M4 and
 M55 boards. Shapes hit every branch: 1x1 and k x k, in_c not a multiple of 4,
 odd channel and pixel counts (the pair tails), clipped windows, strides,
 dilation, first convs with one input channel, saturating activations."""
-import shutil
 
 import pytest
 
-from harness import assert_bit_exact, assert_device_bit_exact, convert, keras_model, save
+from harness import needs_qemu_tools, assert_bit_exact, assert_device_bit_exact, convert, keras_model, save
 
-needs_tools = pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="qemu-system-arm or arm-none-eabi-gcc is not installed")
+needs_tools = needs_qemu_tools
 
 
 def _conv(filters, kernel, strides=1, padding="same", dilation=1, activation=None):

@@ -8,16 +8,13 @@ a multiple of 4 / 16 (tail group), tiny images (every window clipped), saturatin
 extreme zero points, and the exact-requantization variant (shift >= 0 or unproven bounds)."""
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
 
 import harness
 
-needs_tools = pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="qemu-system-arm or arm-none-eabi-gcc is not installed")
+needs_tools = harness.needs_qemu_tools
 
 BOARDS = ["qemu-mps2-an386", "qemu-mps3-an547"]
 
@@ -25,15 +22,6 @@ BOARDS = ["qemu-mps2-an386", "qemu-mps3-an547"]
 def _layers():
     import keras
     return keras.layers
-
-
-def _rep(shape, lo, hi, seed=0):
-    rng = np.random.default_rng(seed)
-
-    def rep():
-        for _ in range(16):
-            yield [rng.uniform(lo, hi, (1,) + tuple(shape)).astype(np.float32)]
-    return rep
 
 
 def dw(name, kernel=3, act=None, scale=None, **kw):
@@ -69,7 +57,7 @@ def dilated_dw(name, dilation, padding="same"):
 
 def _build(tmp_path, fn, shape, mode, name, lo=-1.0, hi=1.0, seed=0):
     model = harness.keras_model(fn, shape, seed=seed)
-    return harness.save(harness.convert(model, mode, rep=_rep(shape, lo, hi, seed), seed=seed),
+    return harness.save(harness.convert(model, mode, rep=harness.representative(shape, lo, hi, seed), seed=seed),
                         tmp_path, f"{name}_{mode}")
 
 

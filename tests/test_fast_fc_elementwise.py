@@ -6,16 +6,13 @@ Shapes cover the blocked weight layouts' edges: in_depth not a multiple of 4 / 8
 not a multiple of 4 (rows left over), batches > 1, int16 sums longer than one int32 chunk."""
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
 
 import harness
 
-needs_tools = pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="qemu-system-arm or arm-none-eabi-gcc is not installed")
+needs_tools = harness.needs_qemu_tools
 
 BOARDS = ["qemu-mps2-an386", "qemu-mps3-an547"]
 
@@ -25,18 +22,9 @@ def _layers():
     return keras.layers
 
 
-def _rep(shape, lo, hi, seed=0):
-    rng = np.random.default_rng(seed)
-
-    def rep():
-        for _ in range(16):
-            yield [rng.uniform(lo, hi, (1,) + tuple(shape)).astype(np.float32)]
-    return rep
-
-
 def _build(tmp_path, fn, shape, mode, name, lo=-1.0, hi=1.0, seed=0):
     model = harness.keras_model(fn, shape, seed=seed)
-    return harness.save(harness.convert(model, mode, rep=_rep(shape, lo, hi, seed), seed=seed),
+    return harness.save(harness.convert(model, mode, rep=harness.representative(shape, lo, hi, seed), seed=seed),
                         tmp_path, f"{name}_{mode}")
 
 

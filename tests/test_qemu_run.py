@@ -5,20 +5,18 @@ and survive a faulty link (the fault proxy between pyserial and QEMU's port).
 Fast subset: `-m qemu`; every emulated board and more models: `-m "qemu and slow"`."""
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
 
 from faultproxy import FaultProxy
 
+from harness import needs_qemu_tools
 from mcu_mot import MotError
 from mcu_mot.device.client import DeviceClient
 from mcu_mot.device.qemu import QemuInstance
 
-needs_tools = pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="qemu-system-arm or arm-none-eabi-gcc is not installed")
+needs_tools = needs_qemu_tools
 
 MAIN_BOARDS = ["qemu-mps2-an386", "qemu-mps3-an547"]
 OTHER_BOARDS = ["qemu-mps2-an385", "qemu-mps2-an500", "qemu-mps2-an505", "qemu-netduinoplus2"]

@@ -14,19 +14,6 @@ import numpy as np
 from .. import MotError
 
 
-def _random_inputs(report: dict, n: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for t in report["inputs"]:
-        shape = (n,) + tuple(t["shape"][1:])
-        if t["dtype"] == "float32":
-            out.append(rng.uniform(-1, 1, shape).astype(np.float32))
-        else:
-            info = np.iinfo(t["dtype"])
-            out.append(rng.integers(info.min, info.max + 1, shape, dtype=np.int64).astype(t["dtype"]))
-    return out
-
-
 def reference_outputs(model_path, inputs) -> tuple[list[np.ndarray], str]:
     """Outputs of the reference: TFLite Micro when installed, else the host simulator
     (itself tested bit-exact against TFLite Micro)."""
@@ -43,7 +30,7 @@ def measure(model_path, board: str, backend: str = "portable", build_dir=None, *
     import tempfile
     from ..build import build
     from ..device.client import DeviceClient
-    from ..device.profile import build_profile
+    from ..device.profile import build_profile, random_inputs_for_report
     from ..device.qemu import QemuInstance
     from ..build.boards import load_board
     model_path = Path(model_path)
@@ -52,7 +39,7 @@ def measure(model_path, board: str, backend: str = "portable", build_dir=None, *
         raise MotError(f"bench runs on emulated boards (instruction counts); {board} is not one")
     build_dir = Path(build_dir or Path(tempfile.gettempdir()) / "mcu-mot-bench" / f"{model_path.stem}-{board}-{backend}")
     report = build(model_path, board, build_dir, backend=backend, progress=progress)
-    inputs = _random_inputs(report, n_inputs, seed)
+    inputs = random_inputs_for_report(report, n_inputs, seed)
     with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url, timeout=10.0, retries=3) as dev:
         dev.check_model(report["model_sha256"])
         results, profiles = dev.run(*inputs, profile=True)

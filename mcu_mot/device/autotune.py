@@ -19,7 +19,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from .. import MotError
 
@@ -62,28 +61,15 @@ def cost_cache_path(model_path, board: str, cmsis_root: Path) -> Path:
     return cache_dir() / "costs" / f"{sha}-{board}-{fingerprint(cmsis_root)}.json"
 
 
-def _random_inputs(report: dict, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for t in report["inputs"]:
-        shape = (1,) + tuple(t["shape"][1:])
-        if t["dtype"] == "float32":
-            out.append(rng.uniform(-1, 1, shape).astype(np.float32))
-        else:
-            info = np.iinfo(t["dtype"])
-            out.append(rng.integers(info.min, info.max + 1, shape, dtype=np.int64).astype(t["dtype"]))
-    return out
-
-
 def profile_layers(model_path, board: str, backend: str, build_dir, progress=None) -> dict:
     """Build `model_path` with one backend, run one inference on QEMU, and return
     {layer index: (instructions, backend that layer used)} and the total."""
     from ..build import build
     from .client import DeviceClient
-    from .profile import build_profile
+    from .profile import build_profile, random_inputs_for_report
     from .qemu import QemuInstance
     report = build(model_path, board, build_dir, backend=backend, progress=progress)
-    inputs = _random_inputs(report)
+    inputs = random_inputs_for_report(report, 1)
     with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url, timeout=10.0, retries=3) as dev:
         dev.check_model(report["model_sha256"])
         _, profiles = dev.run(*inputs, profile=True)

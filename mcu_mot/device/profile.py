@@ -20,19 +20,29 @@ from ..fileio import atomic_write as _atomic_write
 from .client import DeviceClient, sample_shape
 
 
-def random_inputs(info, n: int, seed: int = 0) -> list[np.ndarray]:
-    """Inputs over each input's full range, from the device's INFO (no model file needed)."""
+def random_arrays(specs, n: int, seed: int = 0) -> list[np.ndarray]:
+    """n samples per input over each input's full range; specs: (shape, dtype) per input."""
     rng = np.random.default_rng(seed)
     out = []
-    for spec in info.inputs:
-        shape = (n,) + tuple(sample_shape(spec.shape))
-        dt = np.dtype(spec.dtype)
+    for shape, dtype in specs:
+        shape = (n,) + tuple(sample_shape(shape))
+        dt = np.dtype(dtype)
         if dt.kind == "f":
             out.append(rng.uniform(-1.0, 1.0, shape).astype(dt))
         else:
             ii = np.iinfo(dt)
             out.append(rng.integers(ii.min, int(ii.max) + 1, shape, dtype=np.int64).astype(dt))
     return out
+
+
+def random_inputs(info, n: int, seed: int = 0) -> list[np.ndarray]:
+    """Inputs over each input's full range, from the device's INFO (no model file needed)."""
+    return random_arrays([(spec.shape, spec.dtype) for spec in info.inputs], n, seed)
+
+
+def random_inputs_for_report(report: dict, n: int, seed: int = 0) -> list[np.ndarray]:
+    """The same from a compile/build report.json."""
+    return random_arrays([(t["shape"], t["dtype"]) for t in report["inputs"]], n, seed)
 
 
 def calibration_text(info) -> str:
