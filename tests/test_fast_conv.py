@@ -107,5 +107,13 @@ def test_gemm_exact_requantization_where_the_fast_one_is_not_proven(tmp_path, mo
 @needs_tools
 @pytest.mark.qemu
 @pytest.mark.parametrize("board", ["qemu-mps2-an386", "qemu-mps3-an547"])
-def test_gemm_conv_boundaries_on_the_device(tmp_path, board):
-    assert_device_bit_exact(_boundary_model(tmp_path, "int8", 2), board, tmp_path / "build", n=2)
+@pytest.mark.parametrize("mode", ["int8", "int16"])
+def test_gemm_conv_boundaries_on_the_device(tmp_path, board, mode):
+    """Both requantizations of each path: the proven-range one and the exact fallback."""
+    path = _boundary_model(tmp_path, mode, 3)
+    from mcu_mot.codegen.compile import generate
+    isa = "mve" if board.endswith("an547") else "dsp"
+    model_c = generate(path, isa=isa).files["model.c"]
+    if (mode, isa) in (("int8", "dsp"), ("int16", "mve")):
+        assert ".rq = NULL" in model_c and ".rq = mmw_" in model_c
+    assert_device_bit_exact(path, board, tmp_path / "build", n=2)

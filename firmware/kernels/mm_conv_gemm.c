@@ -289,6 +289,65 @@ MM_INLINE void mve_dot_2x4(const int8_t *a, const int8_t *b, const int8_t *w, in
 }
 #endif
 
+#if MM_HAVE_MVE
+/* int16x8 version of mve_dot_2x4 for the proven-range case (every sum fits int32):
+ * int16 patches, int8 weights widened by the load, 8 MACs per VMLADAVA. */
+MM_INLINE void mve_dot_2x4_s16(const int16_t *a, const int16_t *b, const int8_t *w, int32_t steps, int32_t *acc)
+{
+    register int32_t a0 __asm__("r0") = acc[0];
+    register int32_t a1 __asm__("r2") = acc[1];
+    register int32_t a2 __asm__("r4") = acc[2];
+    register int32_t a3 __asm__("r6") = acc[3];
+    register int32_t b0 __asm__("r8") = acc[4];
+    register int32_t b1 __asm__("r10") = acc[5];
+    register int32_t b2 __asm__("r12") = acc[6];
+    register int32_t b3 __asm__("lr") = acc[7];
+    register const int16_t *pa __asm__("r1") = a;
+    register const int16_t *pb __asm__("r3") = b;
+    register const int8_t *pw __asm__("r5") = w;
+    register int32_t n __asm__("r9") = steps;
+#define MM_S16_ROW(A, B)                              \
+        "vldrb.s16    q2, [%[pw]], #8\n\t"            \
+        "vmladava.s16 %[" A "], q0, q2\n\t"           \
+        "vmladava.s16 %[" B "], q3, q2\n\t"           \
+        "vldrb.s16    q2, [%[pw]], #8\n\t"            \
+        "vmladava.s16 %[" A "], q1, q2\n\t"           \
+        "vmladava.s16 %[" B "], q4, q2\n\t"
+    __asm__ volatile(
+        "1:\n\t"
+        "vldrh.16     q0, [%[pa]], #16\n\t"
+        "vldrh.16     q1, [%[pa]], #16\n\t"
+        "vldrh.16     q3, [%[pb]], #16\n\t"
+        "vldrh.16     q4, [%[pb]], #16\n\t"
+        MM_S16_ROW("a0", "b0") MM_S16_ROW("a1", "b1") MM_S16_ROW("a2", "b2") MM_S16_ROW("a3", "b3")
+        "subs         %[n], %[n], #1\n\t"
+        "bne          1b\n\t"
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+          [b0] "+r"(b0), [b1] "+r"(b1), [b2] "+r"(b2), [b3] "+r"(b3),
+          [pa] "+r"(pa), [pb] "+r"(pb), [pw] "+r"(pw), [n] "+r"(n)
+        :
+        : "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "cc", "memory");
+#undef MM_S16_ROW
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    acc[4] = b0;
+    acc[5] = b1;
+    acc[6] = b2;
+    acc[7] = b3;
+}
+
+/* TFLM's int16x8 requantization (x * R + 2^(T-1)) >> T as one rounding high multiply:
+ * rq = R << (32 - T), valid for 16 <= T <= 32 with x in int32 (the compiler checks both). */
+MM_INLINE int32x4_t mve_requantize_s16(int32x4_t x, const mm_conv_gemm_params *p, int32_t c)
+{
+    x = vrmulhq_s32(x, vldrwq_s32(p->rq + c));
+    x = vmaxq_s32(x, vdupq_n_s32(p->act_min));
+    return vminq_s32(x, vdupq_n_s32(p->act_max));
+}
+#endif
+
 int32_t mm_conv_gemm_s8_get_buffer_size(const mm_conv_gemm_params *p)
 {
 #if MM_HAVE_MVE
@@ -398,6 +457,19 @@ void mm_conv_gemm_s16(const mm_conv_gemm_params *p, const int16_t *in, const int
         if (two) build_patch(p, img, oy1, ox1, pb, PATCH_S16, 0);
         const int16_t *qb = two ? pb : pa;
         int16_t *o0 = out + first_pixel * out_c, *o1 = o0 + out_c;
+        if (p->rq) {     /* proven: every accumulator fits int32 (bias: int32, padded to quads) */
+            for (int32_t c = 0; c < out_c; c += 4) {
+                int32_t acc[8];
+                for (int k = 0; k < 4; ++k) acc[k] = acc[4 + k] = p->bias[c + k];
+                mve_dot_2x4_s16(pa, qb, w + c * kp, kp / 16, acc);
+                const int32x4_t ra = mve_requantize_s16(vldrwq_s32(acc), p, c);
+                const int32x4_t rb = mve_requantize_s16(vldrwq_s32(acc + 4), p, c);
+                const mve_pred16_t keep = vctp32q((uint32_t)(out_c - c));
+                vstrhq_p_s32(o0 + c, ra, keep);
+                if (two) vstrhq_p_s32(o1 + c, rb, keep);
+            }
+            continue;
+        }
         for (int32_t c = 0; c < out_c; c += 4) {
             const int8_t *q = w + c * kp;       /* the quad's block: 16 bytes per row per step */
             int64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};

@@ -65,8 +65,12 @@ MM_INLINE int32_t mm_requantize(int32_t x, int32_t multiplier, int32_t shift) {
  * the multiplier is reduced to 16 bits and applied in one rounding step. */
 MM_INLINE int32_t mm_requantize_s64(int64_t x, int32_t multiplier, int32_t shift) {
     const int32_t reduced = multiplier < 0x7FFF0000 ? ((multiplier + (1 << 15)) >> 16) : 0x7FFF;
-    const int total_shift = 15 - shift;
-    const int64_t r = x * (int64_t)reduced + ((int64_t)1 << (total_shift - 1));
+    /* TFLM shifts by 15 - shift unchecked (release builds): a layer with shift >= 16
+     * makes the count zero or negative, undefined in C++. The reference build (x86)
+     * masks 64-bit shift counts to 6 bits; so do we, on every target, defined. */
+    const int total_shift = (15 - shift) & 63;
+    const int64_t round = (int64_t)((uint64_t)1 << ((total_shift - 1) & 63));
+    const int64_t r = (int64_t)((uint64_t)(x * (int64_t)reduced) + (uint64_t)round);
     return (int32_t)(r >> total_shift);
 }
 

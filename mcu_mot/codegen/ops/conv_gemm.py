@@ -50,17 +50,20 @@ def lower_conv_gemm(op, ctx, geom: dict, sfx: str, weights, fields: dict) -> Cal
     out_c = geom["out_c"]
     w, k_pad = gemm_weights(weights.data.reshape(out_c, -1), ctx.mve)
     k = int(weights.data.size // out_c)
-    bias = fields["bias"]
     rq = "NULL"
     if sfx == "s8" and not ctx.mve:
         rq = _fast_requantization(op, ctx, weights, fields, out_c)
+    elif sfx == "s16" and ctx.mve:
+        rq, bias32 = _fast_requantization_s16(op, ctx, weights, out_c)
+        if rq != "NULL":
+            fields = dict(fields, bias=bias32, bias64="NULL")
     params = ctx.struct(f"{op.name}_gp", "mm_conv_gemm_params", dict(
         batches=geom["batches"], in_h=geom["in_h"], in_w=geom["in_w"], in_c=geom["in_c"],
         out_h=geom["out_h"], out_w=geom["out_w"], out_c=out_c, k_h=geom["k_h"], k_w=geom["k_w"],
         stride_h=geom["stride_h"], stride_w=geom["stride_w"], dil_h=geom["dil_h"], dil_w=geom["dil_w"],
         pad_h=geom["pad_h"], pad_w=geom["pad_w"], k=k, k_pad=k_pad,
         input_offset=fields["input_offset"], output_offset=fields["output_offset"],
-        act_min=fields["act_min"], act_max=fields["act_max"], bias=bias, bias64=fields["bias64"],
+        act_min=fields["act_min"], act_max=fields["act_max"], bias=fields["bias"], bias64=fields["bias64"],
         # the proven-range requantization needs no multiplier/shift arrays
         multiplier=fields["multiplier"] if rq == "NULL" else "NULL",
         shift=fields["shift"] if rq == "NULL" else "NULL", rq=rq))
@@ -92,3 +95,25 @@ def _fast_requantization(op, ctx, weights, fields, out_c) -> str:
     if not (np.all(2 * bound < (1 << 30)) and np.all(bound + np.abs(c) + 2 < (1 << 30))):
         return "NULL"
     return ctx.array(f"{op.name}_rq", np.stack([mult, c, e], axis=1).astype(np.int32))
+
+
+def _fast_requantization_s16(op, ctx, weights, out_c) -> tuple[str, str]:
+    """Helium int16x8: (rq, int32 bias) arrays, both padded to channel quads, for the kernel's
+    one-instruction requantization VRMULH(acc + bias, R << (32 - T)) where the compiler proves
+    that every accumulator fits int32 and 16 <= T <= 32 (T = 15 - shift, R the 16-bit reduced
+    multiplier TFLM uses); ("NULL", "NULL") otherwise."""
+    from .common import channel_multipliers
+    inp, out = op.inputs[0], op.outputs[0]
+    mult, shift = (np.asarray(v, np.int64) for v in channel_multipliers(op, inp, weights, out, out_c))
+    reduced = np.where(mult < 0x7FFF0000, (mult + (1 << 15)) >> 16, 0x7FFF)
+    total = 15 - shift
+    w = weights.data.reshape(out_c, -1).astype(np.int64)
+    bias = op.inputs[2].data.astype(np.int64).ravel() if len(op.inputs) > 2 and op.inputs[2] is not None \
+        else np.zeros(out_c, np.int64)
+    bound = np.abs(bias) + np.abs(w).sum(axis=1) * 32768      # |acc + bias| for any int16 input
+    if not (np.all(total >= 16) and np.all(total <= 32) and np.all(bound < (1 << 31) - 1)):
+        return "NULL", "NULL"
+    pad = -out_c % 4
+    rq = np.concatenate([reduced << (32 - total), np.zeros(pad, np.int64)]).astype(np.int32)
+    b32 = np.concatenate([bias, np.zeros(pad, np.int64)]).astype(np.int32)
+    return ctx.array(f"{op.name}_rq16", rq), ctx.array(f"{op.name}_bias32", b32)
