@@ -38,7 +38,7 @@ typedef struct {
     const int32_t *bias;        /* int8: DSP raw bias, MVE bias + input_offset*sum(w); int16: int32 bias or NULL */
     const int64_t *bias64;      /* int16 with a 64-bit accumulator, else NULL */
     const int32_t *multiplier, *shift;
-    /* Helium int16x8, or NULL: per channel R << (32 - T) for VRMULH(acc + bias, rq),
+    /* int16x8, or NULL: per channel R << (32 - T) for SMMULR / VRMULH(acc + bias, rq),
      * TFLM's (x * R + 2^(T-1)) >> T where the compiler proved acc + bias fits int32
      * (bias is then int32, both padded to channel quads).
      * DSP int8, or NULL: per channel {M, C, E} for the 4-instruction exact

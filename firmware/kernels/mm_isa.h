@@ -93,6 +93,12 @@ MM_ISA_INLINE int32_t mm_smlabb(int32_t a, int32_t b, int32_t acc) { return __sm
 MM_ISA_INLINE int32_t mm_smlatt(int32_t a, int32_t b, int32_t acc) { return __smlatt(a, b, acc); }
 /* halfword-wise a + b (modulo) */
 MM_ISA_INLINE int32_t mm_sadd16(int32_t a, int32_t b) { return __sadd16(a, b); }
+/* (a*b + 2^31) >> 32: the rounded high word (no ACLE intrinsic) */
+MM_ISA_INLINE int32_t mm_smmulr(int32_t a, int32_t b) {
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
 /* acc + (a*b + 2^31) >> 32: the rounded high word (no ACLE intrinsic) */
 MM_ISA_INLINE int32_t mm_smmlar(int32_t a, int32_t b, int32_t acc) {
     int32_t r;
@@ -140,6 +146,9 @@ MM_ISA_INLINE int32_t mm_smlatt(int32_t a, int32_t b, int32_t acc) {
 }
 MM_ISA_INLINE int32_t mm_sadd16(int32_t a, int32_t b) {
     return mm_halves(mm_lo16(a) + mm_lo16(b), mm_hi16(a) + mm_hi16(b));
+}
+MM_ISA_INLINE int32_t mm_smmulr(int32_t a, int32_t b) {
+    return (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32);
 }
 MM_ISA_INLINE int32_t mm_smmlar(int32_t a, int32_t b, int32_t acc) {
     const uint64_t s = ((uint64_t)(uint32_t)acc << 32) + (uint64_t)((int64_t)a * b) + 0x80000000u;

@@ -53,7 +53,7 @@ def lower_conv_gemm(op, ctx, geom: dict, sfx: str, weights, fields: dict) -> Cal
     rq = "NULL"
     if sfx == "s8" and not ctx.mve:
         rq = _fast_requantization(op, ctx, weights, fields, out_c)
-    elif sfx == "s16" and ctx.mve:
+    elif sfx == "s16":
         rq, bias32 = _fast_requantization_s16(op, ctx, weights, out_c)
         if rq != "NULL":
             fields = dict(fields, bias=bias32, bias64="NULL")
@@ -98,8 +98,8 @@ def _fast_requantization(op, ctx, weights, fields, out_c) -> str:
 
 
 def _fast_requantization_s16(op, ctx, weights, out_c) -> tuple[str, str]:
-    """Helium int16x8: (rq, int32 bias) arrays, both padded to channel quads, for the kernel's
-    one-instruction requantization VRMULH(acc + bias, R << (32 - T)) where the compiler proves
+    """int16x8: (rq, int32 bias) arrays, both padded to channel quads, for the kernel's
+    one-instruction requantization SMMULR / VRMULH(acc + bias, R << (32 - T)) where the compiler proves
     that every accumulator fits int32 and 16 <= T <= 32 (T = 15 - shift, R the 16-bit reduced
     multiplier TFLM uses); ("NULL", "NULL") otherwise."""
     from .common import channel_multipliers
