@@ -22,12 +22,18 @@ SCRATCH = object()  # marker: the op's scratch buffer in the arena
 _LOWERINGS: dict[str, Callable] = {}
 
 
-def lowers(*opcodes: str):
-    def register(fn):
-        for code in opcodes:
-            _LOWERINGS[code] = fn
-        return fn
-    return register
+def registrar(table: dict):
+    """A `@lowers("OP", ...)` decorator that records lowerings in `table` (one per backend)."""
+    def lowers(*opcodes: str):
+        def register(fn):
+            for code in opcodes:
+                table[code] = fn
+            return fn
+        return register
+    return lowers
+
+
+lowers = registrar(_LOWERINGS)
 
 
 def registered_ops() -> list[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from ... import MotError
+from ..lowering import registrar
 
 HEADER = "arm_nnfunctions.h"
 _LOWERINGS: dict[str, Callable] = {}
@@ -37,12 +38,7 @@ class ScratchContext:
         return f"ScratchContext({self.size})"
 
 
-def lowers(*opcodes: str):
-    def register(fn):
-        for code in opcodes:
-            _LOWERINGS[code] = fn
-        return fn
-    return register
+lowers = registrar(_LOWERINGS)
 
 
 def covered_ops() -> list[str]:
