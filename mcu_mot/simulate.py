@@ -20,7 +20,7 @@ import numpy as np
 from . import ROOT, MotError
 from .codegen.compile import generate, model_digest
 
-HOST_CFLAGS = ["-O2", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", "-fwrapv"]
+HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wtrigraphs", "-fPIC", "-shared", "-ffp-contract=off", "-fwrapv"]
 
 
 def cache_dir() -> Path:

@@ -29,7 +29,7 @@ TOOLCHAIN = "arm-none-eabi-gcc"
 
 COMMON_CFLAGS = ["-O2", "-g", "-Wall", "-ffunction-sections", "-fdata-sections", "-ffp-contract=off",
                  "-fwrapv", "-fno-common"]
-C_STD = ["-std=gnu11"]
+C_STD = ["-std=gnu11", "-Wtrigraphs"]
 
 
 # ---------------------------------------------------------------- helpers

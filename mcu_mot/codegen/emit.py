@@ -1,11 +1,18 @@
-"""Render model.c / model.h from the Jinja2 templates."""
+"""Render model.c / model.h from the Jinja2 templates.
+
+No string from the model file (or its file name) reaches the C text as it is: names go
+through `safetext.c_text` (string literals) / `c_comment` (comments), identifiers come from
+`LoweringContext` (indices and sanitized hints), and every value a template renders is
+checked by `safetext.check_c_fragment` on the way out (a MotError if one could alter the
+code around it)."""
 from __future__ import annotations
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from .. import ROOT, __version__
+from .. import ROOT, MotError, __version__
 from ..ir.graph import Tensor
+from ..safetext import c_comment, c_text, check_c_fragment
 from .lowering import SCRATCH, Call
 
 DTYPE_CODES = {"float32": 0, "int8": 1, "int16": 2, "int32": 3, "uint8": 4, "int64": 5}
@@ -13,7 +20,19 @@ DTYPE_CODES = {"float32": 0, "int8": 1, "int16": 2, "int32": 3, "uint8": 4, "int
 
 def _env() -> Environment:
     return Environment(loader=FileSystemLoader(str(ROOT / "templates")), undefined=StrictUndefined,
-                       keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False)
+                       keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False,
+                       finalize=_checked)
+
+
+def _checked(value):
+    """Every `{{ value }}` of a C template: numbers as they are, text only if it cannot
+    open or close a comment, a string, a directive or a line splice."""
+    if isinstance(value, (bool, int, float)):
+        return value
+    try:
+        return check_c_fragment(str(value))
+    except ValueError as exc:
+        raise MotError(f"internal error: refusing to generate C: {exc}") from None
 
 
 def format_array(values: np.ndarray, dtype: str) -> str:
@@ -56,7 +75,8 @@ def render(graph, steps, plan, ctx, *, name, source, model_hash, backend, isa: i
             else:
                 args.append(str(a))
         out = op.outputs[0]
-        layers.append(dict(index=op.index, name=_cstr(op.name), op=op.opcode, macs=lowered.macs,
+        layers.append(dict(index=op.index, name=c_text(op.name), op=c_text(op.opcode, 48),
+                           comment=c_comment(op.name), macs=lowered.macs,
                            out_offset=plan.offset(out), out_bytes=out.nbytes,
                            code=[f"{lowered.kernel}({', '.join(args)});"]))
         if lowered.header not in headers:
@@ -65,13 +85,14 @@ def render(graph, steps, plan, ctx, *, name, source, model_hash, backend, isa: i
     def io(t):
         scale, zp = (t.quant.single() if t.quant is not None else (0.0, 0))
         dims = list(t.shape) or [1]
-        return dict(name=_cstr(t.name), dtype_code=DTYPE_CODES[t.dtype], rank=len(dims),
+        return dict(name=c_text(t.name), dtype_code=DTYPE_CODES[t.dtype], rank=len(dims),
                     dims=", ".join(str(d) for d in dims), bytes=t.nbytes, scale=_hexf(scale),
                     zero_point=zp, offset=plan.offset(t))
 
     arrays = [dict(name=a["name"], ctype=a["ctype"], count=max(1, a["values"].size),
                    body=format_array(a["values"], a["dtype"])) for a in ctx.arrays]
-    common = dict(name=_cstr(name), version=__version__, source=_cstr(str(source)), hash=model_hash,
+    common = dict(name=c_text(name), title=c_comment(name), version=c_text(__version__),
+                  source=c_comment(source), hash=model_hash,
                   arena_bytes=plan.arena_bytes, inputs=[io(t) for t in graph.inputs],
                   outputs=[io(t) for t in graph.outputs], layers=layers, backend=backend, isa=isa,
                   weights_bytes=weights_bytes(ctx))
@@ -86,6 +107,3 @@ def render(graph, steps, plan, ctx, *, name, source, model_hash, backend, isa: i
 def weights_bytes(ctx) -> int:
     return int(sum(a["values"].nbytes for a in ctx.arrays))
 
-
-def _cstr(s: str) -> str:
-    return s.replace("\\", "/").replace('"', "'").replace("*/", "* /")

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import MotError
 from ..ir.graph import C_TYPES, Op, Tensor
+from ..safetext import c_ident, one_line
 
 SCRATCH = object()  # marker: the op's scratch buffer in the arena
 
@@ -85,7 +86,9 @@ class LoweringContext:
         self._array_cache: dict = {}
 
     def _unique(self, hint: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9_]", "_", hint).strip("_")[:40] or "c"
+        """A new C identifier part from `hint` (often a tensor name from the model file):
+        letters, digits and underscores only, at most 40 of the hint's, made unique."""
+        base = c_ident(hint, 40)
         if base[0].isdigit():
             base = "c_" + base
         name, n = base, 1
@@ -130,8 +133,15 @@ class LoweringContext:
         return self.array(hint or tensor.name, tensor.data, tensor.dtype)
 
 
+# A struct field given as text is a C expression the lowerings built (array names, casts,
+# NULL, arena offsets): never a name from the model file.
+_C_EXPR = re.compile(r"[A-Za-z0-9_ ()*&+\-.,{}=\[\]]*")
+
+
 def _c_value(v) -> str:
     if isinstance(v, str):
+        if not _C_EXPR.fullmatch(v):
+            raise MotError(f"internal error: parameter value {one_line(v, 60)!r} is not a C expression")
         return v
     if isinstance(v, (bool, np.bool_)):
         return "1" if v else "0"
@@ -158,12 +168,14 @@ def unsupported(op: Op, why: str = "") -> MotError:
     out = op.outputs[0] if op.outputs else None
     dtype = out.dtype if out is not None else "?"
     detail = f": {why}" if why else ""
-    where = f"output tensor '{op.name}'"
+    where = f"output tensor '{one_line(op.name, 120)}'"
     if op.name.startswith(("StatefulPartitionedCall", "Identity", "serving_default")):
         src = next((t for t in op.inputs if t is not None and not t.is_const), None)
         if src is not None:  # graph outputs lose the layer name: say what it reads
-            where += f" (reading '{src.name}')"
-    return MotError(f"unsupported op {op.opcode} ({dtype}) at index {op.index}, {where}{detail}")
+            where += f" (reading '{one_line(src.name, 120)}')"
+    # names come from the model file: the message stays one line whatever they hold
+    return MotError(one_line(f"unsupported op {one_line(op.opcode, 80)} ({dtype}) at index {op.index}, "
+                             f"{where}{detail}", 1000))
 
 
 def lower_op(op: Op, ctx: LoweringContext):

@@ -13,6 +13,7 @@ import tflite
 from tflite.utils import BUILTIN_OPCODE2NAME
 
 from .. import MotError
+from ..safetext import clean_name
 from .graph import Graph, Op, Quant, Tensor
 
 # TensorType enum -> our dtype names
@@ -55,7 +56,7 @@ def _parse(buf: bytes, name: str) -> Graph:
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         opname = BUILTIN_OPCODE2NAME.get(builtin, f"BUILTIN_{builtin}")
         if opname == "CUSTOM":
-            opname = "CUSTOM:" + (code.CustomCode() or b"?").decode(errors="replace")
+            opname = "CUSTOM:" + clean_name(code.CustomCode(), "?")
         ins = [tensors[j] if j >= 0 else None for j in top.InputsAsNumpy()] if top.InputsLength() else []
         outs = [tensors[j] for j in top.OutputsAsNumpy()] if top.OutputsLength() else []
         ops.append(Op(i, opname, ins, outs, _read_options(top)))
@@ -66,7 +67,7 @@ def _parse(buf: bytes, name: str) -> Graph:
 
 def _read_tensor(model, t, index: int, buf: bytes) -> Tensor:
     ttype = t.Type()
-    name = (t.Name() or b"").decode(errors="replace") or f"tensor{index}"
+    name = clean_name(t.Name(), f"tensor{index}")
     if ttype not in _TENSOR_TYPES:
         dtype = _TYPE_NAMES.get(ttype, str(ttype)).lower()
     else:
