@@ -145,10 +145,10 @@ def chart_png(prof: dict) -> bytes:
     try:
         y = np.arange(len(rows))
         ax.barh(y, counts, color="#3b78b0")
-        ax.set_yticks(y, labels, fontsize=7)
+        ax.set_yticks(y, labels, fontsize=7, parse_math=False)   # names are data, not mathtext
         ax.invert_yaxis()
-        ax.set_xlabel(f"{prof['unit']} per inference (mean of {prof['runs']} runs)")
-        ax.set_title(f"{prof['model']} on {prof['board']}: {prof['total']:,} {prof['unit']}", fontsize=10)
+        ax.set_xlabel(f"{prof['unit']} per inference (mean of {prof['runs']} runs)", parse_math=False)
+        ax.set_title(f"{prof['model']} on {prof['board']}: {prof['total']:,} {prof['unit']}", fontsize=10, parse_math=False)
         for yi, c in zip(y, counts):
             share = c / prof["total"] if prof["total"] else 0
             ax.text(c, yi, f" {share:.1%}", va="center", fontsize=6)

@@ -140,8 +140,9 @@ def print_table(result: dict, console=None, top: int | None = None) -> None:
     console = console or Console()
     rows = result["layers"][:top] if top else result["layers"]
     where = result.get("where", "host")
-    table = Table(title=f"Quantization error per layer: {result['tflite']} vs {result['model']} "
-                        f"({result['samples']} samples, {where}), worst first",
+    # names and file names are data, never rich markup
+    table = Table(title=escape(f"Quantization error per layer: {result['tflite']} vs {result['model']} "
+                               f"({result['samples']} samples, {where}), worst first"),
                   caption="score: the error the layer adds by itself (per-channel RMSE / float std); "
                           "RMSE, max |err|, SNR: against the float model from the input on")
     wide = console.width >= 110
@@ -152,7 +153,7 @@ def print_table(result: dict, console=None, top: int | None = None) -> None:
         table.add_column(col, justify="left" if col in ("layer", "op") else "right", overflow="fold",
                          no_wrap=col not in ("layer", "op"))
     for r in rows:
-        cells = {"#": str(r["index"]), "layer": escape(r["name"]), "op": r["op"], "score": _g(r["score"]),
+        cells = {"#": str(r["index"]), "layer": escape(r["name"]), "op": escape(r["op"]), "score": _g(r["score"]),
                  "RMSE": _g(r["rmse"]), "max |err|": _g(r["max_abs_err"]), "SNR dB": _db(r["snr_db"]),
                  "scale, zp": "float" if r["scale"] is None else f"{_g(r['scale'])}, {r['zero_point']}",
                  "float range": f"{_g(r['float_min'])}..{_g(r['float_max'])}"}
@@ -160,8 +161,8 @@ def print_table(result: dict, console=None, top: int | None = None) -> None:
     console.print(table)
     m = result.get("model_metric")
     if m:
-        console.print(f"{m['metric']}: float {_g(m['float'])}, quantized {_g(m['quantized'])} "
-                      f"({m['samples']} samples, quantized on {m.get('where', 'host')})")
+        console.print(escape(f"{m['metric']}: float {_g(m['float'])}, quantized {_g(m['quantized'])} "
+                             f"({m['samples']} samples, quantized on {m.get('where', 'host')})"))
         for e in m.get("exclusions") or []:
             what = (f"{_g(e['quantized'])} ({e['gain']:+.4f})" if e.get("gain") is not None
                     else f"not measured: {e.get('error', '')}")
@@ -170,7 +171,7 @@ def print_table(result: dict, console=None, top: int | None = None) -> None:
             console.print(escape(f"  {m['exclusions_note']}"))
     if result.get("unmatched"):
         names = ", ".join(f"{u['index']} {u['op']}" for u in result["unmatched"])
-        console.print(f"[dim]kernel calls with no Keras layer to compare with: {names}[/]")
+        console.print(f"[dim]kernel calls with no Keras layer to compare with: {escape(names)}[/]")
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import copy
 import numpy as np
 
 from .. import MotError
+from ..safetext import clean_name
 from .selective import QDQ, _ints, opcode
 
 QUANTIZE, DEQUANTIZE = 114, 6
@@ -213,7 +214,7 @@ def splice(base: bytes, donor: bytes, selected: set, what: str = "donor"):
     for i in sorted(selected):
         if i not in pairs:
             t = bg.sg.tensors[_ints(bg.ops[i].outputs)[0]]
-            raise MotError(f"cannot convert op {i} ({_opname(bg.codes[i])}, '{t.name.decode()}') to "
+            raise MotError(f"cannot convert op {i} ({_opname(bg.codes[i])}, '{clean_name(t.name, '?')}') to "
                            f"{what}: it has no counterpart in the {what} conversion")
     # every base tensor's value (QUANTIZE/DEQUANTIZE chains included) and where it is produced
     for t in range(len(bg.sg.tensors)):

@@ -33,13 +33,14 @@ def error_plot_png(result: dict, highlight: int = 3) -> bytes:
         a1.bar(x, scores, color=["#c0392b" if id(r) in worst else "#3b78b0" for r in rows])
         a1.set_ylabel("own error\n(channel NRMSE)")
         a1.set_title(f"{result['tflite']} vs {result['model']}: per-layer quantization error "
-                     f"({result['samples']} samples, {result.get('where', 'host')})", fontsize=10)
+                     f"({result['samples']} samples, {result.get('where', 'host')})", fontsize=10,
+                     parse_math=False)   # names are data: a "$" must not start mathtext
         for xi, s in zip(x, scores):
             a1.text(xi, s, f"{s:.3g}", ha="center", va="bottom", fontsize=6)
         a2.plot(x, snr, marker="o", color="#2c7a3f")
         a2.set_ylabel("SNR vs float\nmodel (dB)")
         a2.grid(alpha=0.3)
-        a2.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+        a2.set_xticks(x, labels, rotation=60, ha="right", fontsize=7, parse_math=False)
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100)
@@ -53,7 +54,7 @@ def _f(v, fmt=".4g") -> str:
         return ""
     if isinstance(v, float) and math.isinf(v):
         return "inf"
-    return format(v, fmt) if isinstance(v, (int, float)) else str(v)
+    return format(v, fmt) if isinstance(v, (int, float)) else html.escape(str(v))
 
 
 def _gain(x: dict) -> str:

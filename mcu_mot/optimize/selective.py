@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import MotError
+from ..safetext import one_line
 
 TOKEN = re.compile(r"mmq(\d+)x(?:_\d+)*")
 QDQ = (6, 114)  # BuiltinOperator DEQUANTIZE, QUANTIZE
@@ -47,15 +48,16 @@ def user_layers(model) -> list:
 
 def match_layers(model, pattern: str, option: str) -> list:
     """Names of the layers whose whole name matches `pattern`; MotError if none does."""
+    shown = one_line(pattern, 100)
     try:
         rx = re.compile(pattern)
-    except re.error as exc:
-        raise MotError(f"{option} '{pattern}' is not a valid regular expression ({exc})") from None
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:   # all that re.compile raises
+        raise MotError(f"{option} '{shown}' is not a valid regular expression ({one_line(exc, 200)})") from None
     names = [layer.name for layer in user_layers(model)]
     matched = [n for n in names if rx.fullmatch(n)]
     if not matched:
-        raise MotError(f"{option} '{pattern}' matches no layer (the whole name must match); "
-                       f"layers: {', '.join(names)}")
+        listed = ", ".join(one_line(n, 60) for n in names[:50]) + (", ..." if len(names) > 50 else "")
+        raise MotError(f"{option} '{shown}' matches no layer (the whole name must match); layers: {listed}")
     return matched
 
 
