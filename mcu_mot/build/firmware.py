@@ -9,12 +9,16 @@ region and the overflow in bytes, measured on the ELF against the board file.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from .. import ROOT, MotError, __version__
@@ -119,7 +123,7 @@ def _board_for_build(board) -> Board:
 # ---------------------------------------------------------------- prepare
 
 def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources=(), omit=(),
-            defines=None, profile_hooks=None, cc: str | None = None, compiled=None) -> dict:
+            defines=None, profile_hooks=None, cc: str | None = None, compiled=None, stage: bool = False) -> dict:
     """Generate every source of the firmware into OUT/gen and return the SCons build
     configuration (also written to OUT/build.json). Files change only when their content does.
 
@@ -127,8 +131,10 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
     omit: names of firmware/runtime/*.c files to leave out (e.g. "main.c", "mm_protocol.c")
     defines: extra preprocessor macros {name: value}
     profile_hooks: compile model.c with -include mm_profile_hooks.h (default: when it exists)
+    stage: link to OUT/obj/firmware.elf (what `build` does: it publishes the ELF together with
+           report.json) instead of OUT/firmware.elf (a user's own SConstruct)
     """
-    from ..codegen.compile import generate
+    from ..codegen.compile import board_isa, generate
     b = _board_for_build(board)
     out = Path(out_dir).resolve()
     gen = out / "gen"
@@ -137,9 +143,12 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
     if not model_path.is_file():
         raise MotError(f"no such model file: {model_path}")
     if compiled is None and backend == "auto":
-        from ..device.autotune import generate_auto   # measures both backends on QEMU (cached)
-        compiled = generate_auto(model_path, b.name)
-    compiled = compiled or generate(model_path, backend, b.name)
+        from ..codegen.cmsis_nn import cmsis_nn_path
+        if cmsis_nn_path(required=False) is not None:
+            from ..device.autotune import generate_auto   # measures both backends on QEMU (cached)
+            compiled = generate_auto(model_path, b.name)
+    # the Board itself decides the ISA: a board file given by path is not found again by its name
+    compiled = compiled or generate(model_path, backend, b.name, isa=board_isa(b))
 
     gen.mkdir(parents=True, exist_ok=True)
     for name, text in compiled.files.items():
@@ -176,7 +185,8 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
 
     defs = b.defines()
     defs.update({k: str(v) for k, v in (defines or {}).items()})
-    elf = out / "firmware.elf"
+    elf = (out / "obj" if stage else out) / "firmware.elf"
+    link_map = elf.with_suffix(".map")
     cfg = {
         "version": __version__,
         "board": b.name,
@@ -191,13 +201,13 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
                    + sorted({str(Path(h).parent) for h in compiled.kernel_headers} - {str(KERNEL_DIR)})
                    + [str(d) for d in compiled.include_dirs],
         "linkflags": target + ["-T", str(ldscript), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
-                               "-Wl,--gc-sections", f"-Wl,-Map={out / 'firmware.map'}",
+                               "-Wl,--gc-sections", "-Xlinker", f"-Map={link_map}",
                                "-Wl,--no-warn-rwx-segments"],
         "libs": ["m"],
         "sources": sources,
         "ldscript": str(ldscript),
         "elf": str(elf),
-        "map": str(out / "firmware.map"),
+        "map": str(link_map),
     }
     write_if_changed(out / "build.json", json.dumps(cfg, indent=1) + "\n")
     cfg["_compiled"] = compiled
@@ -212,8 +222,13 @@ def build(model_path, board, out_dir, backend: str = "portable", jobs: int = 2, 
 
     The report is the compile report plus flash_bytes, ram_bytes, flash {weights, kernels,
     model, runtime}, ram {arena, stack, heap, static}, regions (per memory region use), elf,
-    and actions (what SCons ran: [] for an up-to-date build).
-    progress(done, total, text) is called as steps complete (None: silent)."""
+    elf_sha256, and actions (what SCons ran: [] for an up-to-date build).
+    progress(done, total, text) is called as steps complete (None: silent).
+
+    SCons links into OUT/obj/; firmware.elf and report.json are then published together
+    (_publish), so a build killed at any moment leaves either the previous pair, or a new ELF
+    with no report.json (nothing `flash`/`profile` would use), never an ELF beside the report
+    of another model. SCons runs in its own process group and dies with this process."""
     b = _board_for_build(board)
     cc = find_toolchain()
     _check_newlib(cc)
@@ -222,21 +237,23 @@ def build(model_path, board, out_dir, backend: str = "portable", jobs: int = 2, 
     say = progress or (lambda *a: None)
     say(0, 1, "generate C")
     cfg = prepare(model_path, b, out, backend=backend, extra_sources=extra_sources, omit=omit,
-                  defines=defines, profile_hooks=profile_hooks, cc=cc)
+                  defines=defines, profile_hooks=profile_hooks, cc=cc, stage=True)
     compiled = cfg.pop("_compiled")
     total = len(cfg["sources"]) + 1
     actions = _run_scons(out, cfg, jobs, total, say)
 
     from .size import fit_message, size_report
-    elf = Path(cfg["elf"])
-    size = size_report(elf, b)
+    staged = Path(cfg["elf"])
+    size = size_report(staged, b)
     msg = fit_message(size, Path(model_path).name)
     if msg:        # cannot happen after a successful link, but never hand out an image that does not fit
         raise MotError(msg)
+    elf = out / "firmware.elf"
     report = dict(compiled.report)
     report.update({
         "board": b.name,
         "elf": str(elf),
+        "elf_sha256": hashlib.sha256(staged.read_bytes()).hexdigest(),
         "flash_bytes": size["flash_bytes"],
         "ram_bytes": size["ram_bytes"],
         "flash": size["flash"],
@@ -246,9 +263,30 @@ def build(model_path, board, out_dir, backend: str = "portable", jobs: int = 2, 
         "actions": actions,
     })
     stable = {k: v for k, v in report.items() if k != "actions"}
-    write_if_changed(out / "report.json", json.dumps(stable, indent=2) + "\n")
+    _publish(out, staged, json.dumps(stable, indent=2) + "\n")
     say(total, total, "done")
     return report
+
+
+def _publish(out: Path, staged: Path, report_text: str) -> None:
+    """Put the staged ELF (and its map) in place as OUT/firmware.elf next to OUT/report.json.
+
+    Each step is one atomic rename or unlink, in an order that keeps the pair consistent at
+    every instant: when the ELF changes, report.json is removed first (from then on the folder
+    holds no trusted build), the new ELF is renamed in, and the new report is renamed in last."""
+    elf, report = out / "firmware.elf", out / "report.json"
+    data = staged.read_bytes()
+    try:
+        same = elf.read_bytes() == data
+    except OSError:
+        same = False
+    if not same:
+        report.unlink(missing_ok=True)
+        link_map = staged.with_suffix(".map")
+        if link_map.is_file():
+            atomic_write(out / "firmware.map", link_map.read_bytes())
+        atomic_write(elf, data)
+    write_if_changed(report, report_text)
 
 
 _ACTION = re.compile(r"^(CC|AS|LINK) (.+)$")
@@ -260,21 +298,86 @@ def _run_scons(out: Path, cfg: dict, jobs: int, total: int, say) -> list[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     actions, lines = [], []
-    proc = subprocess.Popen(cmd, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    # SCons gets its own process group (its compilers and linker inherit it) and a parent-death
+    # signal: if this process is killed, interrupted or fails, nothing of the build keeps running
+    # (a surviving SCons would go on to link a new firmware.elf beside an old report.json).
+    proc = subprocess.Popen(cmd, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            process_group=0, preexec_fn=_die_with_parent(os.getpid()))
     done = 0
-    for line in proc.stdout:
-        lines.append(line)
-        m = _ACTION.match(line.rstrip("\n"))
-        if m:
-            actions.append(line.rstrip("\n"))
-            done += 1
-            say(min(done, total - 1), total, f"{m.group(1)} {Path(m.group(2)).name}")
-    rc = proc.wait()
+    try:
+        with _kill_group_on_sigterm(proc):
+            for line in proc.stdout:
+                lines.append(line)
+                m = _ACTION.match(line.rstrip("\n"))
+                if m:
+                    actions.append(line.rstrip("\n"))
+                    done += 1
+                    say(min(done, total - 1), total, f"{m.group(1)} {Path(m.group(2)).name}")
+            rc = proc.wait()
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        proc.stdout.close()
     log = "".join(lines)
     (out / "build.log").write_text(log)
     if rc != 0:
         _explain_failure(out, cfg, log)
     return actions
+
+
+def _die_with_parent(parent: int):
+    """preexec_fn: PR_SET_PDEATHSIG(SIGKILL) on Linux, so SCons dies with this process."""
+    def setup():
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+                ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+            except Exception:
+                pass
+            if os.getppid() != parent:
+                os._exit(127)
+    return setup
+
+
+def _kill_group(proc) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+@contextlib.contextmanager
+def _kill_group_on_sigterm(proc):
+    """While SCons runs, SIGTERM/SIGHUP (whose default action would end this process with no
+    clean-up) first kill SCons' process group, then do what they would have done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        _kill_group(proc)
+        old = previous.get(signum)
+        if callable(old):
+            old(signum, frame)
+            return
+        signal.signal(signum, signal.SIG_DFL if old is None else old)
+        os.kill(os.getpid(), signum)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):
+            pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 def _explain_failure(out: Path, cfg: dict, log: str):
@@ -295,14 +398,15 @@ def _measure_overflow(out: Path, cfg: dict) -> str:
     from .size import fit_message, size_report
     oversize = out / "firmware.oversize.elf"
     objs = [s["obj"] for s in cfg["sources"]]
-    cmd = ([cfg["cc"], "-o", str(oversize)] + cfg["linkflags"] + ["-Wl,--noinhibit-exec"] + objs
+    flags = [f"-Map={oversize.with_suffix('.map')}" if f.startswith("-Map=") else f for f in cfg["linkflags"]]
+    cmd = ([cfg["cc"], "-o", str(oversize)] + flags + ["-Wl,--noinhibit-exec"] + objs
            + [f"-l{lib}" for lib in cfg["libs"]])
     r = subprocess.run(cmd, capture_output=True, text=True)
     m = re.search(r"undefined reference to `([^']+)'", r.stderr)
     if m or not oversize.is_file():
         found = re.findall(r"region `([^']+)' overflowed by (\d+) bytes", r.stderr)
         return "; ".join(f"region '{n}' overflows by {k} bytes" for n, k in found) or r.stderr.strip()[:300]
-    rep = size_report(oversize, cfg["board"])
+    rep = size_report(oversize, load_board(cfg.get("board_file") or cfg["board"]))
     msg = fit_message(rep, Path(cfg["model"]).name)
     if msg is None:
         found = re.findall(r"region `([^']+)' overflowed by (\d+) bytes", r.stderr)

@@ -138,6 +138,11 @@ def size_report(elf_path, board=None) -> dict:
         raise MotError(f"no such ELF file: {elf_path}")
     if board is None:
         board = _board_beside(elf_path)
+    elif isinstance(board, str) and not board.endswith(".toml"):
+        from .boards import board_names
+        beside = _board_beside(elf_path)      # a build for a board file given by path names it so
+        if board not in board_names() and getattr(beside, "name", None) == board:
+            board = beside
     try:
         with open(elf_path, "rb") as f:
             elf = ELFFile(f)
@@ -256,10 +261,16 @@ def _board_beside(elf_path: Path):
     import json
     cfg = elf_path.parent / "build.json"
     try:
-        name = json.loads(cfg.read_text()).get("board")
-    except (OSError, ValueError):
+        data = json.loads(cfg.read_text())
+        name, path = data.get("board"), data.get("board_file")
+    except (OSError, ValueError, AttributeError):
         return None
-    from .boards import board_names
+    from .boards import board_names, load_board
+    if isinstance(path, str) and path.endswith(".toml") and Path(path).is_file():   # a board given by path
+        try:
+            return load_board(path)
+        except MotError:
+            pass
     return name if name in board_names() else None
 
 
