@@ -265,6 +265,127 @@ def test_flash_overflow(tmp_path):
         build(big, "qemu-netduinoplus2", tmp_path / "fw", **STUB_KW)
 
 
+# ---------------------------------------------------------------- hostile paths (issue 23)
+
+SHELLY = ";touch {m};$(touch {m})`touch {m}`|touch {m}&\"'\\ $CC *?~#<>{{}}[],x"
+
+
+def _mcu_mot(*args, cwd=None, timeout=300):
+    return subprocess.run([os.sys.executable, "-m", "mcu_mot", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+@needs_gcc
+def test_build_dir_with_shell_metacharacters_runs_no_code(tmp_path, models):
+    """`mcu-mot build -o '/tmp/x;id>/tmp/PWN;y'` once ran `id` (SCons' sh -c): now a name is a name."""
+    marker = tmp_path / "PWNED"
+    out = tmp_path / ("fw" + SHELLY.format(m=marker))
+    r = _mcu_mot("build", models["tiny"], "-b", "qemu-mps2-an386", "--backend", "portable", "-o", out)
+    assert not marker.exists(), "a shell ran part of the build folder's name"
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = json.loads((out / "report.json").read_text())
+    assert Path(rep["elf"]) == out / "firmware.elf" and (out / "firmware.elf").is_file()
+    assert not list(tmp_path.glob("fw;*PWNED*")) or out.is_dir()
+
+
+@needs_gcc
+def test_model_name_with_shell_metacharacters_runs_no_code(tmp_path, models):
+    """`mcu-mot run` derives its build folder from the model's file name (m;id>PWN;.tflite)."""
+    model = tmp_path / "m;touch PWNED;$(touch PWNED)`touch PWNED`'.tflite"
+    shutil.copy(models["tiny"], model)
+    out = tmp_path / f"{model.stem}-qemu-mps2-an386"         # what run does with the model's stem
+    rep = build(model, "qemu-mps2-an386", out, **STUB_KW)
+    assert not list(tmp_path.rglob("PWNED"))
+    assert (out / "firmware.elf").is_file() and rep["elf"] == str(out / "firmware.elf")
+
+
+@needs_gcc
+def test_user_sconstruct_with_shell_metacharacters(tmp_path, models):
+    """The same through mcu_mot.build.sconstools.firmware in a user's own SConstruct, with a define
+    holding `$` and quotes: every argument reaches the compiler as written."""
+    marker = tmp_path / "PWNED"
+    fw = "fw" + SHELLY.format(m=marker)
+    (tmp_path / "extra.c").write_text('const char *mm_test_define = MM_TEST_DEFINE;\n')
+    (tmp_path / "SConstruct").write_text(
+        "from mcu_mot.build.sconstools import firmware\n"
+        "env = Environment()\n"
+        f"elf = firmware(env, {str(models['tiny'])!r}, board='qemu-mps2-an386', build_dir={fw!r},\n"
+        f"               extra_sources=[{str(STUB)!r}, 'extra.c'], omit=['mm_protocol.c'],\n"
+        "               defines={'MM_TEST_DEFINE': '\"a$b `c` $(d) \\\\\"e\\\\\"\"'})\n"
+        "Default(elf)\n")
+    r = subprocess.run([os.sys.executable, "-m", "SCons", "-Q"], cwd=tmp_path, capture_output=True, text=True)
+    assert not marker.exists()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / fw / "firmware.elf").is_file()
+    obj = (tmp_path / fw / "obj" / "extra" / "extra.o").read_bytes()
+    assert b'a$b `c` $(d) "e"\x00' in obj          # the C string literal, byte for byte
+
+
+def test_openocd_command_never_gets_tcl_code(tmp_path):
+    from mcu_mot.device.flasher import flash_command
+    board = load_board("stm32f746g-disco")
+    assert board.flash["method"] == "openocd"
+    argv = flash_command(board, tmp_path / "fw" / "firmware.elf")
+    assert argv[-2:] == ["-c", f"program {{{tmp_path / 'fw' / 'firmware.elf'}}} verify reset exit"]
+    for bad in ("a b", "x[exec touch PWN]", "x$y", "x}; exec touch PWN; {", "x\\", "x\"y", "x;y", "x\ny"):
+        with pytest.raises(MotError) as e:
+            flash_command(board, tmp_path / bad / "firmware.elf")
+        assert "\n" not in str(e.value) and "openocd" in str(e.value)
+
+
+def test_flash_hardware_passes_openocd_a_safe_copy(tmp_path, monkeypatch):
+    """A build folder whose path Tcl would interpret is flashed from a temporary copy."""
+    from mcu_mot.device.flasher import flash_hardware
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "openocd-args.json"
+    fake = bindir / "openocd"
+    fake.write_text(f"#!{os.sys.executable}\n"
+                    "import json, re, sys\n"
+                    "script = sys.argv[-1]\n"
+                    "m = re.fullmatch(r'program [{](.*)[}] verify reset exit', script)\n"
+                    f"json.dump({{'argv': sys.argv[1:], 'data': open(m.group(1), 'rb').read().hex()}}, "
+                    f"open({str(log)!r}, 'w'))\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ["PATH"])
+    marker = tmp_path / "PWNED"
+    elf = tmp_path / f"fw [exec touch {marker}] $x" / "firmware.elf"
+    elf.parent.mkdir(parents=True)
+    elf.write_bytes(b"\x7fELF-not-really")
+    flash_hardware(load_board("stm32f746g-disco"), elf)
+    got = json.loads(log.read_text())
+    assert bytes.fromhex(got["data"]) == elf.read_bytes()
+    assert "[" not in got["argv"][-1] and "$" not in got["argv"][-1]
+    assert not marker.exists()
+    with pytest.raises(MotError, match="no firmware to flash"):
+        flash_hardware(load_board("stm32f746g-disco"), tmp_path / "missing" / "firmware.elf")
+
+
+@needs_gcc
+def test_board_file_by_path_keeps_size_breakdown(tmp_path, models):
+    """-b path/to/myboard.toml with tiny memories: the overflow message still splits flash and RAM."""
+    text = (ROOT / "boards" / "qemu-mps2-an386.toml").read_text()
+    text = re.sub(r'(?m)^name = "qemu-mps2-an386"', 'name = "myboard"', text).replace('length = "4M"', 'length = "4K"')
+    board_file = tmp_path / "boards" / "myboard.toml"
+    board_file.parent.mkdir()
+    board_file.write_text(text)
+    r = _mcu_mot("build", models["tiny"], "-b", board_file, "--backend", "portable", "-o", tmp_path / "fw")
+    assert r.returncode == 1, r.stdout + r.stderr
+    line = r.stderr.strip()
+    assert "\n" not in line
+    assert re.search(r"tiny\.tflite does not fit myboard: flash region 'flash' \(4096 bytes\) overflows by \d+ "
+                     r"bytes \(weights \d+ \+ kernels \d+ \+ model \d+ \+ runtime \d+ bytes\); RAM region 'ram' "
+                     r"\(4096 bytes\) overflows by \d+ bytes \(arena \d+ \+ stack 16384", line), line
+    big = tmp_path / "boards" / "bigboard.toml"           # and a board file that fits builds and sizes
+    big.write_text(re.sub(r'(?m)^name = "qemu-mps2-an386"', 'name = "bigboard"',
+                          (ROOT / "boards" / "qemu-mps2-an386.toml").read_text()))
+    r = _mcu_mot("build", models["tiny"], "-b", big, "--backend", "portable", "-o", tmp_path / "fw2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "for bigboard" in r.stdout
+    rep = size_report(tmp_path / "fw2" / "firmware.elf")
+    assert rep["board"] == "bigboard" and rep["regions"]["ram"]["length"] == 4 << 20
+
+
 # ---------------------------------------------------------------- QEMU boot smoke test
 
 def _free_port() -> int:
