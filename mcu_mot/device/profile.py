@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import MotError
 from ..fileio import atomic_write as _atomic_write
+from ..safetext import one_line
 from .client import DeviceClient, sample_shape
 
 
@@ -139,7 +140,7 @@ def chart_png(prof: dict) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = prof["layers"]
-    labels = [f"{r['index']} {r['op']} {_short(r['name'])}" for r in rows]
+    labels = [one_line(f"{r['index']} {r['op']} {_short(r['name'])}") for r in rows]
     counts = [r["count"] for r in rows]
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.28 * max(1, len(rows))))
     try:
@@ -171,7 +172,8 @@ def write_html(prof: dict, path) -> Path:
     png = chart_png(prof)
     png_path = path.with_suffix(".png")
     _atomic_write(png_path, png)
-    e = html.escape
+    def e(s) -> str:   # names are data: markup escaped, control characters shown as \xNN
+        return html.escape(one_line(s))
     rows = "\n".join(
         f"<tr><td>{r['index']}</td><td>{e(r['op'])}</td><td title='{e(r['name'])}'>{e(_short(r['name'], 60))}</td>"
         f"<td class=n>{r['count']:,}</td><td class=n>{r['share']:.1%}</td><td class=n>{r['macs']:,}</td>"

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import MotError
+from ..safetext import one_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -204,7 +205,11 @@ def _load_array(a, what: str):
     except Exception as exc:
         raise MotError(f"{path}: not a readable .npy/.npz file ({exc})") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
-        arrays = [loaded[k] for k in loaded.files]
+        try:
+            arrays = [loaded[k] for k in loaded.files]
+        except Exception as exc:  # an object array (pickles refused), a corrupt member
+            raise MotError(one_line(f"{path}: unreadable array in the .npz file ({type(exc).__name__}: {exc})",
+                                    300)) from None
         return arrays if len(arrays) > 1 else arrays[0]
     return loaded
 

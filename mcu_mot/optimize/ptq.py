@@ -28,6 +28,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from .. import MotError
+from ..safetext import one_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -69,11 +70,15 @@ def read_calibration(path, model):
     if isinstance(data, np.lib.npyio.NpzFile):
         names = [t.name for t in model.inputs] if hasattr(model, "inputs") else []
         keys = list(data.keys())
-        with data:
-            if names and all(n in keys for n in names):
-                arrays = [data[n] for n in names]
-            else:
-                arrays = [data[k] for k in keys]
+        try:
+            with data:
+                if names and all(n in keys for n in names):
+                    arrays = [data[n] for n in names]
+                else:
+                    arrays = [data[k] for k in keys]
+        except Exception as exc:  # an object array (pickles refused), a corrupt member
+            raise MotError(one_line(f"{path}: unreadable array in the .npz file ({type(exc).__name__}: {exc})",
+                                    300)) from None
         return check_calibration(arrays if len(arrays) > 1 else arrays[0], model, str(path))
     return check_calibration(data, model, str(path))
 

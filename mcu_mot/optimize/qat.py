@@ -60,6 +60,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 from .. import MotError
+from ..safetext import one_line
 
 import keras  # noqa: E402  (after the log level)
 import tensorflow as tf  # noqa: E402
@@ -636,7 +637,8 @@ def _load_data(data):
             raise MotError(f"{path}: not a readable .npz file ({exc})") from None
     if isinstance(data, dict):
         if "x" not in data or "y" not in data:
-            raise MotError(f"QAT data must hold arrays 'x' and 'y', found {sorted(data)}")
+            found = ", ".join(one_line(k, 40) for k in sorted(map(str, data))[:20])
+            raise MotError(f"QAT data must hold arrays 'x' and 'y', found: {found}")
         data = (data["x"], data["y"])
     x, y = data
     x, y = np.asarray(x), np.asarray(y)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 from ..fileio import atomic_write  # noqa: F401  (debug.py writes its JSON with it)
+from ..safetext import one_line
 
 
 def _finite(v, default=0.0):
@@ -23,7 +24,7 @@ def error_plot_png(result: dict, highlight: int = 3) -> bytes:
     import matplotlib.pyplot as plt
     rows = sorted(result["layers"], key=lambda r: r["index"])
     worst = {id(r) for r in result["layers"][:highlight]}
-    labels = [f"{r['index']} {r['op']} {r['name']}"[:48] for r in rows]
+    labels = [one_line(f"{r['index']} {r['op']} {r['name']}", 48) for r in rows]
     scores = [_finite(r["score"]) for r in rows]
     snr = [r["snr_db"] if r["snr_db"] is not None and math.isfinite(r["snr_db"]) else float("nan") for r in rows]
     x = list(range(len(rows)))
@@ -64,7 +65,8 @@ def _gain(x: dict) -> str:
 
 
 def render_html(result: dict, png: bytes) -> str:
-    e = html.escape
+    def e(s) -> str:   # names are data: markup escaped, control characters shown as \xNN
+        return html.escape(one_line(s))
     head = ("#", "layer", "op", "score", "local RMSE", "local SNR dB", "RMSE", "max |err|", "SNR dB", "NRMSE",
             "scale", "zero point", "float min", "float max", "clipped", "fused Keras layers")
     body = []
