@@ -96,12 +96,22 @@ int mm_uart_getc(void)
     return rbuf[0];
 }
 
+/* Like a UART, never blocks for long: a host that does not read (while it floods us, say) gets
+ * the rest of the reply dropped after 200 ms instead of wedging both sides. */
 void mm_uart_write(const uint8_t *p, uint32_t n)
 {
     while (n > 0 && conn_fd >= 0) {
-        ssize_t k = send(conn_fd, p, n, MSG_NOSIGNAL);
+        struct pollfd w;
+        w.fd = conn_fd;
+        w.events = POLLOUT;
+        int r = poll(&w, 1, 200);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || !(w.revents & POLLOUT))
+            return;               /* the host does not read: a UART loses the bytes too */
+        ssize_t k = send(conn_fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (k < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
                 continue;
             return;               /* nobody listening: a UART loses the bytes too */
         }

@@ -35,7 +35,13 @@ static uint32_t cache_crc;                 /* CRC of the request the cached repl
 static uint32_t in_received[MODEL_NUM_INPUTS > 0 ? MODEL_NUM_INPUTS : 1];
 static uint32_t next_layer;                /* first layer of a permitted continuation, 0 = none */
 
-enum { ST_FRAMES, ST_RETRANSMITS, ST_CORRUPT, ST_DROPPED, ST_INVOKES, ST_ERRORS, ST_COUNT };
+/* What STATUS reports about the last INVOKE executed (not retransmitted). */
+static uint8_t last_invoke_seq, have_invoked;
+static uint32_t last_ticks, last_ran;
+static uint8_t outputs_valid;              /* a whole-model run ended, no SET_INPUT since */
+
+enum { ST_FRAMES, ST_RETRANSMITS, ST_CORRUPT, ST_DROPPED, ST_INVOKES, ST_ERRORS, ST_RX_BYTES, ST_OVERLONG,
+       ST_COUNT };
 static uint32_t stats[ST_COUNT];
 
 static uint32_t get16(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8); }
@@ -155,11 +161,12 @@ static uint32_t do_set_input(uint8_t type, const uint8_t *p, uint32_t n, uint8_t
     if (offset == 0 || offset + count > in_received[index])
         in_received[index] = offset + count;   /* offset 0 starts the input anew */
     next_layer = 0;                       /* the arena changed: no continuation of a partial run */
+    outputs_valid = 0;                    /* ... and the plan may share the input's bytes with outputs */
     put32(tx + 4, in_received[index]);
     return 4;
 }
 
-static uint32_t do_invoke(uint8_t type, const uint8_t *p, uint32_t n, uint8_t *reply_type)
+static uint32_t do_invoke(uint8_t type, uint8_t seq, const uint8_t *p, uint32_t n, uint8_t *reply_type)
 {
     if (n != 4)
         FAIL(MM_ERR_BAD_LENGTH, "INVOKE: u16 first, u16 last");
@@ -189,7 +196,12 @@ static uint32_t do_invoke(uint8_t type, const uint8_t *p, uint32_t n, uint8_t *r
         ran = last - first + 1u;
         next_layer = last + 1u < MM_LAYERS ? last + 1u : 0u;
     }
+    outputs_valid = (uint8_t)(last + 1u >= MM_LAYERS);
     stats[ST_INVOKES]++;
+    have_invoked = 1;
+    last_invoke_seq = seq;
+    last_ticks = t1 - t0;
+    last_ran = ran;
     uint8_t *q = put32(tx + 4, t1 - t0);
     put16(q, ran);
     return 6;
@@ -205,6 +217,8 @@ static uint32_t do_get_output(uint8_t type, const uint8_t *p, uint32_t n, uint8_
     uint32_t size = model_output_info[index].bytes;
     if (len > MM_PROTO_MAX_PAYLOAD || offset > size || len > size - offset)
         FAIL(MM_ERR_RANGE, "past the end of the output");
+    if (!outputs_valid)
+        FAIL(MM_ERR_NOT_FRESH, "no output: no whole INVOKE since boot or since SET_INPUT");
     memcpy(tx + 4, (const uint8_t *)model_output((int)index) + offset, len);
     return len;
 }
@@ -273,7 +287,25 @@ static uint32_t do_stats(uint8_t type, uint32_t n, uint8_t *reply_type)
     return 1u + 4u * ST_COUNT;
 }
 
-static uint32_t dispatch(uint8_t type, const uint8_t *p, uint32_t n, uint8_t *reply_type)
+/* STATUS: u32 INVOKEs executed, u8 flags (bit0 an INVOKE ran since boot, bit1 inputs fresh,
+ * bit2 outputs valid), u8 seq of the last INVOKE executed, u32 its ticks, u16 its layers run,
+ * u8 input count, then per input u32 contiguous bytes received since the last INVOKE. */
+static uint32_t do_status(uint8_t type, uint32_t n, uint8_t *reply_type)
+{
+    if (n != 0)
+        FAIL(MM_ERR_BAD_LENGTH, "STATUS takes no payload");
+    uint8_t *q = put32(tx + 4, stats[ST_INVOKES]);
+    *q++ = (uint8_t)(have_invoked | (inputs_fresh() << 1) | (outputs_valid << 2));
+    *q++ = last_invoke_seq;
+    q = put32(q, last_ticks);
+    q = put16(q, last_ran);
+    *q++ = (uint8_t)MODEL_NUM_INPUTS;
+    for (int i = 0; i < MODEL_NUM_INPUTS; i++)
+        q = put32(q, in_received[i]);
+    return (uint32_t)(q - (tx + 4));
+}
+
+static uint32_t dispatch(uint8_t type, uint8_t seq, const uint8_t *p, uint32_t n, uint8_t *reply_type)
 {
     *reply_type = (uint8_t)(type | 0x80u);
     switch (type) {
@@ -282,7 +314,7 @@ static uint32_t dispatch(uint8_t type, const uint8_t *p, uint32_t n, uint8_t *re
             FAIL(MM_ERR_BAD_LENGTH, "INFO takes no payload");
         return do_info(type, reply_type);
     case MM_REQ_SET_INPUT: return do_set_input(type, p, n, reply_type);
-    case MM_REQ_INVOKE: return do_invoke(type, p, n, reply_type);
+    case MM_REQ_INVOKE: return do_invoke(type, seq, p, n, reply_type);
     case MM_REQ_GET_OUTPUT: return do_get_output(type, p, n, reply_type);
     case MM_REQ_GET_PROFILE: return do_get_profile(type, p, n, reply_type);
     case MM_REQ_GET_TENSOR: return do_get_tensor(type, p, n, reply_type);
@@ -291,6 +323,7 @@ static uint32_t dispatch(uint8_t type, const uint8_t *p, uint32_t n, uint8_t *re
         return n;
     case MM_REQ_LAYER_INFO: return do_layer_info(type, p, n, reply_type);
     case MM_REQ_STATS: return do_stats(type, n, reply_type);
+    case MM_REQ_STATUS: return do_status(type, n, reply_type);
     default:
         FAIL(MM_ERR_UNKNOWN, "unknown request");
     }
@@ -328,7 +361,7 @@ static void handle_frame(void)
         return;
     }
     uint8_t reply_type;
-    uint32_t m = dispatch(type, rx + 4, len, &reply_type);
+    uint32_t m = dispatch(type, seq, rx + 4, len, &reply_type);
     seal(reply_type, seq, m);
     have_cache = 1;
     cache_type = type;
@@ -343,18 +376,28 @@ void mm_protocol_init(void)
     rx_overflow = 0;
     have_cache = 0;
     next_layer = 0;
+    have_invoked = 0;
+    last_invoke_seq = 0;
+    last_ticks = last_ran = 0;
+    outputs_valid = 0;
     memset(in_received, 0, sizeof in_received);
     memset(stats, 0, sizeof stats);
     memset(mm_prof_ticks, 0, sizeof mm_prof_ticks);
 }
 
+/* The receiver's whole state is rx_len and rx_overflow, and every 0x00 resets both: whatever came
+ * before, the next delimited frame is read afresh. A run longer than the largest encoded frame is
+ * discarded (counted once, at its 0x00) without growing anything. */
 void mm_protocol_feed(uint8_t b)
 {
+    stats[ST_RX_BYTES]++;
     if (b == 0) {
-        if (rx_overflow)
+        if (rx_overflow) {
             stats[ST_DROPPED]++;
-        else if (rx_len > 0)
+            stats[ST_OVERLONG]++;
+        } else if (rx_len > 0) {
             handle_frame();
+        }
         rx_len = 0;
         rx_overflow = 0;
         return;
@@ -363,6 +406,7 @@ void mm_protocol_feed(uint8_t b)
         return;
     if (rx_len >= MM_RX_CAP - 2u) {       /* longer than any valid frame: drop up to the next 0x00 */
         rx_overflow = 1;
+        rx_len = 0;
         return;
     }
     rx[rx_len++] = b;

@@ -1,5 +1,7 @@
 /* Device side of the mcu_mot wire protocol (docs/protocol.md): COBS frames with a CRC-32, one
- * reply per well-formed request, the last reply kept for retransmission. No heap, no printf. */
+ * reply per well-formed request, the last reply kept for retransmission. No heap, no printf.
+ * The receiver has no state a byte stream can wedge: a run longer than the largest frame is
+ * discarded up to the next 0x00, and every 0x00 starts a new frame. */
 #ifndef MM_PROTOCOL_H
 #define MM_PROTOCOL_H
 #include <stdint.h>
@@ -18,6 +20,7 @@ enum {
     MM_REQ_PING = 0x07,
     MM_REQ_LAYER_INFO = 0x08,
     MM_REQ_STATS = 0x09,
+    MM_REQ_STATUS = 0x0A,
     MM_REPLY_ERROR = 0x7F,
 };
 

@@ -27,10 +27,20 @@ int mm_uart_getc(void)
     return -1;
 }
 
+/* A hardware UART always drains at its baud rate, but QEMU's keeps "TX full" set for as long as
+ * the host does not read its socket. A host that floods us without reading must not wedge the
+ * firmware (it would stop reading too, and both sides would wait for ever): after a bounded wait
+ * the rest of the reply is dropped, as a real line drops bytes nobody listens to. The host
+ * retransmits and gets the cached reply. */
+#define MM_UART_TX_SPIN 2000000u
+
 void mm_uart_write(const uint8_t *p, uint32_t n)
 {
     while (n--) {
+        uint32_t spin = 0;
         while (UART_STATE & 1u) {
+            if (++spin >= MM_UART_TX_SPIN)
+                return;
         }
         UART_DATA = *p++;
     }

@@ -4,16 +4,61 @@
         print(dev.info())
         (y,) = dev.run(x)              # x: (N, *input_shape) -> y: (N, *output_shape)
         ticks = dev.get_profile()      # per layer, last INVOKE
+
+Recovery on a bad line (on top of the transport's resends of the same frame):
+- Inputs go in chunks whose size adapts to the line: halved when a chunk does not get through
+  in two attempts, grown again after clean round trips. Every chunk is acknowledged with the
+  count of bytes the device holds, and the next chunk continues from there (after a device
+  reset, from what STATUS reports). GET_OUTPUT / GET_TENSOR read lengths adapt the same way.
+  An input fails only when it makes no progress for the whole deadline.
+- An INVOKE is resent with its own seq (answered from the device's reply cache, never run
+  twice). If no reply gets through at all, STATUS tells whether it ran (then its result is
+  used) or whether the device still holds the fresh input (then it is sent anew); otherwise
+  it fails with what the device said.
+- `run` redoes a sample (input, INVOKE, outputs) when the device no longer holds its input or
+  its outputs (it was reset in between), so a reset never yields stale or zeroed outputs.
 """
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
 from .. import MotError
 from . import protocol as P
-from .transport import DeviceError, Transport
+from .transport import DeviceError, LinkError, Transport
+
+#: smallest adaptive chunk (data bytes per SET_INPUT, bytes per GET_OUTPUT / GET_TENSOR read)
+MIN_CHUNK = 16
+
+
+class _Chunker:
+    """Adaptive chunk size: halve on a chunk that does not get through, shrink a little when one
+    needed resends, grow by half after three clean round trips."""
+
+    def __init__(self, largest: int):
+        self.largest = max(MIN_CHUNK, largest)
+        self.size = self.largest
+
+    def clean(self) -> None:
+        self.streak = getattr(self, "streak", 0) + 1
+        if self.streak >= 3:
+            self.size = min(self.largest, self.size + self.size // 2 + 1)
+            self.streak = 0
+
+    def resent(self) -> None:
+        self.streak = 0
+        self.size = max(MIN_CHUNK, self.size * 3 // 4)
+
+    def failed(self) -> None:
+        self.streak = 0
+        self.size = max(MIN_CHUNK, self.size // 2)
+
+    @property
+    def attempts(self) -> int | None:
+        """Attempts for one chunk before it is retried smaller (no limit at the smallest size)."""
+        return 2 if self.size > MIN_CHUNK else None
 
 
 def sample_shape(shape) -> tuple:
@@ -26,12 +71,16 @@ class DeviceClient:
     """Talk to mcu_mot firmware on `port` (a pyserial port name or URL, or an open Transport)."""
 
     def __init__(self, port, *, timeout: float = 1.0, retries: int = 5, invoke_timeout: float = 120.0,
-                 baudrate: int = 115200, sync: bool = True):
+                 deadline: float = 30.0, baudrate: int = 115200, sync: bool = True):
         self.transport = port if isinstance(port, Transport) else Transport(port, timeout=timeout, retries=retries,
-                                                                           baudrate=baudrate)
+                                                                           deadline=deadline, baudrate=baudrate)
         self.invoke_timeout = float(invoke_timeout)
         self._info: P.DeviceInfo | None = None
         self._layers: list | None = None
+        self._in_chunk = _Chunker(P.INPUT_CHUNK)
+        self._read_chunk = _Chunker(P.MAX_PAYLOAD)
+        self._has_status: bool | None = None
+        self.redone = 0                            # samples `run` had to redo (device reset)
         if sync:
             # A PING with a random nonce: flushes whatever the line held and replaces the device's
             # reply cache, so a request of ours can never be mistaken for a retry of an older one.
@@ -71,6 +120,24 @@ class DeviceClient:
     def stats(self) -> dict:
         return P.parse_stats(self.request(P.STATS))
 
+    def status(self, deadline: float | None = None) -> P.DeviceStatus | None:
+        """What the device holds now (STATUS); None for firmware that predates the request."""
+        if self._has_status is False:
+            return None
+        try:
+            st = P.parse_status(self.transport.request(P.STATUS, deadline=deadline))
+        except DeviceError as e:
+            if e.code == P.ERR_UNKNOWN:
+                self._has_status = False
+                return None
+            raise
+        self._has_status = True
+        return st
+
+    @property
+    def deadline(self) -> float:
+        return self.transport.deadline
+
     def layer_info(self, layer: int) -> dict:
         return P.parse_layer_info(self.request(P.LAYER_INFO, P.layer_info_payload(layer)))
 
@@ -101,27 +168,112 @@ class DeviceClient:
         if len(data) != spec.bytes:
             raise MotError(f"input {index} must have shape {sample_shape(spec.shape)} ({spec.bytes} bytes), "
                            f"got {a.shape}")
-        chunk = min(P.INPUT_CHUNK, info.max_payload - 6)
-        for off in range(0, len(data), chunk):
-            reply = self.request(P.SET_INPUT, P.set_input_payload(index, off, data[off:off + chunk]))
+        self._write_input(index, data, min(P.INPUT_CHUNK, info.max_payload - 6))
+
+    def _write_input(self, index: int, data: bytes, largest: int) -> None:
+        """Chunks, each acknowledged with the bytes the device holds; resumes from there. Fails only
+        after `deadline` seconds without progress."""
+        size, off, ch = len(data), 0, self._in_chunk
+        ch.largest = largest
+        ch.size = min(ch.size, largest)
+        tr = self.transport
+        until = time.monotonic() + tr.deadline
+        tries = failures = 0
+        last: Exception | None = None
+        while off < size:
+            n = min(ch.size, size - off)
+            before = tr.sent
+            tries += 1
+            try:
+                reply = tr.request(P.SET_INPUT, P.set_input_payload(index, off, data[off:off + n]),
+                                   deadline=until, attempts=ch.attempts if n > MIN_CHUNK else None)
+            except LinkError as e:
+                last, failures = e, failures + 1
+                ch.failed()
+                if time.monotonic() >= until:
+                    break
+                continue
+            except DeviceError as e:
+                if e.code != P.ERR_RANGE or off == 0:
+                    raise
+                # "gap": the device holds less than we sent (it was reset): resume from what it holds
+                last = e
+                st = self.status(deadline=until)
+                held = st.received[index] if st is not None and index < len(st.received) else 0
+                off = min(off, held)
+                continue
+            if len(reply) < 4:
+                raise MotError(f"device on {self.port} sent a malformed SET_INPUT reply ({len(reply)} bytes)")
             got = int.from_bytes(reply[:4], "little")
-            if got != min(off + chunk, len(data)):
-                raise MotError(f"device on {self.port} acknowledged {got} bytes of input {index}, "
-                               f"expected {min(off + chunk, len(data))}")
+            if got < off + n or got > size:
+                raise MotError(f"device on {self.port} acknowledged {got} bytes of input {index} "
+                               f"after a chunk ending at {off + n} of {size}")
+            (ch.clean if tr.sent - before == 1 else ch.resent)()
+            if got > off:
+                until = time.monotonic() + tr.deadline      # progress: the deadline counts from here
+            off = got
+        if off < size:
+            raise MotError(f"SET_INPUT of input {index} to {self.port} failed: {off} of {size} bytes acknowledged "
+                           f"after {tries} chunks ({failures} not getting through, down to {ch.size} bytes) and "
+                           f"{tr.deadline:g} s without progress; last: {last}")
 
     def invoke(self, first: int = 0, last: int | None = None) -> tuple[int, int]:
-        """Run layers [first, last] (all by default). Returns (total ticks, layers run)."""
-        return P.parse_invoke(self.request(P.INVOKE, P.invoke_payload(first, last), timeout=self.invoke_timeout))
+        """Run layers [first, last] (all by default). Returns (total ticks, layers run).
+
+        Resent with the same seq until `invoke_timeout` + `deadline` (never run twice); if no reply
+        got through, STATUS decides: it ran (its result is returned), or the device still holds the
+        fresh input (sent once more as a new request), or a one-line error says what happened."""
+        tr = self.transport
+        payload = P.invoke_payload(first, last)
+        until = time.monotonic() + self.invoke_timeout + tr.deadline
+        for round_ in range(2):
+            try:
+                return P.parse_invoke(tr.request(P.INVOKE, payload, timeout=self.invoke_timeout, deadline=until))
+            except LinkError as e:
+                seq, lost = tr.last_seq, e
+            try:
+                st = self.status(deadline=time.monotonic() + tr.deadline)
+            except MotError as e2:
+                raise MotError(f"INVOKE on {self.port}: {lost}; and STATUS did not get through either ({e2})") \
+                    from None
+            if st is None:
+                raise lost
+            if st.invoked and st.last_invoke_seq == seq and not st.fresh:
+                return st.last_ticks, st.last_layers              # it ran; only its replies were lost
+            if not (first == 0 and st.fresh) or round_:
+                state = "still holds the fresh input" if st.fresh else "holds no fresh input: set the input again"
+                raise MotError(f"INVOKE on {self.port} got no reply ({lost}); the device did not run it and {state}")
+            until = time.monotonic() + self.invoke_timeout + tr.deadline   # fresh input, not run: again
+        raise AssertionError("unreachable")
 
     def _read(self, type_, make, size: int) -> bytes:
-        step = self.info().max_payload
+        """Read `size` bytes in adaptive chunks (each read is idempotent: safe to resend smaller)."""
+        tr, ch = self.transport, self._read_chunk
+        ch.largest = self.info().max_payload
+        ch.size = min(ch.size, ch.largest)
         out = bytearray()
-        for off in range(0, size, step):
-            n = min(step, size - off)
-            part = self.request(type_, make(off, n))
+        until = time.monotonic() + tr.deadline
+        failures = 0
+        while len(out) < size:
+            off = len(out)
+            n = min(ch.size, size - off)
+            before = tr.sent
+            try:
+                part = tr.request(type_, make(off, n), deadline=until,
+                                  attempts=ch.attempts if n > MIN_CHUNK else None)
+            except LinkError as e:
+                failures += 1
+                ch.failed()
+                if time.monotonic() >= until:
+                    raise MotError(f"{P.NAMES.get(type_, type_)} from {self.port} failed: {off} of {size} bytes "
+                                   f"read, {failures} reads not getting through (down to {ch.size} bytes) in "
+                                   f"{tr.deadline:g} s without progress; last: {e}") from None
+                continue
             if len(part) != n:
                 raise MotError(f"device on {self.port} sent {len(part)} bytes, asked for {n}")
+            (ch.clean if tr.sent - before == 1 else ch.resent)()
             out += part
+            until = time.monotonic() + tr.deadline
         return bytes(out)
 
     def get_output(self, index: int) -> np.ndarray:
@@ -155,6 +307,25 @@ class DeviceClient:
         a = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
         return a.reshape(shape) if shape is not None else a
 
+    def run_sample(self, inputs, redo: int = 2) -> tuple[int, list]:
+        """One inference: write every input, INVOKE, read every output. Returns (ticks, outputs).
+
+        Redone (up to `redo` times) when the device refuses the INVOKE or the outputs for want of
+        a fresh input / valid outputs: it was reset in between, and its bytes are not ours."""
+        for attempt in range(redo + 1):
+            for k, a in enumerate(inputs):
+                self.set_input(k, a)
+            try:
+                total, _ = self.invoke()
+                outs = [self.get_output(k) for k in range(len(self.info().outputs))]
+            except DeviceError as e:
+                if e.code != P.ERR_NOT_FRESH or attempt == redo:
+                    raise
+                self.redone += 1
+                continue
+            return total, outs
+        raise AssertionError("unreachable")
+
     # ---- batches ----
     def run(self, *batches, progress=None, profile: bool = False):
         """Run each sample of the batch(es): one (N, *input_shape) array per input.
@@ -177,11 +348,9 @@ class DeviceClient:
         results = [np.empty((n,) + sample_shape(o.shape), dtype=o.dtype) for o in info.outputs]
         profiles = []
         for i in range(n):
-            for k, a in enumerate(arrays):
-                self.set_input(k, a[i])
-            total, _ = self.invoke()
-            for k, r in enumerate(results):
-                r[i] = self.get_output(k)
+            total, outs = self.run_sample([a[i] for a in arrays])
+            for r, o in zip(results, outs):
+                r[i] = o
             if profile:
                 profiles.append((total, self.get_profile()))
             if progress is not None:
@@ -189,4 +358,4 @@ class DeviceClient:
         return (results, profiles) if profile else results
 
 
-__all__ = ["DeviceClient", "DeviceError", "sample_shape"]
+__all__ = ["DeviceClient", "DeviceError", "LinkError", "sample_shape"]

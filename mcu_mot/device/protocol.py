@@ -16,12 +16,12 @@ MAX_PAYLOAD = 512
 OVERHEAD = 8                                   # type, seq, len, crc
 MAX_ENCODED = OVERHEAD + MAX_PAYLOAD + (OVERHEAD + MAX_PAYLOAD) // 254 + 1
 
-INFO, SET_INPUT, INVOKE, GET_OUTPUT, GET_PROFILE, GET_TENSOR, PING, LAYER_INFO, STATS = range(1, 10)
+INFO, SET_INPUT, INVOKE, GET_OUTPUT, GET_PROFILE, GET_TENSOR, PING, LAYER_INFO, STATS, STATUS = range(1, 11)
 ERROR = 0x7F
 REPLY = 0x80
 NAMES = {INFO: "INFO", SET_INPUT: "SET_INPUT", INVOKE: "INVOKE", GET_OUTPUT: "GET_OUTPUT",
          GET_PROFILE: "GET_PROFILE", GET_TENSOR: "GET_TENSOR", PING: "PING", LAYER_INFO: "LAYER_INFO",
-         STATS: "STATS", ERROR: "ERROR"}
+         STATS: "STATS", STATUS: "STATUS", ERROR: "ERROR"}
 
 ERR_UNKNOWN, ERR_BAD_LENGTH, ERR_RANGE, ERR_NOT_FRESH, ERR_OTHER, ERR_CORRUPT = range(1, 7)
 ERROR_NAMES = {ERR_UNKNOWN: "unknown request", ERR_BAD_LENGTH: "bad length or arguments",
@@ -30,7 +30,7 @@ ERROR_NAMES = {ERR_UNKNOWN: "unknown request", ERR_BAD_LENGTH: "bad length or ar
 
 DTYPES = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "uint8", 5: "int64"}
 UNITS = {0: "instructions", 1: "cycles"}
-STATS_NAMES = ("frames", "retransmits", "corrupt", "dropped", "invokes", "errors")
+STATS_NAMES = ("frames", "retransmits", "corrupt", "dropped", "invokes", "errors", "rx_bytes", "overlong")
 
 #: data bytes per SET_INPUT chunk (the payload also carries index, 0 and the u32 offset)
 INPUT_CHUNK = MAX_PAYLOAD - 6
@@ -227,6 +227,29 @@ def parse_stats(p: bytes) -> dict:
     n = p[0] if p else 0
     values = struct.unpack_from(f"<{n}I", p, 1)
     return {STATS_NAMES[i] if i < len(STATS_NAMES) else f"stat{i}": v for i, v in enumerate(values)}
+
+
+@dataclass
+class DeviceStatus:
+    """STATUS reply: what the device holds now (lets the host resume an input and learn whether
+    an INVOKE whose reply it lost was run)."""
+    invokes: int              # INVOKEs executed since boot
+    invoked: bool             # an INVOKE ran since boot (then the next three fields describe it)
+    fresh: bool               # every input completely written since the last INVOKE
+    outputs_valid: bool       # the last INVOKE ran the whole model and no SET_INPUT came since
+    last_invoke_seq: int
+    last_ticks: int
+    last_layers: int
+    received: list            # per input: contiguous bytes received since the last INVOKE
+
+
+def parse_status(p: bytes) -> DeviceStatus:
+    try:
+        invokes, flags, seq, ticks, ran, n = struct.unpack_from("<IBBIHB", p)
+        received = list(struct.unpack_from(f"<{n}I", p, struct.calcsize("<IBBIHB")))
+    except struct.error as exc:
+        raise FrameError(f"malformed STATUS reply ({exc})") from None
+    return DeviceStatus(invokes, bool(flags & 1), bool(flags & 2), bool(flags & 4), seq, ticks, ran, received)
 
 
 def parse_error(p: bytes) -> tuple[int, int, str]:

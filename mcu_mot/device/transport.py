@@ -1,19 +1,36 @@
-"""Serial transport: one request, one reply, with timeouts and bounded retries.
+"""Serial transport: one request, one reply, retried until it gets through or a deadline passes.
 
 The port is anything pyserial opens: a device name (/dev/ttyACM0, COM3) for hardware,
 `socket://127.0.0.1:PORT` for QEMU's UART (or the host build of the firmware). A retry
 resends the very same frame (same seq), so the device answers it from its reply cache
-instead of running it twice. Every failure is one-line MotError; nothing blocks forever:
-each attempt has a deadline, and the number of attempts is bounded.
+instead of running it twice.
+
+How hard it tries:
+- A device that has never answered on this transport (a wrong port, no firmware) gets
+  `retries` attempts of `timeout` seconds each, so a wrong port fails fast.
+- Once the device has answered, a request is resent until it gets through or `deadline`
+  seconds have passed. The wait for each attempt adapts to the round trips measured per
+  request type (retransmission timeout, doubled after each timeout up to `timeout`); a NAK
+  (the device saw a damaged copy) is answered by an immediate resend.
+- When the connection breaks (the emulator closed its socket, a USB port re-enumerated), the
+  port is reopened (with backoff, until the deadline) and the same frame resent.
+- A socket:// connection is closed with a TCP reset, so an emulator drops whatever it still had
+  queued from us (QEMU reads its UART socket at some 35 kB/s and accepts no new connection until
+  it has read the old one to its end).
+Every failure is a one-line MotError (LinkError when the link, not the device, failed).
 """
 from __future__ import annotations
 
 import random
 import re
+import struct
 import time
 
 from .. import MotError
 from . import protocol as P
+
+#: shortest retransmission timeout (s): below it, scheduling noise alone causes resends
+MIN_RTO = 0.03
 
 
 class DeviceError(MotError):
@@ -24,6 +41,16 @@ class DeviceError(MotError):
         what = P.NAMES.get(request, f"request 0x{request:02x}")
         super().__init__(f"device{' on ' + port if port else ''} refused {what}: "
                          f"{P.ERROR_NAMES.get(code, f'error {code}')} ({message})")
+
+
+class LinkError(MotError):
+    """No valid reply to one request (timeouts, damaged frames, a connection that broke)."""
+
+    def __init__(self, message: str, *, attempts: int = 0, naks: int = 0, timeouts: int = 0,
+                 received: int = 0, answered: bool = False):
+        super().__init__(message)
+        self.attempts, self.naks, self.timeouts, self.received = attempts, naks, timeouts, received
+        self.answered = answered
 
 
 def normalize_port(port: str) -> str:
@@ -53,29 +80,80 @@ def open_serial(port: str, timeout: float = 1.0, baudrate: int = 115200):
     return ser
 
 
-class Transport:
-    """Request/reply over a serial line. `timeout` is per attempt, `retries` the number of attempts."""
+def close_serial(ser) -> None:
+    """Close a port; a socket:// one with a TCP reset (the peer drops what it has not read yet)."""
+    sock = getattr(ser, "_socket", None)
+    if sock is not None:
+        try:
+            import socket
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        except (OSError, AttributeError):
+            pass
+        try:
+            ser._socket = None                 # pyserial's close would send a FIN and sleep 0.3 s
+            ser.is_open = False
+        except Exception:
+            pass
+        return
+    try:
+        ser.close()
+    except Exception:
+        pass
 
-    def __init__(self, port, *, timeout: float = 1.0, retries: int = 5, baudrate: int = 115200, serial_obj=None):
+
+class _Rtt:
+    """Smoothed round trip and its variation (RFC 6298 style), one per request type."""
+
+    def __init__(self):
+        self.srtt: float | None = None
+        self.var = 0.0
+
+    def add(self, rtt: float) -> None:
+        if self.srtt is None:
+            self.srtt, self.var = rtt, rtt / 2
+        else:
+            self.var = 0.75 * self.var + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+
+    def rto(self) -> float:
+        return self.srtt + max(4 * self.var, 0.01)
+
+
+class Transport:
+    """Request/reply over a serial line.
+
+    `timeout`: the longest wait for one attempt's reply; `retries`: attempts for a device that has
+    not answered yet; `deadline`: seconds one request may take in all once it has."""
+
+    def __init__(self, port, *, timeout: float = 1.0, retries: int = 5, deadline: float = 30.0,
+                 baudrate: int = 115200, serial_obj=None, reconnect: bool = True):
         self.port = normalize_port(port) if serial_obj is None else str(port)
         self.timeout = float(timeout)
         self.retries = max(1, int(retries))
+        self.deadline = max(float(deadline), self.timeout)
+        self.baudrate = baudrate
+        self.can_reconnect = reconnect and serial_obj is None
         self.ser = serial_obj if serial_obj is not None else open_serial(self.port, self.timeout, baudrate)
         self.reader = P.FrameReader()
         self._seq = random.randrange(256)
-        # counters (for monitor / tests)
+        self._rtt: dict[int, _Rtt] = {}
+        self.last_seq: int | None = None       # seq of the last request sent (for INVOKE recovery)
+        # counters (for monitor / tests / benchmarks)
         self.sent = 0
         self.resent = 0
         self.bad_frames = 0
         self.stale_frames = 0
         self.replies = 0
+        self.naks = 0
+        self.timeouts = 0
+        self.reconnects = 0
+        self.alive = False                     # a valid frame (reply or NAK) came from the device
 
     # ---- life cycle ----
     def close(self) -> None:
-        try:
-            self.ser.close()
-        except Exception:
-            pass
+        if self.ser is not None:
+            close_serial(self.ser)
 
     def __enter__(self):
         return self
@@ -83,18 +161,34 @@ class Transport:
     def __exit__(self, *exc):
         self.close()
 
+    # ---- timing ----
+    def rto(self, type_: int, cap: float | None = None) -> float:
+        """The first wait for a reply to a request of this type."""
+        cap = self.timeout if cap is None else cap
+        est = self._rtt.get(type_)
+        if est is not None and est.srtt is not None:
+            return min(cap, max(MIN_RTO, est.rto()))
+        known = [e.srtt for e in self._rtt.values() if e.srtt is not None]
+        if not known:
+            return cap                         # nothing measured yet: the full timeout
+        return min(cap, max(0.25, 8 * max(known)))
+
     # ---- I/O ----
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFF
         return self._seq
+
+    def write_raw(self, data: bytes) -> None:
+        """Bytes straight onto the line (tests and benchmarks: floods, garbage)."""
+        self._write(data)
 
     def _write(self, data: bytes) -> None:
         import serial
         try:
             self.ser.write(data)
             self.ser.flush()
-        except (serial.SerialException, OSError) as exc:
-            raise MotError(f"lost the connection to {self.port} ({_first_line(exc)})") from None
+        except (serial.SerialException, OSError, AttributeError) as exc:
+            raise _Broken(_first_line(exc)) from None
 
     def _read_some(self, remaining: float) -> bytes:
         import serial
@@ -106,72 +200,153 @@ class Transport:
                 if waiting:
                     data += self.ser.read(min(waiting, 65536))
             return data
-        except (serial.SerialException, OSError) as exc:
-            raise MotError(f"lost the connection to {self.port} ({_first_line(exc)})") from None
+        except (serial.SerialException, OSError, AttributeError, TypeError) as exc:
+            raise _Broken(_first_line(exc)) from None
 
-    def request(self, type_: int, payload: bytes = b"", *, timeout: float | None = None) -> bytes:
-        """Send one request and return its reply's payload; DeviceError for an ERROR reply."""
-        timeout = self.timeout if timeout is None else float(timeout)
-        seq = self._next_seq()
-        frame = b"\x00" + P.encode_frame(type_, seq, payload)   # the leading 0x00 ends any junk
-        want = type_ | P.REPLY
-        received = noise = naks = 0
+    def reopen(self, until: float, why: str = "") -> None:
+        """Close the port and open it again (with backoff) before time `until`; MotError if it stays shut."""
+        if not self.can_reconnect:
+            raise MotError(f"lost the connection to {self.port} ({why or 'closed'})")
+        close_serial(self.ser)
         self.reader.reset()
+        pause, last = 0.02, why
+        while True:
+            try:
+                self.ser = open_serial(self.port, self.timeout, self.baudrate)
+                self.reconnects += 1
+                return
+            except MotError as exc:
+                last = str(exc)
+            if time.monotonic() + pause >= until:
+                raise MotError(f"lost the connection to {self.port} ({why or 'closed'}) and could not "
+                               f"reopen it: {last}")
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    def _drain_input(self) -> None:
         try:
             self.ser.reset_input_buffer()          # stale replies of earlier requests
         except Exception:
             pass
-        for attempt in range(self.retries):
+
+    def request(self, type_: int, payload: bytes = b"", *, timeout: float | None = None,
+                deadline: float | None = None, attempts: int | None = None, seq: int | None = None) -> bytes:
+        """Send one request and return its reply's payload; DeviceError for an ERROR reply,
+        LinkError when no valid reply came.
+
+        `timeout`: longest wait per attempt (default the transport's); `deadline`: absolute
+        time.monotonic() to give up at (default now + the transport's deadline); `attempts`: give
+        up after that many (callers that can retry in a smaller way, e.g. a shorter chunk);
+        `seq`: reuse a seq (the resend of a request whose earlier copies may have run)."""
+        cap = self.timeout if timeout is None else float(timeout)
+        start = time.monotonic()
+        until = start + self.deadline if deadline is None else deadline
+        seq = self._next_seq() if seq is None else seq & 0xFF
+        self.last_seq = seq
+        frame = b"\x00" + P.encode_frame(type_, seq, payload)   # the leading 0x00 ends any junk
+        want = type_ | P.REPLY
+        received = noise = naks = timeouts = broken = 0
+        why_broken = ""
+        self.reader.reset()
+        self._drain_input()
+        wait = self.rto(type_, cap)
+        attempt = 0
+        while True:
+            answered = self.replies > 0 or self.alive
+            if attempts is not None and attempt >= attempts:
+                break
+            if not answered and attempt >= self.retries:
+                break
+            if answered and attempt > 0 and time.monotonic() >= until:
+                break
             if attempt:
                 self.resent += 1
             self.sent += 1
-            self._write(frame)
-            deadline = time.monotonic() + timeout
-            nak = False
-            while not nak:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                data = self._read_some(remaining)
-                received += len(data)
-                dropped = self.reader.dropped
-                for enc in self.reader.feed(data):
-                    try:
-                        f = P.decode_frame(enc)
-                    except P.FrameError:
-                        noise += 1
-                        self.bad_frames += 1
-                        continue
-                    if f.seq != seq:
+            attempt += 1
+            sent_at = time.monotonic()
+            try:
+                self._write(frame)
+                limit = sent_at + wait
+                if answered:
+                    limit = min(limit, max(until, sent_at + MIN_RTO))
+                nak = False
+                while not nak:
+                    remaining = limit - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    data = self._read_some(remaining)
+                    received += len(data)
+                    dropped = self.reader.dropped
+                    for enc in self.reader.feed(data):
+                        try:
+                            f = P.decode_frame(enc)
+                        except P.FrameError:
+                            noise += 1
+                            self.bad_frames += 1
+                            continue
+                        self.alive = True
+                        if f.seq != seq:
+                            self.stale_frames += 1
+                            continue
+                        if f.type == P.ERROR:
+                            code, req, msg = P.parse_error(f.payload)
+                            if code == P.ERR_CORRUPT:
+                                naks += 1
+                                self.naks += 1
+                                nak = True            # our frame arrived damaged: resend now
+                                break
+                            if req == type_:
+                                self._measured(type_, attempt, sent_at)
+                                raise DeviceError(code, req, msg, self.port)
+                            self.stale_frames += 1
+                            continue
+                        if f.type == want:
+                            self._measured(type_, attempt, sent_at)
+                            return f.payload
                         self.stale_frames += 1
-                        continue
-                    if f.type == P.ERROR:
-                        code, req, msg = P.parse_error(f.payload)
-                        if code == P.ERR_CORRUPT:
-                            naks += 1
-                            nak = True            # our frame arrived damaged: resend now
-                            break
-                        if req == type_:
-                            self.replies += 1
-                            raise DeviceError(code, req, msg, self.port)
-                        self.stale_frames += 1
-                        continue
-                    if f.type == want:
-                        self.replies += 1
-                        return f.payload
-                    self.stale_frames += 1
-                noise += self.reader.dropped - dropped
+                    noise += self.reader.dropped - dropped
+                if not nak:
+                    timeouts += 1
+                    self.timeouts += 1
+                    wait = min(cap, wait * 2)         # back off
+            except _Broken as exc:
+                broken += 1
+                why_broken = str(exc)
+                self.reopen(until if answered else time.monotonic() + max(cap, 1.0), why_broken)
+                self._drain_input()
+        raise self._failure(type_, attempt, received, noise, naks, timeouts, broken, why_broken, cap, start)
+
+    def _measured(self, type_: int, attempt: int, sent_at: float) -> None:
+        self.replies += 1
+        if attempt == 1:                           # Karn: only unambiguous round trips
+            self._rtt.setdefault(type_, _Rtt()).add(time.monotonic() - sent_at)
+
+    def _failure(self, type_, attempt, received, noise, naks, timeouts, broken, why, cap, start) -> LinkError:
         name = P.NAMES.get(type_, f"0x{type_:02x}")
-        tries = f"{self.retries} tr{'y' if self.retries == 1 else 'ies'}"
-        if received == 0:
-            hint = ("it answered before: did it reset or hang?" if self.replies
-                    else "is the board running mcu_mot firmware?")
-            raise MotError(f"no reply from {self.port} after {tries} ({timeout:g} s each): {hint}")
+        tries = f"{attempt} tr{'y' if attempt == 1 else 'ies'}"
+        spent = time.monotonic() - start
+        detail = dict(attempts=attempt, naks=naks, timeouts=timeouts, received=received, answered=self.replies > 0)
+        if received == 0 and not naks:
+            if self.replies:
+                hint = "it answered before: did it reset or hang?"
+                if broken:
+                    hint = f"the connection broke {broken} time{'s' if broken > 1 else ''} ({why})"
+                return LinkError(f"no reply to {name} from {self.port} after {tries} in {spent:.1f} s: {hint}",
+                                 **detail)
+            return LinkError(f"no reply from {self.port} after {tries} ({cap:g} s each): "
+                             f"is the board running mcu_mot firmware?", **detail)
         if naks:
-            raise MotError(f"no valid reply to {name} from {self.port} after {tries}: the device received "
-                           f"{naks} damaged cop{'y' if naks == 1 else 'ies'} of it; the line is too noisy")
-        raise MotError(f"no valid reply to {name} from {self.port} after {tries}: "
-                       f"{received} bytes of noise ({noise} corrupt frames); check the port and baud rate")
+            return LinkError(f"no valid reply to {name} from {self.port} after {tries} in {spent:.1f} s: the "
+                             f"device received {naks} damaged cop{'y' if naks == 1 else 'ies'} of it and "
+                             f"{timeouts} repl{'y was' if timeouts == 1 else 'ies were'} lost; the line is "
+                             f"too noisy", **detail)
+        return LinkError(f"no valid reply to {name} from {self.port} after {tries} in {spent:.1f} s: "
+                         f"{received} bytes of noise ({noise} corrupt frames); check the port and baud rate",
+                         **detail)
+
+
+class _Broken(Exception):
+    """The port failed under us (closed socket, vanished device): reopen and resend."""
 
 
 def _first_line(exc) -> str:
