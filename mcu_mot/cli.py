@@ -152,14 +152,17 @@ def _print_profile(result) -> None:
 
 
 def _cmd_run(args) -> None:
-    import tempfile
     from pathlib import Path
     from .build import build
     from .device import profile as prof
     from .device.session import open_device
     from .simulate import read_inputs, write_outputs
     arrays = read_inputs(args.input, 1)
-    out = args.build_dir or str(Path(tempfile.gettempdir()) / "mcu-mot-run" / f"{Path(args.model).stem}-{args.board}")
+    if args.build_dir:
+        out = args.build_dir
+    else:   # per-user and 0700 in the cache, never a fixed name in the shared /tmp
+        from .safedirs import default_build_dir
+        out = str(default_build_dir("run", args.model, args.board))
     prog, update = _progress(f"building for {args.board}")
     with prog:
         report = build(args.model, args.board, out, backend=args.backend, progress=update)

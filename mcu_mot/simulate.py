@@ -24,7 +24,10 @@ HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wtrigraphs", "-fPIC", "-shared", "-ffp-con
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("MCU_MOT_CACHE", Path.home() / ".cache" / "mcu_mot"))
+    """The per-user cache root ($MCU_MOT_CACHE, $XDG_CACHE_HOME/mcu_mot or ~/.cache/mcu_mot):
+    created 0700, refused with one line when another user could write it (mcu_mot.safedirs)."""
+    from .safedirs import cache_root
+    return cache_root()
 
 
 def _fingerprint() -> str:
@@ -155,11 +158,12 @@ def load(model_path, isa: str = "plain", backend: str = "portable") -> HostModel
                        "(Helium code runs on a Cortex-M55: mcu-mot run -b qemu-mps3-an547)")
     key = (model_digest(model_path.read_bytes())[:24] + "-" + _fingerprint() + ("" if isa == "plain" else "-" + isa)
            + _backend_key(backend))
-    cdir = cache_dir() / "host"
-    lib, meta_path = cdir / f"{key}.so", cdir / f"{key}.json"
-    if not (lib.exists() and meta_path.exists()):
+    from .safedirs import cache_subdir, load_entry, store_entry
+    cdir = cache_subdir("host")
+    # trusted only when KEY.json is whole, names this key and the .so hashes to it: else rebuilt
+    found = load_entry(cdir, key, ".so")
+    if found is None or not isinstance(found[1], dict):
         compiled = generate(model_path, backend, "host", isa=isa)
-        cdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="mm-host-") as tmp:
             tmp = Path(tmp)
             for name, text in compiled.files.items():
@@ -174,10 +178,9 @@ def load(model_path, isa: str = "plain", backend: str = "portable") -> HostModel
             if proc.returncode != 0:
                 first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr.strip()[:300])
                 raise MotError(f"host compile of generated code failed: {first}")
-            shutil.move(str(out), lib.with_suffix(".so.tmp"))
-            os.replace(lib.with_suffix(".so.tmp"), lib)
-        meta_path.write_text(json.dumps(compiled.report))
-    return HostModel(lib, json.loads(meta_path.read_text()))
+            lib = store_entry(cdir, key, ".so", out.read_bytes(), compiled.report, mode=0o700)
+        found = (lib, json.loads(json.dumps(compiled.report)))
+    return HostModel(*found)
 
 
 def simulate(model_path, inputs, output_path=None, isa: str = "plain", backend: str = "portable") -> list[np.ndarray]:

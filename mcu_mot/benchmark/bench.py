@@ -18,8 +18,27 @@ DEFAULT_MODES = ("int8", "int16")
 
 
 def model_cache() -> Path:
-    from ..simulate import cache_dir
-    return cache_dir() / "bench-models"
+    """cache_dir()/bench-models: per-user, 0700 (mcu_mot.safedirs)."""
+    from ..safedirs import cache_subdir
+    return cache_subdir("bench-models")
+
+
+def _cached_model(name: str, mode: str) -> Path:
+    """The built-in model `name` converted for `mode`, from the cache when its entry is whole
+    (meta + sha256, see safedirs.store_entry), else made again (needs TensorFlow)."""
+    import tempfile
+    from ..safedirs import load_entry, store_entry
+    folder, key = model_cache(), f"{name}_{mode}"
+    found = load_entry(folder, key, ".tflite")
+    if found is not None:
+        return found[0]
+    from ..optimize.tfquiet import import_tensorflow, quiet_output
+    import_tensorflow()
+    from . import models
+    with tempfile.TemporaryDirectory(prefix=".make-", dir=folder) as tmp, quiet_output():
+        made = models.build_tflite(name, mode, tmp)
+        data = Path(made).read_bytes()
+    return store_entry(folder, key, ".tflite", data, {"model": name, "mode": mode})
 
 
 def available_backends() -> list[str]:
@@ -43,14 +62,7 @@ def resolve_models(names, modes) -> list[tuple[str, str, Path]]:
         for mode in modes:
             if mode not in DEFAULT_MODES:
                 raise MotError(f"unknown mode '{mode}' (int8 or int16)")
-            cached = model_cache() / f"{name}_{mode}.tflite"
-            if not cached.exists():
-                from ..optimize.tfquiet import import_tensorflow, quiet_output
-                import_tensorflow()
-                from .models import build_tflite
-                with quiet_output():
-                    build_tflite(name, mode, model_cache())
-            out.append((name, mode, cached))
+            out.append((name, mode, _cached_model(name, mode)))
     return out
 
 

@@ -26,8 +26,9 @@ def reference_outputs(model_path, inputs) -> tuple[list[np.ndarray], str]:
 
 def measure(model_path, board: str, backend: str = "portable", build_dir=None, *, n_inputs: int = 2,
             seed: int = 0, check: bool = True, progress=None) -> dict:
-    """Build, run on the board (QEMU), profile one inference; return the figures."""
-    import tempfile
+    """Build, run on the board (QEMU), profile one inference; return the figures.
+
+    build_dir: default a per-user folder in the cache (cache_dir()/build/bench/..., 0700)."""
     from ..build import build
     from ..device.client import DeviceClient
     from ..device.profile import build_profile, random_inputs_for_report
@@ -37,7 +38,10 @@ def measure(model_path, board: str, backend: str = "portable", build_dir=None, *
     b = load_board(board)
     if not b.emulated:
         raise MotError(f"bench runs on emulated boards (instruction counts); {board} is not one")
-    build_dir = Path(build_dir or Path(tempfile.gettempdir()) / "mcu-mot-bench" / f"{model_path.stem}-{board}-{backend}")
+    if build_dir is None:
+        from ..safedirs import default_build_dir
+        build_dir = default_build_dir("bench", model_path, board, backend)
+    build_dir = Path(build_dir)
     report = build(model_path, board, build_dir, backend=backend, progress=progress)
     inputs = random_inputs_for_report(report, n_inputs, seed)
     with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url, timeout=10.0, retries=3) as dev:

@@ -233,6 +233,8 @@ def build(model_path, board, out_dir, backend: str = "portable", jobs: int = 2, 
     cc = find_toolchain()
     _check_newlib(cc)
     out = Path(out_dir).resolve()
+    from ..safedirs import ensure_build_dir   # SCons unpickles OUT/.sconsign.dblite: only we may write OUT
+    ensure_build_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda *a: None)
     say(0, 1, "generate C")

@@ -7,7 +7,9 @@ QEMU with per-layer profiling (instructions, -icount), and every layer takes
 the backend that cost fewer instructions (a tie keeps portable). The
 measurement is cached in <cache>/costs/<model sha[:16]>-<board>-<fingerprint>.json
 (fingerprint: mcu_mot's code generator and kernels, and the CMSIS-NN checkout),
-so the next build of the same model costs nothing extra.
+so the next build of the same model costs nothing extra. The cache and the two build
+folders (<cache>/build/autotune/<that name>/<backend>) are per-user and 0700
+(mcu_mot.safedirs); a damaged or foreign cost file is measured again.
 
 Without CMSIS_NN_PATH, or for a core with no emulated reference (and for the
 host), auto is all-portable and the report says why (report["backend_choice"]).
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from pathlib import Path
 
 
@@ -56,9 +57,31 @@ def fingerprint(cmsis_root: Path) -> str:
 
 def cost_cache_path(model_path, board: str, cmsis_root: Path) -> Path:
     from ..codegen.compile import model_digest
-    from ..simulate import cache_dir
+    from ..safedirs import cache_subdir, safe_name
     sha = model_digest(Path(model_path).read_bytes())[:16]
-    return cache_dir() / "costs" / f"{sha}-{board}-{fingerprint(cmsis_root)}.json"
+    return cache_subdir("costs") / f"{sha}-{safe_name(board)}-{fingerprint(cmsis_root)}.json"
+
+
+def _read_costs(path: Path) -> dict | None:
+    """The cached measurement at `path` when it is whole and for this key (its file name), else None."""
+    from ..safedirs import read_own_file
+    raw = read_own_file(path)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("key") != path.stem:
+            return None
+        costs = {int(k): v for k, v in data["costs"].items()}
+        counts = [n for c in costs.values() for n in c.values()] + list(data["totals"].values())
+        if (not costs or not all(isinstance(c.get("portable"), (int, float)) for c in costs.values())
+                or not all(isinstance(n, (int, float)) for n in counts)
+                or not all(isinstance(i, int) for i in data["covered"]) or not isinstance(data["unit"], str)):
+            return None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None     # a damaged cache file is measured again
+    data["costs"] = costs
+    return data
 
 
 def profile_layers(model_path, board: str, backend: str, build_dir, progress=None) -> dict:
@@ -90,30 +113,25 @@ def measure_costs(model_path, board: str, cmsis_root: Path, progress=None, refre
 
     Returns {"board", "unit", "totals": {backend: n}, "costs": {index: {backend: n}},
     "covered": [indices CMSIS-NN lowered], "cached": bool}."""
+    from ..safedirs import cache_root, ensure_build_dir, write_cache_file
     path = cost_cache_path(model_path, board, cmsis_root)
-    if path.is_file() and not refresh:
-        try:
-            data = json.loads(path.read_text())
-            data["costs"] = {int(k): v for k, v in data["costs"].items()}
-            data["cached"] = True
-            return data
-        except (ValueError, KeyError):
-            pass   # a damaged cache file is measured again
+    data = None if refresh else _read_costs(path)
+    if data is not None:
+        data["cached"] = True
+        return data
     say = progress or (lambda *a: None)
-    base = Path(tempfile.gettempdir()) / "mcu-mot-autotune" / path.stem
     runs = {}
     for i, backend in enumerate(BACKENDS):
         say(i, len(BACKENDS), f"measuring {backend} on {board}")
-        runs[backend] = profile_layers(model_path, board, backend, base / backend)
+        build_dir = ensure_build_dir(cache_root() / "build" / "autotune" / path.stem / backend)
+        runs[backend] = profile_layers(model_path, board, backend, build_dir)
     say(len(BACKENDS), len(BACKENDS), "measured")
     indices = sorted(runs["portable"]["layers"])
     costs = {i: {b: runs[b]["layers"][i][0] for b in BACKENDS if i in runs[b]["layers"]} for i in indices}
     covered = [i for i in indices if runs["cmsis-nn"]["layers"].get(i, (0, "portable"))[1] == "cmsis-nn"]
-    data = {"model": Path(model_path).name, "board": board, "unit": runs["portable"]["unit"],
+    data = {"key": path.stem, "model": Path(model_path).name, "board": board, "unit": runs["portable"]["unit"],
             "totals": {b: runs[b]["total"] for b in BACKENDS}, "costs": costs, "covered": covered}
-    from ..fileio import atomic_write
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, (json.dumps(data, indent=1) + "\n").encode())
+    write_cache_file(path, (json.dumps(data, indent=1) + "\n").encode())
     data["cached"] = False
     return data
 
@@ -161,5 +179,5 @@ def generate_auto(model_path, board: str = "host", progress=None):
 
 
 def cached_costs_dir() -> Path:
-    from ..simulate import cache_dir
-    return cache_dir() / "costs"
+    from ..safedirs import cache_subdir
+    return cache_subdir("costs")

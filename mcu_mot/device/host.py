@@ -39,16 +39,18 @@ def _fingerprint() -> str:
 def build_host_firmware(model_path, out: Path | None = None) -> Path:
     """Compile the host firmware for `model_path`; returns the executable (cached by model and sources)."""
     from ..codegen.compile import generate, model_digest
-    from ..simulate import cache_dir, host_compiler
+    from ..safedirs import cache_subdir, load_entry, store_entry
+    from ..simulate import host_compiler
     model_path = Path(model_path)
     if not model_path.is_file():
         raise MotError(f"model file not found: {model_path}")
     key = model_digest(model_path.read_bytes())[:24] + "-" + _fingerprint()
-    exe = Path(out) if out is not None else cache_dir() / "hostfw" / f"{key}.bin"
-    if out is None and exe.exists():
-        return exe
+    if out is None:   # cache_dir()/hostfw/KEY.bin, run only when KEY.json is whole and the file hashes to it
+        cdir = cache_subdir("hostfw")
+        found = load_entry(cdir, key, ".bin")
+        if found is not None:
+            return found[0]
     compiled = generate(model_path, "portable", "host")
-    exe.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mm-hostfw-") as tmp:
         tmp = Path(tmp)
         for name, text in compiled.files.items():
@@ -62,6 +64,10 @@ def build_host_firmware(model_path, out: Path | None = None) -> Path:
         if proc.returncode != 0:
             first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr.strip()[:300])
             raise MotError(f"host firmware build failed: {first}")
+        if out is None:
+            return store_entry(cdir, key, ".bin", target.read_bytes(), mode=0o700)
+        exe = Path(out)
+        exe.parent.mkdir(parents=True, exist_ok=True)
         tmp_exe = exe.with_name(exe.name + f".{os.getpid()}.tmp")
         shutil.copy2(target, tmp_exe)
         os.replace(tmp_exe, exe)
