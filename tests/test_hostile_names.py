@@ -364,6 +364,8 @@ def test_context_identifiers_come_from_sanitized_hints():
         assert re.fullmatch(r"mm[wp]_[A-Za-z_][A-Za-z0-9_]{0,45}", n), n
     with pytest.raises(MotError):
         ctx.struct("x", "mm_x_params", {"lut": "mmw_a /* */"})
+    from mcu_mot.codegen.lowering import c_float
+    assert c_float(float("nan")) == "NAN"      # a model's NaN parameter is a constant, not a call
 
 
 # ---------------------------------------------------------------- reports and regexes

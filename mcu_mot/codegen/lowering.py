@@ -159,6 +159,8 @@ def _c_value(v) -> str:
 
 def c_float(v) -> str:
     v = float(np.float32(v))
+    if np.isnan(v):   # a model's parameters may hold NaN: a constant, never the call nanf
+        return "NAN"
     if np.isinf(v):
         return "INFINITY" if v > 0 else "-INFINITY"
     return repr(v) + "f"
