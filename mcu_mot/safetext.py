@@ -67,9 +67,9 @@ def clean_name(raw, fallback: str = "") -> str:
         data = text.encode("utf-8", "surrogatepass")
     if not text:
         return fallback
-    out = _escape(text)
-    if len(out) > MAX_NAME:
-        digest = hashlib.sha256(data).hexdigest()[:12]
+    out = _escape(text[:MAX_NAME + 1])       # a longer one is cut anyway: escape no more of it
+    if len(text) > MAX_NAME or len(out) > MAX_NAME:
+        digest = hashlib.sha256(data).hexdigest()[:12]   # of the whole name: distinct names stay distinct
         out = f"{out[:_KEEP]}...#{digest}"
     return out
 
