@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import MotError
 from .graph import Graph, Op, Tensor
 
 
@@ -28,16 +29,25 @@ def _shape(op, ins):
 
 
 def _strided_slice(op, ins):
-    x, begin, end, strides = ins
+    x, begin, end, strides = (np.asarray(v) for v in ins)
     o = op.options
     if o.get("ellipsis_mask") or o.get("new_axis_mask"):
         raise _CannotFold
+    begin, end, strides = begin.ravel(), end.ravel(), strides.ravel()
+    if not len(begin) == len(end) == len(strides):
+        raise _FoldError(f"begin, end and strides have {len(begin)}, {len(end)} and {len(strides)} values")
+    if len(begin) > x.ndim:
+        raise _FoldError(f"{len(begin)} begin values for an input of rank {x.ndim}")
     slices = []
     for i in range(len(begin)):
         b = None if (o.get("begin_mask", 0) >> i) & 1 else int(begin[i])
         e = None if (o.get("end_mask", 0) >> i) & 1 else int(end[i])
         s = int(strides[i])
+        if s == 0:
+            raise _FoldError(f"stride 0 on axis {i}")
         if (o.get("shrink_axis_mask", 0) >> i) & 1:
+            if not -x.shape[i] <= int(begin[i]) < x.shape[i]:
+                raise _FoldError(f"begin {int(begin[i])} is out of range for axis {i} of size {x.shape[i]}")
             slices.append(int(begin[i]))
         else:
             slices.append(slice(b, e, s))
@@ -83,6 +93,10 @@ class _CannotFold(Exception):
     pass
 
 
+class _FoldError(Exception):
+    """The op's constant operands make no sense (the model is malformed)."""
+
+
 _FOLDERS = {
     "SHAPE": _shape, "STRIDED_SLICE": _strided_slice, "PACK": _pack,
     "GATHER": _gather, "REDUCE_PROD": _reduce_prod, "CAST": _cast,
@@ -115,7 +129,14 @@ def fold_constants(graph: Graph) -> None:
                 value = fold(op, [t.data for t in needs_data] if op.opcode != "SHAPE" else [])
             except _CannotFold:
                 continue
-            out.data = np.asarray(value).astype(out.dtype if out.dtype != "bool" else "bool").reshape(out.shape)
+            except (_FoldError, IndexError, ValueError, TypeError, OverflowError) as exc:
+                raise MotError(f"op {op.index} {op.opcode} '{op.name}': its constant operands cannot be "
+                               f"evaluated: {exc}") from None
+            value = np.asarray(value)
+            if value.size != out.size:
+                raise MotError(f"op {op.index} {op.opcode} '{op.name}': computes {value.size} values of shape "
+                               f"{tuple(value.shape)}, but its output tensor has shape {tuple(out.shape)}")
+            out.data = value.astype(out.dtype if out.dtype != "bool" else "bool").reshape(out.shape)
             graph.ops.remove(op)
             changed = True
 

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from .. import MotError
+
 
 def tflite_round(x: float) -> float:
     """std::round: half away from zero."""
@@ -21,6 +23,8 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     real = float(real)
     if real == 0.0:
         return 0, 0
+    if not math.isfinite(real):
+        raise MotError(f"the model's quantization scales give a rescale factor of {real!r} (not finite)")
     q, shift = math.frexp(real)
     q_fixed = int(tflite_round(q * (1 << 31)))
     if q_fixed == (1 << 31):
@@ -57,7 +61,10 @@ def activation_range(fused: int, dtype: str, scale: float = 1.0, zero_point: int
         elif fused == 3:
             lo, hi = 0.0, 6.0
         return np.float32(lo), np.float32(hi)
-    qmin, qmax = {"int8": (-128, 127), "int16": (-32768, 32767), "uint8": (0, 255)}[dtype]
+    ranges = {"int8": (-128, 127), "int16": (-32768, 32767), "uint8": (0, 255)}
+    if dtype not in ranges:
+        raise MotError(f"no activation range for a {dtype} output (int8, int16, uint8 or float32)")
+    qmin, qmax = ranges[dtype]
 
     # TFLM computes f / scale in float (scale is a float); emulate float32 division
     def qf(v):

@@ -36,6 +36,7 @@ def read_tflite(path) -> Graph:
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise MotError(f"{path}: not a .tflite model (no TFL3 identifier)")
     try:
+        __import__("mcu_mot.ir.validate", fromlist=["validate_model"]).validate_model(buf, path)
         return _parse(buf, path.stem)
     except MotError:
         raise

@@ -44,7 +44,11 @@ def channel_multipliers(op: Op, inp: Tensor, weights: Tensor, out: Tensor, chann
     if w_scales.size == 1:
         w_scales = np.repeat(w_scales, channels)
     reals = [s_in * float(ws) / s_out for ws in w_scales]
-    return quantize_multipliers(reals)
+    mult, shift = quantize_multipliers(reals)
+    if shift.size and int(shift.max()) > 31:     # a left shift past 31 bits: undefined in C (and TFLM)
+        raise unsupported(op, f"rescaling factor {max(reals):.6g} is too large (degenerate output scale "
+                              f"{s_out!r} of '{out.name}')")
+    return mult, shift
 
 
 def folded_bias(bias: Tensor | None, weights_by_channel: np.ndarray, input_offset: int,

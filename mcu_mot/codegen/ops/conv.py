@@ -124,7 +124,7 @@ def lower_conv_2d(op, ctx):
     _, out_h, out_w, out_c2 = out.shape
     if out_c2 != out_c or out.shape[0] != batches:
         raise unsupported(op, f"output shape {out.shape} does not match filter {weights.shape}")
-    if k_c <= 0 or in_c % k_c:
+    if k_c <= 0 or in_c <= 0 or in_c % k_c:
         raise unsupported(op, f"input depth {in_c} is not a multiple of filter depth {k_c}")
     groups = in_c // k_c
     if out_c % groups:
