@@ -170,7 +170,8 @@ def load(model_path, isa: str = "plain", backend: str = "portable") -> HostModel
                 (tmp / name).write_text(text)
             out = tmp / "model.so"
             emulate = ["-DMM_EMULATE_DSP=1"] if isa == "dsp" else []
-            cmd = [host_compiler(), *HOST_CFLAGS, *emulate, f"-I{ROOT / 'firmware' / 'kernels'}", f"-I{tmp}",
+            from .build.sanitize import host_cflags   # MCU_MOT_SANITIZE=undefined,address (opt-in)
+            cmd = [host_compiler(), *host_cflags(HOST_CFLAGS, shared=True), *emulate, f"-I{ROOT / 'firmware' / 'kernels'}", f"-I{tmp}",
                    *(f"-I{d}" for d in compiled.include_dirs),
                    str(tmp / "model.c"), *map(str, compiled.kernel_sources), *map(str, compiled.extra_sources),
                    "-lm", "-o", str(out)]

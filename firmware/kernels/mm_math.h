@@ -69,9 +69,12 @@ MM_INLINE int32_t mm_requantize_s64(int64_t x, int32_t multiplier, int32_t shift
      * makes the count zero or negative, undefined in C++. The reference build (x86)
      * masks 64-bit shift counts to 6 bits; so do we, on every target, defined. */
     const int total_shift = (15 - shift) & 63;
-    const int64_t round = (int64_t)((uint64_t)1 << ((total_shift - 1) & 63));
-    const int64_t r = (int64_t)((uint64_t)(x * (int64_t)reduced) + (uint64_t)round);
-    return (int32_t)(r >> total_shift);
+    const uint64_t round = (uint64_t)1 << ((total_shift - 1) & 63);
+    /* TFLM assumes |x| < 2^47; a larger x (a huge bias) overflows its int64 x * m, which
+     * the reference build computes modulo 2^64. The product and the rounding add are done
+     * in uint64_t here: the same bits, and no signed overflow (undefined in C) for any x. */
+    const uint64_t r = (uint64_t)x * (uint64_t)(int64_t)reduced + round;
+    return (int32_t)((int64_t)r >> total_shift);
 }
 
 /* TFLM MultiplyByQuantizedMultiplierSmallerThanOneExp (double rounding). */

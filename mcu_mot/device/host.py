@@ -56,7 +56,8 @@ def build_host_firmware(model_path, out: Path | None = None) -> Path:
         for name, text in compiled.files.items():
             (tmp / name).write_text(text)
         target = tmp / "fw"
-        cmd = [host_compiler(), *HOST_CFLAGS, f"-I{tmp}", f"-I{ROOT / 'firmware' / 'kernels'}", f"-I{RUNTIME}",
+        from ..build.sanitize import host_cflags   # MCU_MOT_SANITIZE=undefined,address (opt-in)
+        cmd = [host_compiler(), *host_cflags(HOST_CFLAGS), f"-I{tmp}", f"-I{ROOT / 'firmware' / 'kernels'}", f"-I{RUNTIME}",
                f"-I{HOST_DIR}", "-include", str(RUNTIME / "mm_profile_hooks.h"), str(tmp / "model.c"),
                *map(str, compiled.kernel_sources), *(str(RUNTIME / s) for s in RUNTIME_SOURCES),
                *(str(HOST_DIR / s) for s in HOST_SOURCES), "-lm", "-o", str(target)]

@@ -27,6 +27,8 @@ from .. import MotError
 MAX_RANK = 8
 MAX_TENSOR_BYTES = (1 << 31) - 1     # offsets and sizes in the generated C are 32-bit
 MAX_TENSORS = 1 << 20
+# int16x8 biases: accumulator + bias must not overflow int64 (the products add at most ~2^47)
+MAX_BIAS64 = 1 << 62
 
 # TensorType -> (name, bytes per element, zero point range or None)
 _TYPES = {
@@ -189,6 +191,21 @@ def _check_op(where: _Where, sg, opname: str, label: str, ins: list, outs: list,
         if math.prod(_shape(b)) != channels:
             raise where.fail(f"{label}: bias tensor {ins[bi]} '{names[ins[bi]]}' has {math.prod(_shape(b))} values "
                              f"for {channels} output channels")
+        if b.Type() == tflite.TensorType.INT64:
+            values = _int64_data(model, b)
+            if values.size and int(np.abs(values.astype(np.float64)).max()) > MAX_BIAS64:
+                big = int(values[np.argmax(np.abs(values.astype(np.float64)))])
+                raise where.fail(f"{label}: bias tensor {ins[bi]} '{names[ins[bi]]}' holds {big}, beyond the "
+                                 f"+-2^62 an int64 accumulator adds without overflow")
+
+
+def _int64_data(model, t) -> np.ndarray:
+    b = model.Buffers(int(t.Buffer()))
+    if b.DataLength() > 0:
+        raw = b.DataAsNumpy().tobytes()
+    else:
+        raw = bytes(b._tab.Bytes[b.Offset(): b.Offset() + b.Size()])
+    return np.frombuffer(raw[: len(raw) // 8 * 8], np.int64)
 
 
 # inputs an op may leave out (index -1); ops not listed have none. The recurrent ops (which the
