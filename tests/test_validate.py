@@ -297,3 +297,13 @@ def test_fuzz_fields_and_bytes(models, tmp_path):
 @pytest.mark.parametrize("seed", range(100, 104))
 def test_fuzz_more(models, tmp_path, seed):
     _fuzz(models, tmp_path, seed=seed, n=1500)
+
+
+def test_int64_bias_beyond_accumulator_range(models, tmp_path):
+    """int16x8 biases past +-2^62 could overflow the int64 accumulator: refused in one line."""
+    p = Patch(models["int16"].read_bytes())
+    i = p.find(lambda t: t.Type() == tflite.TensorType.INT64 and t.Buffer() > 0)
+    p.data(i).view(np.int64)[0] = (1 << 62) + 1
+    one_line_error(p.save(tmp_path / "m.tflite"), rf"bias tensor {i} .* holds {(1 << 62) + 1}, beyond the \+-2\^62")
+    p.data(i).view(np.int64)[0] = 1 << 62                # the limit itself compiles
+    assert compile_(p.save(tmp_path / "ok.tflite")).report["layers"]

@@ -193,8 +193,9 @@ def _check_op(where: _Where, sg, opname: str, label: str, ins: list, outs: list,
                              f"for {channels} output channels")
         if b.Type() == tflite.TensorType.INT64:
             values = _int64_data(model, b)
-            if values.size and int(np.abs(values.astype(np.float64)).max()) > MAX_BIAS64:
-                big = int(values[np.argmax(np.abs(values.astype(np.float64)))])
+            lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+            if max(-lo, hi) > MAX_BIAS64:
+                big = lo if -lo > hi else hi
                 raise where.fail(f"{label}: bias tensor {ins[bi]} '{names[ins[bi]]}' holds {big}, beyond the "
                                  f"+-2^62 an int64 accumulator adds without overflow")
 
