@@ -137,16 +137,20 @@ def _cmd_profile(args) -> None:
 
 def _print_profile(result) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+    from .safetext import one_line
     unit = result["unit"]
-    table = Table(title=f"{result.get('board') or 'device'}: {result['total']:,} {unit} per inference "
+    table = Table(title=f"{escape(one_line(result.get('board') or 'device'))}: {result['total']:,} {unit} per inference "
                         f"({result['runs']} runs)")
     for col in ("#", "layer", "op", unit, "%", "MACs", f"MACs/{unit[:-1] if unit.endswith('s') else unit}"):
         table.add_column(col, justify="right" if col not in ("layer", "op") else "left")
     for layer in result["layers"]:
         share = 100.0 * layer["count"] / result["total"] if result["total"] else 0.0
         rate = f"{layer['macs'] / layer['count']:.2f}" if layer["count"] and layer["macs"] else ""
-        table.add_row(str(layer["index"]), layer["name"][-40:], layer["op"], f"{layer['count']:,}", f"{share:.1f}",
+        # names come from the device (or a model): text, never rich markup or terminal controls
+        table.add_row(str(layer["index"]), escape(one_line(layer["name"])[-40:]), escape(one_line(layer["op"])),
+                      f"{layer['count']:,}", f"{share:.1f}",
                       f"{layer['macs']:,}", rate)
     Console(width=160).print(table)
 

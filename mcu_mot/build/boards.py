@@ -233,6 +233,9 @@ def _stm32_pin(s: str, path: Path) -> tuple[int, int]:
 
 def _validate(d: dict, path: Path) -> Board:
     name = _req(d, "name", path)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise _bad(path, "name must be letters, digits, '.', '_' and '-' (it becomes a C string, "
+                         "a folder name and a command-line word)")
     if name != path.stem:
         raise _bad(path, f"name '{name}' differs from the file name '{path.stem}'")
     desc = str(d.get("description", name))
@@ -260,6 +263,8 @@ def _validate(d: dict, path: Path) -> Board:
     mem = []
     for i, r in enumerate(_req(d, "memory", path)):
         rname = _req(r, "name", path, f"memory {i}")
+        if not isinstance(rname, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", rname):
+            raise _bad(path, f"memory {i}: name must be a linker-script identifier (letters, digits, '_')")
         use = r.get("use", "extra")
         if use not in ("code", "ram", "weights", "extra"):
             raise _bad(path, f"memory '{rname}': use must be code, ram, weights or extra")
