@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ROOT, MotError
+from .safetext import one_line
 from .codegen.compile import generate, model_digest
 
 HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wtrigraphs", "-fPIC", "-shared", "-ffp-contract=off", "-fwrapv"]
@@ -204,7 +205,14 @@ def read_inputs(inputs, count: int) -> list[np.ndarray]:
         except Exception as exc:
             raise MotError(f"{path}: not a readable .npy/.npz file ({exc})") from None
         if isinstance(loaded, np.lib.npyio.NpzFile):
-            return [loaded[k] for k in loaded.files]
+            arrays = []
+            for k in loaded.files:
+                try:
+                    arrays.append(loaded[k])
+                except Exception as exc:   # object arrays (pickles) are refused, never loaded
+                    raise MotError(f"{path}: member {one_line(k, 60)!r} is not a plain array "
+                                   f"({one_line(exc, 120)})") from None
+            return arrays
         return [loaded]
     if isinstance(inputs, np.ndarray):
         return [inputs]
