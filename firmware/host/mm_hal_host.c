@@ -20,6 +20,7 @@
 #include "mm_hal_host.h"
 
 static int listen_fd = -1, conn_fd = -1, watch_stdin = 1;
+static int tx_stalled;                    /* the last write found the host not reading */
 static uint8_t rbuf[4096];
 static size_t rpos, rlen;
 
@@ -89,6 +90,7 @@ int mm_uart_getc(void)
     if (n <= 0) {                 /* the host went away: wait for the next one, as QEMU does */
         close(conn_fd);
         conn_fd = -1;
+        tx_stalled = 0;
         return -1;
     }
     rpos = 1;
@@ -97,18 +99,23 @@ int mm_uart_getc(void)
 }
 
 /* Like a UART, never blocks for long: a host that does not read (while it floods us, say) gets
- * the rest of the reply dropped after 200 ms instead of wedging both sides. */
+ * the rest of the reply dropped after 200 ms instead of wedging both sides; while it still does
+ * not read, later replies are dropped at once (the line has no listener). */
+
 void mm_uart_write(const uint8_t *p, uint32_t n)
 {
     while (n > 0 && conn_fd >= 0) {
         struct pollfd w;
         w.fd = conn_fd;
         w.events = POLLOUT;
-        int r = poll(&w, 1, 200);
+        int r = poll(&w, 1, tx_stalled ? 0 : 200);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0 || !(w.revents & POLLOUT))
+        if (r <= 0 || !(w.revents & POLLOUT)) {
+            tx_stalled = 1;
             return;               /* the host does not read: a UART loses the bytes too */
+        }
+        tx_stalled = 0;
         ssize_t k = send(conn_fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (k < 0) {
             if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)

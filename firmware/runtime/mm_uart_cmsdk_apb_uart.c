@@ -33,15 +33,21 @@ int mm_uart_getc(void)
  * the rest of the reply is dropped, as a real line drops bytes nobody listens to. The host
  * retransmits and gets the cached reply. */
 #define MM_UART_TX_SPIN 2000000u
+#define MM_UART_TX_SPIN_STALLED 2000u     /* while the host still does not read: drop at once */
+
+static uint8_t tx_stalled;
 
 void mm_uart_write(const uint8_t *p, uint32_t n)
 {
     while (n--) {
-        uint32_t spin = 0;
+        uint32_t spin = 0, limit = tx_stalled ? MM_UART_TX_SPIN_STALLED : MM_UART_TX_SPIN;
         while (UART_STATE & 1u) {
-            if (++spin >= MM_UART_TX_SPIN)
+            if (++spin >= limit) {
+                tx_stalled = 1;
                 return;
+            }
         }
+        tx_stalled = 0;
         UART_DATA = *p++;
     }
 }

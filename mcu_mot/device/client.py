@@ -34,31 +34,49 @@ MIN_CHUNK = 16
 
 
 class _Chunker:
-    """Adaptive chunk size: halve on a chunk that does not get through, shrink a little when one
-    needed resends, grow by half after three clean round trips."""
+    """Adaptive chunk size: the smaller of two rules.
+
+    - AIMD: a chunk that does not get through in `attempts` tries halves the size, two clean
+      round trips in a row grow it by a quarter (fast retreat when the line turns bad).
+    - An estimate of the byte error rate p from a moving average of the attempts that got their
+      reply and the bytes they moved, giving the goodput-optimal chunk of about 1/p bytes."""
+
+    OVERHEAD = 36            # framing bytes of one request + its reply besides the data
+    attempts = 4             # tries for one chunk before it is cut smaller
 
     def __init__(self, largest: int):
         self.largest = max(MIN_CHUNK, largest)
-        self.size = self.largest
+        self.cap = float(self.largest)
+        self.streak = 0
+        self.ok = 1.0        # moving average: attempts that got their reply
+        self.moved = float(self.largest + self.OVERHEAD)
 
-    def clean(self) -> None:
-        self.streak = getattr(self, "streak", 0) + 1
-        if self.streak >= 3:
-            self.size = min(self.largest, self.size + self.size // 2 + 1)
+    def record(self, attempts: int, data_bytes: int, got_through: bool) -> None:
+        a = 0.1
+        for k in range(max(1, attempts)):
+            hit = got_through and k == attempts - 1
+            self.ok = (1 - a) * self.ok + a * (1.0 if hit else 0.0)
+            self.moved = (1 - a) * self.moved + a * (data_bytes + self.OVERHEAD)
+        if not got_through:
+            self.streak = 0
+            self.cap = max(MIN_CHUNK, min(self.cap, data_bytes) / 2)
+        elif attempts == 1:
+            self.streak += 1
+            if self.streak >= 2:
+                self.cap = min(self.largest, self.cap * 1.25 + 1)
+                self.streak = 0
+        else:
             self.streak = 0
 
-    def resent(self) -> None:
-        self.streak = 0
-        self.size = max(MIN_CHUNK, self.size * 3 // 4)
-
-    def failed(self) -> None:
-        self.streak = 0
-        self.size = max(MIN_CHUNK, self.size // 2)
+    @property
+    def error_rate(self) -> float:
+        return 1.0 - max(self.ok, 1e-9) ** (1.0 / self.moved)
 
     @property
-    def attempts(self) -> int | None:
-        """Attempts for one chunk before it is retried smaller (no limit at the smallest size)."""
-        return 2 if self.size > MIN_CHUNK else None
+    def size(self) -> int:
+        p = self.error_rate
+        best = self.largest if p < 1e-4 else 0.9 / p
+        return int(max(MIN_CHUNK, min(self.largest, self.cap, best)))
 
 
 def sample_shape(shape) -> tuple:
@@ -175,7 +193,6 @@ class DeviceClient:
         after `deadline` seconds without progress."""
         size, off, ch = len(data), 0, self._in_chunk
         ch.largest = largest
-        ch.size = min(ch.size, largest)
         tr = self.transport
         until = time.monotonic() + tr.deadline
         tries = failures = 0
@@ -189,7 +206,7 @@ class DeviceClient:
                                    deadline=until, attempts=ch.attempts if n > MIN_CHUNK else None)
             except LinkError as e:
                 last, failures = e, failures + 1
-                ch.failed()
+                ch.record(tr.sent - before, n, False)
                 if time.monotonic() >= until:
                     break
                 continue
@@ -208,7 +225,7 @@ class DeviceClient:
             if got < off + n or got > size:
                 raise MotError(f"device on {self.port} acknowledged {got} bytes of input {index} "
                                f"after a chunk ending at {off + n} of {size}")
-            (ch.clean if tr.sent - before == 1 else ch.resent)()
+            ch.record(tr.sent - before, n, True)
             if got > off:
                 until = time.monotonic() + tr.deadline      # progress: the deadline counts from here
             off = got
@@ -250,7 +267,6 @@ class DeviceClient:
         """Read `size` bytes in adaptive chunks (each read is idempotent: safe to resend smaller)."""
         tr, ch = self.transport, self._read_chunk
         ch.largest = self.info().max_payload
-        ch.size = min(ch.size, ch.largest)
         out = bytearray()
         until = time.monotonic() + tr.deadline
         failures = 0
@@ -263,7 +279,7 @@ class DeviceClient:
                                   attempts=ch.attempts if n > MIN_CHUNK else None)
             except LinkError as e:
                 failures += 1
-                ch.failed()
+                ch.record(tr.sent - before, n, False)
                 if time.monotonic() >= until:
                     raise MotError(f"{P.NAMES.get(type_, type_)} from {self.port} failed: {off} of {size} bytes "
                                    f"read, {failures} reads not getting through (down to {ch.size} bytes) in "
@@ -271,7 +287,7 @@ class DeviceClient:
                 continue
             if len(part) != n:
                 raise MotError(f"device on {self.port} sent {len(part)} bytes, asked for {n}")
-            (ch.clean if tr.sent - before == 1 else ch.resent)()
+            ch.record(tr.sent - before, n, True)
             out += part
             until = time.monotonic() + tr.deadline
         return bytes(out)

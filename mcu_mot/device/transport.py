@@ -29,8 +29,9 @@ import time
 from .. import MotError
 from . import protocol as P
 
-#: shortest retransmission timeout (s): below it, scheduling noise alone causes resends
-MIN_RTO = 0.03
+#: shortest retransmission timeout (s); a resend that was not needed costs little (the device
+#: answers it from its reply cache), waiting too long on a noisy line costs a lot
+MIN_RTO = 0.01
 
 
 class DeviceError(MotError):
@@ -148,6 +149,7 @@ class Transport:
         self.naks = 0
         self.timeouts = 0
         self.reconnects = 0
+        self.damaged_replies = 0               # attempts cut short by a damaged frame (resent at once)
         self.alive = False                     # a valid frame (reply or NAK) came from the device
 
     # ---- life cycle ----
@@ -168,10 +170,10 @@ class Transport:
         est = self._rtt.get(type_)
         if est is not None and est.srtt is not None:
             return min(cap, max(MIN_RTO, est.rto()))
-        known = [e.srtt for e in self._rtt.values() if e.srtt is not None]
+        known = [e.rto() for e in self._rtt.values() if e.srtt is not None]
         if not known:
             return cap                         # nothing measured yet: the full timeout
-        return min(cap, max(0.25, 8 * max(known)))
+        return min(cap, max(0.05, 4 * max(known)))   # a new type: backoff finds its time
 
     # ---- I/O ----
     def _next_seq(self) -> int:
@@ -245,11 +247,14 @@ class Transport:
         self.last_seq = seq
         frame = b"\x00" + P.encode_frame(type_, seq, payload)   # the leading 0x00 ends any junk
         want = type_ | P.REPLY
-        received = noise = naks = timeouts = broken = 0
+        received = noise = naks = timeouts = broken = silent = 0
         why_broken = ""
         self.reader.reset()
         self._drain_input()
-        wait = self.rto(type_, cap)
+        wait = base = self.rto(type_, cap)
+        # a line that drops frames at random is not congested: back off, but only to 8 round trips
+        # (the deadline, not the wait, ends a request; a device that stopped answering gets the cap)
+        longest = cap if base >= cap else min(cap, max(8 * base, 0.2))
         attempt = 0
         while True:
             answered = self.replies > 0 or self.alive
@@ -264,13 +269,14 @@ class Transport:
             self.sent += 1
             attempt += 1
             sent_at = time.monotonic()
+            got_before = received
             try:
                 self._write(frame)
                 limit = sent_at + wait
                 if answered:
                     limit = min(limit, max(until, sent_at + MIN_RTO))
-                nak = False
-                while not nak:
+                nak = damaged = False
+                while not (nak or damaged):
                     remaining = limit - time.monotonic()
                     if remaining <= 0:
                         break
@@ -283,6 +289,8 @@ class Transport:
                         except P.FrameError:
                             noise += 1
                             self.bad_frames += 1
+                            if answered:
+                                damaged = True    # likely our reply, damaged: resend now
                             continue
                         self.alive = True
                         if f.seq != seq:
@@ -293,6 +301,7 @@ class Transport:
                             if code == P.ERR_CORRUPT:
                                 naks += 1
                                 self.naks += 1
+                                self._sample(type_, time.monotonic() - sent_at)   # a round trip too
                                 nak = True            # our frame arrived damaged: resend now
                                 break
                             if req == type_:
@@ -305,10 +314,15 @@ class Transport:
                             return f.payload
                         self.stale_frames += 1
                     noise += self.reader.dropped - dropped
-                if not nak:
+                if damaged and not nak:
+                    self.damaged_replies += 1
+                elif not nak:
                     timeouts += 1
                     self.timeouts += 1
-                    wait = min(cap, wait * 2)         # back off
+                    wait = min(longest, wait * 1.5)   # back off
+                    silent = silent + 1 if received == got_before else 0
+                    if silent >= 4:
+                        longest = cap                 # not a byte for 4 tries: busy, or reset
             except _Broken as exc:
                 broken += 1
                 why_broken = str(exc)
@@ -318,8 +332,14 @@ class Transport:
 
     def _measured(self, type_: int, attempt: int, sent_at: float) -> None:
         self.replies += 1
-        if attempt == 1:                           # Karn: only unambiguous round trips
-            self._rtt.setdefault(type_, _Rtt()).add(time.monotonic() - sent_at)
+        est = self._rtt.get(type_)
+        # Karn: only unambiguous round trips, unless there is nothing better (a reply to an earlier
+        # copy makes the sample too short: at worst a resend the cache answers)
+        if attempt == 1 or est is None or est.srtt is None:
+            self._sample(type_, time.monotonic() - sent_at)
+
+    def _sample(self, type_: int, rtt: float) -> None:
+        self._rtt.setdefault(type_, _Rtt()).add(rtt)
 
     def _failure(self, type_, attempt, received, noise, naks, timeouts, broken, why, cap, start) -> LinkError:
         name = P.NAMES.get(type_, f"0x{type_:02x}")
@@ -340,6 +360,10 @@ class Transport:
                              f"device received {naks} damaged cop{'y' if naks == 1 else 'ies'} of it and "
                              f"{timeouts} repl{'y was' if timeouts == 1 else 'ies were'} lost; the line is "
                              f"too noisy", **detail)
+        if self.replies:
+            return LinkError(f"no valid reply to {name} from {self.port} after {tries} in {spent:.1f} s: "
+                             f"{noise} damaged frame{'s' if noise != 1 else ''} and {timeouts} timeout"
+                             f"{'s' if timeouts != 1 else ''}; the line is too noisy", **detail)
         return LinkError(f"no valid reply to {name} from {self.port} after {tries} in {spent:.1f} s: "
                          f"{received} bytes of noise ({noise} corrupt frames); check the port and baud rate",
                          **detail)
