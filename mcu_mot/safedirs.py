@@ -45,7 +45,7 @@ def _who(uid: int) -> str:
         return f"uid {uid}"
 
 
-def _problem(st: os.stat_result, leaf: bool) -> str | None:
+def _problem(st: os.stat_result, leaf: bool, path: Path) -> str | None:
     """Why a folder (leaf: the one we use; else a folder above it) is unsafe, or None."""
     if stat.S_ISLNK(st.st_mode):
         return "is a symbolic link"
@@ -57,11 +57,12 @@ def _problem(st: os.stat_result, leaf: bool) -> str | None:
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o022 and (leaf or not mode & stat.S_ISVTX):
         who = {0o020: "group", 0o002: "others", 0o022: "group and others"}[mode & 0o022]
-        return f"is writable by {who} (mode {mode:04o})"
+        fix = f"; chmod go-w {path} if it is yours" if st.st_uid == os.geteuid() else ""
+        return f"is writable by {who} (mode {mode:04o}{fix})"
     return None
 
 
-def _secure_dir(path, what: str, advice: str) -> Path:
+def _secure_dir(path, what: str, advice: str, note: str = "") -> Path:
     """Create `path` (missing folders 0700) and check it and every folder above it; return it resolved."""
     path = Path(os.path.expanduser(str(path))).resolve()
     if not hasattr(os, "geteuid"):          # no POSIX owners (Windows): nothing to check
@@ -85,16 +86,16 @@ def _secure_dir(path, what: str, advice: str) -> Path:
             st = os.lstat(cur)
         except OSError as exc:
             raise MotError(f"cannot use {what} {path}: {cur}: {exc.strerror or exc}") from None
-        why = _problem(st, leaf)
+        why = _problem(st, leaf, cur)
         if why:
-            where = f"{what} {path}" if leaf else f"folder {cur} (above {what} {path})"
+            where = f"{what} {path}{note}" if leaf else f"folder {cur} (above {what} {path}{note})"
             raise MotError(f"{where} {why}: {advice}")
     return path
 
 
-def private_dir(path, what: str = "cache folder") -> Path:
+def private_dir(path, what: str = "cache folder", note: str = "") -> Path:
     """A folder for this user only: created 0700, refused when another user could write it."""
-    return _secure_dir(path, what, _CACHE_ADVICE)
+    return _secure_dir(path, what, _CACHE_ADVICE, note)
 
 
 def ensure_build_dir(path) -> Path:
@@ -108,7 +109,7 @@ def cache_root() -> Path:
     ~/.cache/mcu_mot: created 0700, checked like every folder here."""
     env = os.environ.get("MCU_MOT_CACHE")
     if env:
-        return private_dir(env, "cache folder ($MCU_MOT_CACHE)")
+        return private_dir(env, "cache folder", " ($MCU_MOT_CACHE)")
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg and os.path.isabs(xdg):
         base = Path(xdg)
@@ -194,13 +195,13 @@ def load_entry(folder: Path, key: str, suffix: str):
         return None
     try:
         meta = json.loads(raw)
-    except ValueError:                      # truncated, empty, not UTF-8, not JSON
-        return None
-    if not isinstance(meta, dict):
-        return None
-    body = {k: v for k, v in meta.items() if k != "digest"}
-    if (meta.get("digest") != _digest(body) or meta.get("format") != 1 or meta.get("key") != key
-            or meta.get("file") != name):
+        if not isinstance(meta, dict):
+            return None
+        body = {k: v for k, v in meta.items() if k != "digest"}
+        if (meta.get("digest") != _digest(body) or meta.get("format") != 1 or meta.get("key") != key
+                or meta.get("file") != name):
+            return None
+    except (ValueError, RecursionError):    # truncated, empty, not UTF-8, not JSON, absurdly nested
         return None
     path = Path(folder) / name
     data = read_own_file(path)

@@ -145,7 +145,8 @@ def test_damaged_meta_is_rebuilt(models, reference, tmp_path, damage):
                      "list": "[1, 2]",
                      "wrong-key": text.replace(lib.stem, "0" * 8 + lib.stem[8:]),
                      "old-format": json.dumps(json.loads(text).get("report", json.loads(text)))}[damage])
-    assert json.loads(meta.read_text())          # rewritten whole
+    simulate_ok(models, reference, cache, tmp_path)
+    assert json.loads(meta.read_text())["key"] == lib.stem          # rewritten whole
 
 
 @pytest.mark.parametrize("damage", ["truncate", "empty", "other-model"])

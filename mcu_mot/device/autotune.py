@@ -78,7 +78,7 @@ def _read_costs(path: Path) -> dict | None:
                 or not all(isinstance(n, (int, float)) for n in counts)
                 or not all(isinstance(i, int) for i in data["covered"]) or not isinstance(data["unit"], str)):
             return None
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None     # a damaged cache file is measured again
     data["costs"] = costs
     return data
