@@ -431,7 +431,7 @@ def test_silent_noisy_and_closed_ports_fail_in_one_line():
 
 def test_device_going_away_is_a_clear_error(fw):
     dev = HostDevice(fw).start()
-    c = _client(dev.url, timeout=0.2, retries=2)
+    c = _client(dev.url, timeout=0.2, retries=2, deadline=2.0)   # reopening is tried until the deadline
     dev.stop()
     with pytest.raises(MotError) as e:
         c.info()
@@ -481,7 +481,7 @@ def test_faulty_link_gives_right_answers_or_clear_errors(fw, two_io_model, kind)
         with _client(dev.url) as direct:
             st = direct.stats()
     assert injected > 0
-    assert ok >= len(x) - 2
+    assert ok == len(x)                          # recovery (issue 15): these rates are invisible
     assert ok <= st["invokes"] <= ok + failed_invokes
 
 
