@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from faultproxy import FaultProxy, faults_at
+from faultproxy import FaultProxy, Faults, faults_at
 
 from harness import needs_qemu_tools
 from mcu_mot import MotError
@@ -208,6 +208,28 @@ def test_device_reset_between_invoke_and_output_redoes_the_sample(fw, link_model
             assert c.redone == 1 and c.transport.reconnects >= 1
     finally:
         dev.stop()
+
+
+def test_invoke_whose_replies_are_all_lost_is_resolved_by_status(fw, link_model):
+    """Every reply to an INVOKE is lost until the client's deadline: it asks STATUS, learns that
+    its INVOKE ran (its seq, input consumed) and uses that result instead of failing or
+    running it again."""
+    from mcu_mot.simulate import load
+    x = _inputs(1, seed=10)
+    refs = load(link_model).run(x)
+    back = Faults()
+    with HostDevice(fw) as dev, FaultProxy(dev.port, to_device=Faults(), to_host=back) as proxy:
+        with DeviceClient(proxy.url, timeout=0.2, deadline=1.0, invoke_timeout=0.2) as c:
+            c.set_input(0, x[0])
+            back.drop = 1.0                                # the line to the host goes dead ...
+            timer = threading.Timer(1.6, lambda: setattr(back, "drop", 0.0))   # ... for 1.6 s
+            timer.start()
+            ticks, ran = c.invoke()
+            timer.join()
+            assert c._has_status is True                   # the answer came from STATUS
+            assert ran == c.info().layers and ticks > 0
+            _check([c.get_output(k) for k in range(len(refs))], refs, 0)
+            assert c.status().invokes == 1 and proxy.down.counters.dropped > 0
 
 
 def test_a_dead_line_still_fails_in_one_line_within_the_deadline(fw):
