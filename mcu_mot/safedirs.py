@@ -64,7 +64,10 @@ def _problem(st: os.stat_result, leaf: bool, path: Path) -> str | None:
 
 def _secure_dir(path, what: str, advice: str, note: str = "") -> Path:
     """Create `path` (missing folders 0700) and check it and every folder above it; return it resolved."""
-    path = Path(os.path.expanduser(str(path))).resolve()
+    try:
+        path = Path(os.path.expanduser(str(path))).resolve()
+    except (OSError, RuntimeError) as exc:      # a symlink loop, an unreadable folder
+        raise MotError(f"cannot use {what} {path}{note}: {exc}") from None
     if not hasattr(os, "geteuid"):          # no POSIX owners (Windows): nothing to check
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -82,8 +85,11 @@ def _secure_dir(path, what: str, advice: str, note: str = "") -> Path:
             except FileExistsError:
                 pass                        # made meanwhile (another of our processes?): checked below
             except OSError as exc:
-                raise MotError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
-            st = os.lstat(cur)
+                raise MotError(f"cannot create {what} {path}{note}: {exc.strerror or exc}") from None
+            try:
+                st = os.lstat(cur)
+            except OSError as exc:
+                raise MotError(f"cannot use {what} {path}{note}: {cur}: {exc.strerror or exc}") from None
         except OSError as exc:
             raise MotError(f"cannot use {what} {path}: {cur}: {exc.strerror or exc}") from None
         why = _problem(st, leaf, cur)

@@ -324,20 +324,20 @@ def test_own_build_folder_under_a_sticky_folder_builds(models, tmp_path):
     assert not (sticky / "fw").stat().st_mode & 0o077
 
 
-def test_derived_folder_names_are_sanitized(tmp_path):
+def test_derived_folder_names_are_sanitized(tmp_path, monkeypatch):
     from mcu_mot.safedirs import default_build_dir, safe_name
-    monkey = os.environ.get("MCU_MOT_CACHE")
-    assert monkey
+    monkeypatch.setenv("MCU_MOT_CACHE", str(tmp_path / "cache"))
     for nasty in ("a;rm -rf ~|b", "$(touch x)", "`id`", "-rf", "..", "a b\nc", "x'\"*?<>&"):
         name = safe_name(nasty)
         assert name and all(c.isalnum() or c in "._-" for c in name), name
         assert not name.startswith(("-", ".")), name
     d = default_build_dir("run", tmp_path / "m;$(id) `x`.tflite", "qemu-mps2-an386")
     assert all(c.isalnum() or c in "._-" for c in d.name), d.name
-    assert Path(monkey).resolve() in d.parents
+    assert (tmp_path / "cache").resolve() in d.parents
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
     # two models whose stems sanitize alike still get folders of their own
-    assert default_build_dir("run", tmp_path / "m;x.tflite", "b") != default_build_dir("run", tmp_path / "m|x.tflite", "b")
+    one, two = (default_build_dir("run", tmp_path / f"m{c}x.tflite", "b") for c in ";|")
+    assert one != two
 
 
 @needs_qemu
