@@ -234,8 +234,9 @@ def main(argv=None) -> int:
     ap.add_argument("--deadline", type=float, default=30.0,
                     help="the client's deadline: seconds without progress before a request fails (default 30)")
     ap.add_argument("--timeout", type=float, default=1.0, help="longest wait for one reply (default 1 s)")
-    ap.add_argument("--hang-after", type=float, default=300.0,
-                    help="a request still running after this many seconds counts as a hang (default 300)")
+    ap.add_argument("--hang-after", type=float, default=600.0,
+                    help="a request still running after this many seconds counts as a hang (default 600; the "
+                         "client's own bounds end every request well before)")
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "mm-link-soak"))
     args = ap.parse_args(argv)

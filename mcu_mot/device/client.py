@@ -31,6 +31,8 @@ from .transport import DeviceError, LinkError, Transport
 
 #: smallest adaptive chunk (data bytes per SET_INPUT, bytes per GET_OUTPUT / GET_TENSOR read)
 MIN_CHUNK = 16
+#: an input or a read fails after `deadline` s without progress, or after this many deadlines in all
+TOTAL_DEADLINES = 4
 
 
 class _Chunker:
@@ -195,9 +197,10 @@ class DeviceClient:
         ch.largest = largest
         tr = self.transport
         until = time.monotonic() + tr.deadline
+        stop = time.monotonic() + TOTAL_DEADLINES * tr.deadline    # progress or not: bounded
         tries = failures = 0
         last: Exception | None = None
-        while off < size:
+        while off < size and time.monotonic() < stop:
             n = min(ch.size, size - off)
             before = tr.sent
             tries += 1
@@ -227,12 +230,14 @@ class DeviceClient:
                                f"after a chunk ending at {off + n} of {size}")
             ch.record(tr.sent - before, n, True)
             if got > off:
-                until = time.monotonic() + tr.deadline      # progress: the deadline counts from here
+                until = min(stop, time.monotonic() + tr.deadline)   # progress: the deadline counts from here
             off = got
         if off < size:
+            why = (f"{tr.deadline:g} s without progress" if time.monotonic() < stop
+                   else f"{TOTAL_DEADLINES * tr.deadline:g} s in all")
             raise MotError(f"SET_INPUT of input {index} to {self.port} failed: {off} of {size} bytes acknowledged "
                            f"after {tries} chunks ({failures} not getting through, down to {ch.size} bytes) and "
-                           f"{tr.deadline:g} s without progress; last: {last}")
+                           f"{why}; last: {last}")
 
     def invoke(self, first: int = 0, last: int | None = None) -> tuple[int, int]:
         """Run layers [first, last] (all by default). Returns (total ticks, layers run).
@@ -269,9 +274,13 @@ class DeviceClient:
         ch.largest = self.info().max_payload
         out = bytearray()
         until = time.monotonic() + tr.deadline
+        stop = time.monotonic() + TOTAL_DEADLINES * tr.deadline
         failures = 0
         while len(out) < size:
             off = len(out)
+            if time.monotonic() >= stop:
+                raise MotError(f"{P.NAMES.get(type_, type_)} from {self.port} failed: {off} of {size} bytes read "
+                               f"in {TOTAL_DEADLINES * tr.deadline:g} s ({failures} reads not getting through)")
             n = min(ch.size, size - off)
             before = tr.sent
             try:
@@ -289,7 +298,7 @@ class DeviceClient:
                 raise MotError(f"device on {self.port} sent {len(part)} bytes, asked for {n}")
             ch.record(tr.sent - before, n, True)
             out += part
-            until = time.monotonic() + tr.deadline
+            until = min(stop, time.monotonic() + tr.deadline)
         return bytes(out)
 
     def get_output(self, index: int) -> np.ndarray:
