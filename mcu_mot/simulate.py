@@ -158,7 +158,7 @@ def load(model_path, isa: str = "plain", backend: str = "portable") -> HostModel
         raise MotError(f"the host simulator runs isa plain or dsp, not '{isa}' "
                        "(Helium code runs on a Cortex-M55: mcu-mot run -b qemu-mps3-an547)")
     key = (model_digest(model_path.read_bytes())[:24] + "-" + _fingerprint() + ("" if isa == "plain" else "-" + isa)
-           + _backend_key(backend))
+           + _backend_key(backend) + _sanitize_tag())
     from .safedirs import cache_subdir, load_entry, store_entry
     cdir = cache_subdir("host")
     # trusted only when KEY.json is whole, names this key and the .so hashes to it: else rebuilt
@@ -183,6 +183,11 @@ def load(model_path, isa: str = "plain", backend: str = "portable") -> HostModel
             lib = store_entry(cdir, key, ".so", out.read_bytes(), compiled.report, mode=0o700)
         found = (lib, json.loads(json.dumps(compiled.report)))
     return HostModel(*found)
+
+
+def _sanitize_tag() -> str:
+    from .build.sanitize import cache_tag
+    return cache_tag(shared=True)
 
 
 def simulate(model_path, inputs, output_path=None, isa: str = "plain", backend: str = "portable") -> list[np.ndarray]:

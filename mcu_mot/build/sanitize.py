@@ -31,6 +31,12 @@ def _asan_preloaded() -> bool:
     return "libasan" in os.environ.get("LD_PRELOAD", "")
 
 
+def cache_tag(shared: bool = False) -> str:
+    """Cache-key part: an instrumented build and a plain one are different entries."""
+    flags = host_cflags([], shared)
+    return "" if not flags else "-san-" + flags[-2].split("=", 1)[1].replace(",", "+")
+
+
 def host_cflags(flags, shared: bool = False) -> list[str]:
     """`flags` plus what MCU_MOT_SANITIZE asks for (for a shared library when `shared`)."""
     kinds = requested()

@@ -44,7 +44,8 @@ def build_host_firmware(model_path, out: Path | None = None) -> Path:
     model_path = Path(model_path)
     if not model_path.is_file():
         raise MotError(f"model file not found: {model_path}")
-    key = model_digest(model_path.read_bytes())[:24] + "-" + _fingerprint()
+    from ..build.sanitize import cache_tag
+    key = model_digest(model_path.read_bytes())[:24] + "-" + _fingerprint() + cache_tag()
     if out is None:   # cache_dir()/hostfw/KEY.bin, run only when KEY.json is whole and the file hashes to it
         cdir = cache_subdir("hostfw")
         found = load_entry(cdir, key, ".bin")
