@@ -108,11 +108,12 @@ def _cmd_flash(args) -> None:
 
 def _cmd_monitor(args) -> None:
     from .device.session import open_device
+    from .safetext import one_line
     with open_device(args.build_dir, args.port) as dev:
         info = dev.info()
         print(f"connected to {dev.port}")
         for key, value in info.summary().items() if hasattr(info, "summary") else vars(info).items():
-            print(f"  {key}: {value}")
+            print(f"  {key}: {one_line(value, 300)}")   # the device's words are data, not terminal codes
 
 
 def _load_batch(path):

@@ -17,11 +17,52 @@ from .. import MotError
 STATE = "device.json"
 
 
+def _trusted_dir(build_dir) -> Path:
+    """The build folder, if only this user can write it: its report.json names the image to run
+    and its device.json the process to stop, so a folder another user can write is refused."""
+    from ..safedirs import ensure_build_dir
+    path = Path(build_dir)
+    if not path.is_dir():
+        raise MotError(f"{build_dir}: no such build folder (run mcu-mot build first)")
+    return ensure_build_dir(path)
+
+
 def build_report(build_dir) -> dict:
-    path = Path(build_dir) / "report.json"
+    path = _trusted_dir(build_dir) / "report.json"
     if not path.is_file():
         raise MotError(f"{build_dir}: no report.json (run mcu-mot build first)")
-    return json.loads(path.read_text())
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise MotError(f"{path}: unreadable report ({type(exc).__name__}); rebuild") from None
+    if not isinstance(report, dict) or not isinstance(report.get("board"), str):
+        raise MotError(f"{path}: not a report of mcu-mot build; rebuild")
+    return report
+
+
+def firmware_image(build_dir, report: dict) -> Path:
+    """BUILD_DIR/firmware.elf, checked against the report that describes it (elf_sha256), so a
+    device never runs an image other than the one whose layers and model the report lists."""
+    elf = Path(build_dir) / "firmware.elf"
+    if not elf.is_file():
+        raise MotError(f"firmware image not found: {elf} (run mcu-mot build first)")
+    want = report.get("elf_sha256")
+    if want is not None:
+        import hashlib
+        if hashlib.sha256(elf.read_bytes()).hexdigest() != want:
+            raise MotError(f"{elf} is not the image {Path(build_dir) / 'report.json'} describes "
+                           f"(an interrupted or foreign build?): run mcu-mot build again")
+    return elf
+
+
+def _is_our_emulator(pid: int, elf: str) -> bool:
+    """pid is this user's emulator running `elf` (a recycled or planted pid is never killed)."""
+    try:
+        st = os.stat(f"/proc/{pid}")
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return not Path("/proc/self").exists() and _alive(pid)   # no /proc: trust the pid
+    return st.st_uid == os.geteuid() and b"-kernel" in argv and os.fsencode(str(elf)) in argv
 
 
 def _alive(pid: int) -> bool:
@@ -34,14 +75,17 @@ def _alive(pid: int) -> bool:
 
 def running_emulator(build_dir) -> dict | None:
     """The state of an emulator started by `flash` for this build dir, if it still runs."""
-    path = Path(build_dir) / STATE
+    path = _trusted_dir(build_dir) / STATE
     if not path.is_file():
         return None
     try:
         state = json.loads(path.read_text())
-    except ValueError:
+        pid, elf = int(state["pid"]), str(state["elf"])
+        str(state["port"])
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+        path.unlink(missing_ok=True)          # damaged: nothing to trust, nothing to stop
         return None
-    if not _alive(int(state.get("pid", -1))):
+    if pid <= 1 or not _alive(pid) or not _is_our_emulator(pid, elf):
         path.unlink(missing_ok=True)
         return None
     return state
@@ -69,9 +113,7 @@ def start_detached(build_dir) -> dict:
     from .qemu import free_port, qemu_binary
     report = build_report(build_dir)
     board = load_board(report["board"])
-    elf = Path(report.get("elf") or Path(build_dir) / "firmware.elf")
-    if not elf.is_file():
-        raise MotError(f"firmware image not found: {elf} (run mcu-mot build first)")
+    elf = firmware_image(build_dir, report).resolve()
     stop_emulator(build_dir)
     port = free_port()
     argv = board.qemu_argv(elf, f"tcp:127.0.0.1:{port},server=on,wait=off")
@@ -93,7 +135,8 @@ def start_detached(build_dir) -> dict:
         proc.kill()
         raise MotError(f"qemu ({board.name}) did not open its UART port within 20 s")
     state = {"pid": proc.pid, "port": f"socket://127.0.0.1:{port}", "board": board.name, "elf": str(elf)}
-    (Path(build_dir) / STATE).write_text(json.dumps(state))
+    from ..fileio import atomic_write
+    atomic_write(Path(build_dir) / STATE, json.dumps(state).encode())
     return state
 
 
@@ -118,6 +161,6 @@ def open_device(build_dir=None, port: str | None = None, timeout: float = 1.0):
     board = load_board(report["board"])
     if not board.emulated:
         raise MotError(f"board '{board.name}' is real hardware: flash it and pass --port")
-    with QemuInstance(board, report.get("elf") or Path(build_dir) / "firmware.elf") as q:
+    with QemuInstance(board, firmware_image(build_dir, report)) as q:
         with DeviceClient(q.url, timeout=timeout) as dev:
             yield dev
