@@ -45,18 +45,21 @@ def tflm_arena(path: Path) -> dict:
 
 
 def main(argv=None) -> int:
+    from mcu_mot.benchmark.bench import _cached_model
     from mcu_mot.benchmark.models import MODELS, build_tflite
+    from mcu_mot.safedirs import private_dir
     from mcu_mot.codegen.compile import generate
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--modes", nargs="*", default=["int8", "int16"])
     ap.add_argument("--json")
-    ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "mm-bench-models"))
+    ap.add_argument("--cache", help="folder for the converted models (default: the per-user cache, "
+                                     "as mcu-mot bench uses)")
     args = ap.parse_args(argv)
     rows = []
     for name in args.models:
         for mode in args.modes:
-            path = build_tflite(name, mode, args.cache)
+            path = build_tflite(name, mode, private_dir(args.cache)) if args.cache else _cached_model(name, mode)
             ours = generate(path).report["arena_bytes"]
             ref = tflm_arena(path)
             rows.append({"model": name, "mode": mode, "ours": ours, "tflm_head": ref["head"],
