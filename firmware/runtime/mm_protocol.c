@@ -329,29 +329,51 @@ static uint32_t dispatch(uint8_t type, uint8_t seq, const uint8_t *p, uint32_t n
     }
 }
 
+/* Never executed. A NAK (not cached) tells the host to resend at once. */
+static void send_nak(uint8_t type, uint8_t seq)
+{
+    uint8_t nak[8 + 2 + 7];
+    stats[ST_CORRUPT]++;
+    nak[0] = MM_REPLY_ERROR;
+    nak[1] = seq;
+    put16(nak + 2, 9);
+    nak[4] = MM_ERR_CORRUPT;
+    nak[5] = type;
+    memcpy(nak + 6, "corrupt", 7);
+    put32(nak + 13, mm_crc32(nak, 13));
+    send_raw(nak, sizeof nak);
+}
+
 /* One complete encoded frame is in rx[0..rx_len). */
 static void handle_frame(void)
 {
+    /* type and seq as they stand in the encoding (the first COBS block holds them unless one is
+     * 0): a frame too damaged to decode is still NAKed with them, so the host resends at once
+     * instead of waiting for its timeout (a wrong seq is ignored by the host). */
+    uint8_t code = rx[0], etype = 0, eseq = 0;
+    int known = 0;
+    if (rx_len > 2 && code >= 3u) {
+        etype = rx[1];
+        eseq = rx[2];
+        known = 1;
+    } else if (rx_len > 1 && code == 2u) {
+        etype = rx[1];                    /* seq 0 */
+        known = 1;
+    }
     long n = mm_cobs_decode(rx, rx_len, rx, sizeof rx);
     if (n < (long)MM_PROTO_OVERHEAD) {
-        stats[ST_DROPPED]++;              /* not COBS or too short: nothing to answer to */
+        if (n < 0 && known && rx_len >= MM_PROTO_OVERHEAD) {
+            send_nak(etype, eseq);        /* a damaged frame: worth a resend */
+            return;
+        }
+        stats[ST_DROPPED]++;              /* short, or no frame at all: nothing to answer to */
         return;
     }
     uint8_t type = rx[0], seq = rx[1];
     uint32_t len = get16(rx + 2);
     uint32_t crc = get32(rx + n - 4);
     if (len != (uint32_t)n - MM_PROTO_OVERHEAD || len > MM_PROTO_MAX_PAYLOAD || crc != mm_crc32(rx, (size_t)n - 4u)) {
-        /* Never executed. A NAK (not cached) tells the host to resend at once. */
-        uint8_t nak[8 + 2 + 7];
-        stats[ST_CORRUPT]++;
-        nak[0] = MM_REPLY_ERROR;
-        nak[1] = seq;
-        put16(nak + 2, 9);
-        nak[4] = MM_ERR_CORRUPT;
-        nak[5] = type;
-        memcpy(nak + 6, "corrupt", 7);
-        put32(nak + 13, mm_crc32(nak, 13));
-        send_raw(nak, sizeof nak);
+        send_nak(type, seq);
         return;
     }
     stats[ST_FRAMES]++;

@@ -29,9 +29,14 @@ import time
 from .. import MotError
 from . import protocol as P
 
-#: shortest retransmission timeout (s); a resend that was not needed costs little (the device
-#: answers it from its reply cache), waiting too long on a noisy line costs a lot
-MIN_RTO = 0.01
+#: shortest retransmission timeout (s). Damaged frames and NAKs trigger a resend at once, so a
+#: timeout only covers frames lost whole; a shorter one makes needless resends on a clean but
+#: busy machine (harmless, the reply cache answers them, but noise in the device's counters)
+MIN_RTO = 0.2
+#: ... and on a line that is losing frames (where waiting costs more than a needless resend)
+MIN_RTO_LOSSY = 0.02
+#: the first wait for an INVOKE reply before its duration is known
+FIRST_INVOKE_WAIT = 2.0
 
 
 class DeviceError(MotError):
@@ -118,7 +123,7 @@ class _Rtt:
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
 
     def rto(self) -> float:
-        return self.srtt + max(4 * self.var, 0.01)
+        return 1.5 * self.srtt + max(4 * self.var, 0.01)
 
 
 class Transport:
@@ -151,6 +156,7 @@ class Transport:
         self.reconnects = 0
         self.damaged_replies = 0               # attempts cut short by a damaged frame (resent at once)
         self.alive = False                     # a valid frame (reply or NAK) came from the device
+        self.lossy = 0.0                       # moving average: attempts that met a fault
 
     # ---- life cycle ----
     def close(self) -> None:
@@ -167,13 +173,15 @@ class Transport:
     def rto(self, type_: int, cap: float | None = None) -> float:
         """The first wait for a reply to a request of this type."""
         cap = self.timeout if cap is None else cap
+        floor = MIN_RTO_LOSSY if self.lossy > 0.02 else MIN_RTO
         est = self._rtt.get(type_)
         if est is not None and est.srtt is not None:
-            return min(cap, max(MIN_RTO, est.rto()))
+            return min(cap, max(floor, est.rto()))
         known = [e.rto() for e in self._rtt.values() if e.srtt is not None]
         if not known:
             return cap                         # nothing measured yet: the full timeout
-        return min(cap, max(0.05, 4 * max(known)))   # a new type: backoff finds its time
+        first = FIRST_INVOKE_WAIT if type_ == P.INVOKE else floor
+        return min(cap, max(first, 4 * max(known)))   # a new type: backoff finds its time
 
     # ---- I/O ----
     def _next_seq(self) -> int:
@@ -252,9 +260,9 @@ class Transport:
         self.reader.reset()
         self._drain_input()
         wait = base = self.rto(type_, cap)
-        # a line that drops frames at random is not congested: back off, but only to 8 round trips
+        # a line that drops frames at random is not congested: back off, but only to 3 timeouts
         # (the deadline, not the wait, ends a request; a device that stopped answering gets the cap)
-        longest = cap if base >= cap else min(cap, max(8 * base, 0.2))
+        longest = cap if base >= cap else min(cap, 3 * base)
         attempt = 0
         while True:
             answered = self.replies > 0 or self.alive
@@ -314,6 +322,7 @@ class Transport:
                             return f.payload
                         self.stale_frames += 1
                     noise += self.reader.dropped - dropped
+                self.lossy = 0.95 * self.lossy + 0.05     # this attempt met a fault
                 if damaged and not nak:
                     self.damaged_replies += 1
                 elif not nak:
@@ -332,6 +341,7 @@ class Transport:
 
     def _measured(self, type_: int, attempt: int, sent_at: float) -> None:
         self.replies += 1
+        self.lossy *= 0.95
         est = self._rtt.get(type_)
         # Karn: only unambiguous round trips, unless there is nothing better (a reply to an earlier
         # copy makes the sample too short: at worst a resend the cache answers)
