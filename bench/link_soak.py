@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -240,15 +239,17 @@ def main(argv=None) -> int:
                     help="a request still running after this many seconds counts as a hang (default 600; the "
                          "client's own bounds end every request well before)")
     ap.add_argument("--json", help="write the rows here")
-    ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "mm-link-soak"))
+    ap.add_argument("--cache", help="folder for the model and the firmware build (default: the per-user "
+                                     "cache, link-soak/)")
     args = ap.parse_args(argv)
     if len(args.seconds) not in (1, len(args.rates)):
         ap.error(f"--seconds takes one value or one per rate ({len(args.rates)})")
     from mcu_mot import MotError
     from mcu_mot.simulate import load
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    cache = Path(args.cache)
     try:
+        from mcu_mot.safedirs import cache_subdir, private_dir
+        cache = private_dir(args.cache) if args.cache else cache_subdir("link-soak")
         model = Path(args.model) if args.model else default_model(cache)
         inputs = random_inputs(model, 64, args.seed)
         refs = load(model).run(*inputs)
