@@ -31,8 +31,10 @@ from . import protocol as P
 
 #: shortest retransmission timeout (s). Damaged frames and NAKs trigger a resend at once, so a
 #: timeout only covers frames lost whole; a shorter one makes needless resends on a clean but
-#: busy machine (harmless, the reply cache answers them, but noise in the device's counters)
-MIN_RTO = 0.2
+#: busy machine (harmless, the reply cache answers them, but noise in the device's counters; a
+#: test run on two loaded cores saw a 200 ms floor fire on a clean line). The first fault switches
+#: to MIN_RTO_LOSSY, so this costs at most one long wait when a line turns bad.
+MIN_RTO = 1.0
 #: ... and on a line that is losing frames (where waiting costs more than a needless resend)
 MIN_RTO_LOSSY = 0.02
 #: the first wait for an INVOKE reply before its duration is known
