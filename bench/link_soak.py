@@ -60,17 +60,10 @@ def default_model(cache: Path) -> Path:
 
 
 def random_inputs(model: Path, n: int, seed: int) -> list[np.ndarray]:
+    """n samples over each input's full range (the generator profile and bench use)."""
+    from mcu_mot.device.profile import random_arrays
     from mcu_mot.ir import read_tflite
-    rng = np.random.default_rng(seed)
-    out = []
-    for t in read_tflite(model).inputs:
-        shape = (n,) + tuple(t.shape[1:])
-        if t.dtype == "float32":
-            out.append(rng.uniform(-1.5, 1.5, shape).astype(np.float32))
-        else:
-            info = np.iinfo(t.dtype)
-            out.append(rng.integers(info.min, info.max + 1, shape, dtype=np.int64).astype(t.dtype))
-    return out
+    return random_arrays([(t.shape, t.dtype) for t in read_tflite(model).inputs], n, seed)
 
 
 class Row(dict):
