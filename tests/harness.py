@@ -174,3 +174,14 @@ def litert_run(path, x):
         interp.invoke()
         outs.append(interp.get_tensor(o["index"])[0])
     return np.stack(outs)
+
+
+def assert_one_line_error(rc, err, *words, code=None):
+    """A refusal as users must see it: a non-zero exit (`code` when given) and exactly one line on
+    stderr naming the problem, no traceback and no internal error."""
+    assert rc != 0 if code is None else rc == code, err
+    assert "Traceback" not in err and "internal error" not in err, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    for w in words:
+        assert w in lines[0], (w, lines[0])

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import convert, keras_model, save
+from harness import assert_one_line_error, convert, keras_model, save
 
 NOBODY = 65534
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="simulating another user's folder needs root (chown)")
@@ -43,13 +43,8 @@ def mm(*args, cache=None, env=None, timeout=300):
 
 
 def assert_refused(rc, err, *words):
-    """Exit code 1 and exactly one line naming the problem: no traceback, no internal error."""
-    assert rc == 1, err
-    assert "Traceback" not in err and "internal error" not in err, err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
+    """Exit code 1 and exactly one line naming the problem."""
+    assert_one_line_error(rc, err, *words, code=1)
 
 
 @pytest.fixture(scope="module")

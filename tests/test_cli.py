@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import convert, keras_model, save
+from harness import assert_one_line_error, convert, keras_model, save
 
 
 def mm(*args, env=None):
@@ -17,15 +17,6 @@ def mm(*args, env=None):
     e.pop("MCU_MOT_DEBUG", None)
     proc = subprocess.run([sys.executable, "-m", "mcu_mot", *map(str, args)], capture_output=True, text=True, env=e)
     return proc.returncode, proc.stdout, proc.stderr
-
-
-def assert_one_line_error(rc, err, *words):
-    assert rc != 0
-    assert "Traceback" not in err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
 
 
 @pytest.fixture(scope="module")

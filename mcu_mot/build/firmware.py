@@ -242,6 +242,9 @@ def build(model_path, board, out_dir, backend: str = "portable", jobs: int = 2, 
                   defines=defines, profile_hooks=profile_hooks, cc=cc, stage=True)
     compiled = cfg.pop("_compiled")
     total = len(cfg["sources"]) + 1
+    _forget_interrupted_build(out)
+    marker = out / INCOMPLETE
+    atomic_write(marker, b"a build is running or was interrupted: the next one starts clean\n")
     actions = _run_scons(out, cfg, jobs, total, say)
 
     from .size import fit_message, size_report
@@ -266,8 +269,24 @@ def build(model_path, board, out_dir, backend: str = "portable", jobs: int = 2, 
     })
     stable = {k: v for k, v in report.items() if k != "actions"}
     _publish(out, staged, json.dumps(stable, indent=2) + "\n")
+    marker.unlink(missing_ok=True)
     say(total, total, "done")
     return report
+
+
+#: present in OUT while SCons runs: a build killed there leaves it behind
+INCOMPLETE = ".build-incomplete"
+
+
+def _forget_interrupted_build(out: Path) -> None:
+    """After a killed build, SCons' records (.sconsign.dblite, saved at its end) and the objects in
+    OUT/obj no longer agree: an object compiled for another model may be taken as up to date and
+    linked beside this model's report. Such a folder starts from a clean OUT/obj."""
+    if not (out / INCOMPLETE).exists():
+        return
+    shutil.rmtree(out / "obj", ignore_errors=True)
+    for p in out.glob(".sconsign*"):
+        p.unlink(missing_ok=True)
 
 
 def _publish(out: Path, staged: Path, report_text: str) -> None:
