@@ -21,6 +21,7 @@ a damaged file.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -220,13 +221,10 @@ def _sweep(folder: Path, names, age: float = 3600.0) -> None:
     """Remove temp files of these names that a killed writer left behind (older than `age` s)."""
     now = time.time()
     for name in names:
-        for p in folder.glob(f".{glob_escape(name)}.*"):
+        for p in folder.glob(f".{glob.escape(name)}.*"):
             try:
                 if now - p.lstat().st_mtime > age:
                     p.unlink()
             except OSError:
                 pass
 
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)

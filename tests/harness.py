@@ -185,3 +185,15 @@ def assert_one_line_error(rc, err, *words, code=None):
     assert len(lines) == 1, err
     for w in words:
         assert w in lines[0], (w, lines[0])
+
+
+def two_output_model(directory, name: str, seed: int) -> Path:
+    """int8; input 16x16x3 (768 B: several SET_INPUT chunks); outputs a 16x16x4 map (1024 B: several
+    reads) and a 6-value head: the link and protocol tests' model."""
+    import keras
+    from keras import layers as L
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((16, 16, 3))
+    fmap = L.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    head = L.Dense(6)(L.GlobalAveragePooling2D()(L.DepthwiseConv2D(3, strides=2)(fmap)))
+    return save(convert(keras.Model(inp, [fmap, head]), "int8"), directory, name)

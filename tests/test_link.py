@@ -25,15 +25,8 @@ MB = 1 << 20
 @pytest.fixture(scope="module")
 def link_model(tmp_path_factory):
     """int8, 16x16x3 input (768 B: several chunks), a 16x16x4 map (1 kB: several reads) and a head."""
-    import keras
-    from keras import layers as L
     import harness
-    keras.utils.set_random_seed(5)
-    inp = keras.Input((16, 16, 3))
-    fmap = L.Conv2D(4, 3, padding="same", activation="relu")(inp)
-    head = L.Dense(6)(L.GlobalAveragePooling2D()(L.DepthwiseConv2D(3, strides=2)(fmap)))
-    return harness.save(harness.convert(keras.Model(inp, [fmap, head]), "int8"), tmp_path_factory.mktemp("link"),
-                        "link")
+    return harness.two_output_model(tmp_path_factory.mktemp("link"), "link", seed=5)
 
 
 @pytest.fixture(scope="module")

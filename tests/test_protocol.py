@@ -102,15 +102,8 @@ def test_info_parse_round_trip():
 @pytest.fixture(scope="session")
 def two_io_model(tmp_path_factory):
     """int8; input 16x16x3 (768 B: two SET_INPUT chunks); outputs a 16x16x4 map (1024 B) and a head."""
-    import keras
-    from keras import layers as L
     import harness
-    keras.utils.set_random_seed(3)
-    inp = keras.Input((16, 16, 3))
-    fmap = L.Conv2D(4, 3, padding="same", activation="relu")(inp)
-    head = L.Dense(6)(L.GlobalAveragePooling2D()(L.DepthwiseConv2D(3, strides=2)(fmap)))
-    model = keras.Model(inp, [fmap, head])
-    return harness.save(harness.convert(model, "int8"), tmp_path_factory.mktemp("proto"), "two_io")
+    return harness.two_output_model(tmp_path_factory.mktemp("proto"), "two_io", seed=3)
 
 
 @pytest.fixture(scope="session")
