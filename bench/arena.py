@@ -45,8 +45,8 @@ def tflm_arena(path: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    from mcu_mot.benchmark.bench import _cached_model
-    from mcu_mot.benchmark.models import MODELS, build_tflite
+    from mcu_mot.flows.bench.bench import _cached_model
+    from mcu_mot.flows.bench.models import MODELS, build_tflite
     from mcu_mot.safedirs import private_dir
     from mcu_mot.codegen.compile import generate
     ap = argparse.ArgumentParser()

@@ -73,7 +73,7 @@ class Row(dict):
 def soak(device_port: int, rate: float, seconds: float, inputs, refs, *, seed: int, hang_after: float,
          deadline: float, timeout: float, progress=None) -> Row:
     """One rate against one running device; returns the row of counts."""
-    from mcu_mot import MotError
+    from mcu_mot.errors import MotError
     from mcu_mot.device.client import DeviceClient
     from mcu_mot.device.faultproxy import FaultProxy, faults_at
     n_pool = inputs[0].shape[0]
@@ -164,7 +164,7 @@ def run_target(target: str, model: Path, args, inputs, refs, work: Path, log) ->
             port = dev.port
             stop = dev.stop
         else:
-            from mcu_mot.build import build
+            from mcu_mot.fwbuild import build
             from mcu_mot.device.qemu import QemuInstance
             report = build(model, args.board, work / f"build-{args.board}")
             q = QemuInstance(args.board, report["elf"]).start()
@@ -237,8 +237,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if len(args.seconds) not in (1, len(args.rates)):
         ap.error(f"--seconds takes one value or one per rate ({len(args.rates)})")
-    from mcu_mot import MotError
-    from mcu_mot.simulate import load
+    from mcu_mot.errors import MotError
+    from mcu_mot.device.simulator import load
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     try:
         from mcu_mot.safedirs import cache_subdir, private_dir

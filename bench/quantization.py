@@ -29,7 +29,7 @@ def quantize_input(x, spec):
 
 
 def on_device(tfl: Path, board: str, x, y, work: Path) -> dict:
-    from mcu_mot.build import build
+    from mcu_mot.fwbuild import build
     from mcu_mot.device.client import DeviceClient
     from mcu_mot.device.qemu import QemuInstance
     report = build(tfl, board, work / tfl.stem)
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     import keras
-    from mcu_mot.demo import digits_dataset, small_cnn
+    from mcu_mot.flows.demo import digits_dataset, small_cnn
     from mcu_mot.optimize.ptq import quantize
     from mcu_mot.optimize.qat import convert_qat, train_qat
     work = Path(tempfile.mkdtemp(prefix="mm-quant-bench-"))

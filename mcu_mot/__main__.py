@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from mcu_mot.cli import main
 
 sys.exit(main())

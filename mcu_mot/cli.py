@@ -9,11 +9,12 @@ import os
 import sys
 import time
 
-from . import MotError, __version__
+from mcu_mot.errors import MotError
+from mcu_mot.version import __version__
 
 
 def _cmd_compile(args) -> None:
-    from .codegen.compile import compile_model
+    from mcu_mot.flows.deploy import compile_model
     t0 = time.perf_counter()
     report = compile_model(args.model, args.output, backend=args.backend, board=args.board)
     dt = time.perf_counter() - t0
@@ -24,7 +25,7 @@ def _cmd_compile(args) -> None:
 
 
 def _cmd_simulate(args) -> None:
-    from .simulate import simulate
+    from mcu_mot.device.simulator import simulate
     results = simulate(args.model, args.input, args.output)
     n = results[0].shape[0] if results else 0
     print(f"simulated {n} input(s) on host -> {args.output}")
@@ -45,7 +46,7 @@ def _progress(description: str):
 def _cmd_boards(args) -> None:
     from rich.console import Console
     from rich.table import Table
-    from .build.boards import list_boards
+    from mcu_mot.boards import list_boards
     table = Table(title="Boards (boards/*.toml)")
     for col in ("name", "cpu", "features", "flash", "ram", "MHz", "flash via", "description"):
         table.add_column(col)
@@ -58,7 +59,8 @@ def _cmd_boards(args) -> None:
 
 
 def _cmd_build(args) -> None:
-    from .build import build, print_size_report
+    from mcu_mot.flows.deploy import build_firmware as build
+    from mcu_mot.fwbuild import print_size_report
     out = args.output or f"build/{args.board}"
     prog, update = _progress(f"building for {args.board}")
     with prog:
@@ -66,14 +68,14 @@ def _cmd_build(args) -> None:
     ran = len(report.get("actions", []))
     print(f"built {out}/firmware.elf for {report['board']} ({'up to date' if ran == 0 else f'{ran} steps'}): "
           f"flash {report['flash_bytes']:,} B, RAM {report['ram_bytes']:,} B")
-    from .build.size import size_report
+    from mcu_mot.fwbuild.size import size_report
     print_size_report(size_report(report["elf"], report["board"]))
 
 
 def _cmd_size(args) -> None:
     import json
     from pathlib import Path
-    from .build import print_size_report, size_report
+    from mcu_mot.fwbuild import print_size_report, size_report
     elf = Path(args.elf)
     if elf.is_dir():
         elf = elf / "firmware.elf"
@@ -82,14 +84,14 @@ def _cmd_size(args) -> None:
     rep = size_report(elf, args.board)
     print_size_report(rep)
     if args.json:
-        from .fileio import atomic_write
+        from mcu_mot.fileio import atomic_write
         atomic_write(args.json, (json.dumps(rep, indent=2) + "\n").encode())
 
 
 def _cmd_flash(args) -> None:
     from pathlib import Path
-    from .build.boards import load_board
-    from .device.session import build_report, start_detached, stop_emulator
+    from mcu_mot.boards import load_board
+    from mcu_mot.device.session import build_report, start_detached, stop_emulator
     if args.stop:
         print("stopped the emulator" if stop_emulator(args.build_dir) else "no emulator was running")
         return
@@ -101,14 +103,14 @@ def _cmd_flash(args) -> None:
         print(f"{board.name}: QEMU running (pid {state['pid']}), UART at {state['port']}; "
               f"stop it with: mcu-mot flash {args.build_dir} --stop")
         return
-    from .device.flasher import flash_hardware
+    from mcu_mot.device.flasher import flash_hardware
     cmd = flash_hardware(board, elf)
     print(f"flashed {elf} to {board.name} ({cmd})")
 
 
 def _cmd_monitor(args) -> None:
-    from .device.session import open_device
-    from .safetext import one_line
+    from mcu_mot.device.session import open_device
+    from mcu_mot.safetext import one_line
     with open_device(args.build_dir, args.port) as dev:
         info = dev.info()
         print(f"connected to {dev.port}")
@@ -117,56 +119,37 @@ def _cmd_monitor(args) -> None:
 
 
 def _load_batch(path):
-    from .simulate import read_inputs
+    from mcu_mot.device.simulator import read_inputs
     return read_inputs(path, 1)
 
 
 def _cmd_profile(args) -> None:
-    from .device import profile as prof
-    from .device.session import build_report, open_device
+    from mcu_mot.device import profile as prof
+    from mcu_mot.device.session import build_report, open_device
     board = build_report(args.build_dir)["board"] if args.build_dir else None
     inputs = _load_batch(args.input) if args.input else None
     prog, update = _progress("profiling")
     with open_device(args.build_dir, args.port) as dev, prog:
         result = prof.profile(dev, runs=args.runs, inputs=inputs, board=board, progress=lambda i, n: update(i, n))
-    _print_profile(result)
+    prof.print_profile(result)
     if args.json:
         prof.write_json(result, args.json)
     if args.html:
         prof.write_html(result, args.html)
 
 
-def _print_profile(result) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-    from .safetext import one_line
-    unit = result["unit"]
-    table = Table(title=f"{escape(one_line(result.get('board') or 'device'))}: {result['total']:,} {unit} per inference "
-                        f"({result['runs']} runs)")
-    for col in ("#", "layer", "op", unit, "%", "MACs", f"MACs/{unit[:-1] if unit.endswith('s') else unit}"):
-        table.add_column(col, justify="right" if col not in ("layer", "op") else "left")
-    for layer in result["layers"]:
-        share = 100.0 * layer["count"] / result["total"] if result["total"] else 0.0
-        rate = f"{layer['macs'] / layer['count']:.2f}" if layer["count"] and layer["macs"] else ""
-        # names come from the device (or a model): text, never rich markup or terminal controls
-        table.add_row(str(layer["index"]), escape(one_line(layer["name"])[-40:]), escape(one_line(layer["op"])),
-                      f"{layer['count']:,}", f"{share:.1f}",
-                      f"{layer['macs']:,}", rate)
-    Console(width=160).print(table)
-
 
 def _cmd_run(args) -> None:
     from pathlib import Path
-    from .build import build
-    from .device import profile as prof
-    from .device.session import open_device
-    from .simulate import read_inputs, write_outputs
+    from mcu_mot.flows.deploy import build_firmware as build
+    from mcu_mot.device import profile as prof
+    from mcu_mot.device.session import open_device
+    from mcu_mot.device.simulator import read_inputs, write_outputs
     arrays = read_inputs(args.input, 1)
     if args.build_dir:
         out = args.build_dir
     else:   # per-user and 0700 in the cache, never a fixed name in the shared /tmp
-        from .safedirs import default_build_dir
+        from mcu_mot.safedirs import default_build_dir
         out = str(default_build_dir("run", args.model, args.board))
     prog, update = _progress(f"building for {args.board}")
     with prog:
@@ -186,7 +169,7 @@ def _cmd_run(args) -> None:
 
 
 def _cmd_bench(args) -> None:
-    from .benchmark import bench
+    from mcu_mot.flows.bench import bench
     names = args.models or list(bench.MODELS)
     boards = args.board or list(bench.DEFAULT_BOARDS)
     backends = _split(args.backend) if args.backend != "all" else bench.available_backends()
@@ -229,15 +212,15 @@ def _require_files(*pairs) -> None:
 
 def _cmd_optimize(args) -> None:
     _require_files((args.model, "Keras model"), (args.calib, "calibration data"), (args.qat, "QAT data"))
-    from .optimize.tfquiet import import_tensorflow
+    from mcu_mot.optimize.tfquiet import import_tensorflow
     import_tensorflow()
     if args.qat:
         if args.exclude or args.int16 or args.quant not in (None, "int8"):
             raise MotError("--qat produces an int8 model; it does not combine with --exclude/--int16/--quant")
-        from .optimize.qat import qat
+        from mcu_mot.optimize.qat import qat
         data = qat(args.model, args.qat, epochs=args.epochs, out_path=args.output, io_float=args.io == "float")
     else:
-        from .optimize.ptq import load_keras, quantize, read_calibration, save_tflite
+        from mcu_mot.optimize.ptq import load_keras, quantize, read_calibration, save_tflite
         mode = args.quant or "int8"
         model = load_keras(args.model)
         calib = read_calibration(args.calib, model) if args.calib else None
@@ -251,10 +234,10 @@ def _cmd_optimize(args) -> None:
 def _cmd_debug(args) -> None:
     _require_files((args.model, "Keras model"), (args.tflite, "model file"), (args.calib, "calibration data"),
                    (args.labels, "labels"))
-    from .optimize.tfquiet import import_tensorflow
+    from mcu_mot.optimize.tfquiet import import_tensorflow
     import_tensorflow()
-    from .optimize.debug import debug, print_table, write_json
-    from .optimize.report_html import write_html
+    from mcu_mot.flows.debug import debug, print_table, write_json
+    from mcu_mot.optimize.report_html import write_html
     calib = _load_npy(args.calib, "calibration")
     labels = _load_npy(args.labels, "labels") if args.labels else None
     prog, update = _progress("debugging" + (f" on {args.board}" if args.board else " on host"))

@@ -30,8 +30,8 @@ import stat
 import time
 from pathlib import Path
 
-from . import MotError
-from .fileio import atomic_write
+from mcu_mot.errors import MotError
+from mcu_mot.fileio import atomic_write
 
 _CACHE_ADVICE = "another user could plant code that mcu-mot would load; use a folder only you can write"
 _BUILD_ADVICE = ("SCons would load its .sconsign.dblite, which another user could plant; "

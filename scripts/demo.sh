@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TF_CPP_MIN_LOG_LEVEL=3
-exec .venv/bin/python -m mcu_mot.demo "$@"
+exec .venv/bin/python -m mcu_mot.flows.demo "$@"

@@ -80,7 +80,7 @@ def random_inputs(path, n: int = 4, seed: int = 0) -> list[np.ndarray]:
 
 def tflm_run(path, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Run each sample through the TFLite Micro interpreter (pip tflite-micro)."""
-    from mcu_mot.reference import tflm_run as run
+    from mcu_mot.flows.reference import tflm_run as run
     return run(path, inputs)
 
 
@@ -88,7 +88,7 @@ def assert_bit_exact(path, inputs=None, n: int = 4, seed: int = 0, isa: str = "p
     """simulate(path) == TFLM(path), bit for bit (float outputs: exact too).
 
     isa "dsp": the Cortex-M4 kernel paths and layouts, DSP instructions emulated on the host."""
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     inputs = inputs if inputs is not None else random_inputs(path, n, seed)
     ours = simulate(path, inputs, isa=isa)
     ref = tflm_run(path, inputs)
@@ -100,7 +100,7 @@ def device_run(path, board, inputs, build_dir, profile: bool = False):
     """Build `path` for an emulated board, run `inputs` on QEMU over the serial link.
 
     Returns (outputs, profile or None, build report)."""
-    from mcu_mot.build import build
+    from mcu_mot.fwbuild import build
     from mcu_mot.device.client import DeviceClient
     from mcu_mot.device.qemu import QemuInstance
     from mcu_mot.device import profile as PR
@@ -147,7 +147,7 @@ def keras_model(layers_fn, input_shape, seed: int = 0):
 
 def first_divergence(path, sample: list):
     """(layer, ours, ref) of the first layer whose output differs from TFLM's, or None."""
-    from mcu_mot.simulate import load
+    from mcu_mot.device.simulator import load
     from tflite_micro.python.tflite_micro import runtime
     model = load(path)
     interp = runtime.Interpreter.from_file(str(path), intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)

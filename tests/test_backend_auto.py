@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import harness
-from mcu_mot import MotError
+from mcu_mot.errors import MotError
 
 CMSIS = os.environ.get("CMSIS_NN_PATH", "")
 have_cmsis = bool(CMSIS) and (Path(CMSIS) / "Include" / "arm_nnfunctions.h").is_file()
@@ -104,7 +104,7 @@ def test_auto_without_path_is_portable_and_says_why(small, tmp_path, monkeypatch
 
 
 def test_auto_without_reference_board_is_portable(small, fake_checkout, monkeypatch):
-    from mcu_mot.device.autotune import generate_auto, reference_board
+    from mcu_mot.flows.autotune import generate_auto, reference_board
     monkeypatch.setenv("CMSIS_NN_PATH", str(fake_checkout))
     assert reference_board("host") is None
     assert reference_board("rpi-pico") is None                  # Cortex-M0+: nothing emulated like it
@@ -117,7 +117,7 @@ def test_auto_without_reference_board_is_portable(small, fake_checkout, monkeypa
 
 
 def test_choose_takes_the_cheaper_covered_layer():
-    from mcu_mot.device.autotune import choose
+    from mcu_mot.flows.autotune import choose
     measured = {"covered": [0, 1, 3],
                 "costs": {0: {"portable": 100, "cmsis-nn": 50}, 1: {"portable": 40, "cmsis-nn": 90},
                           2: {"portable": 10, "cmsis-nn": 5},   # not lowered to CMSIS-NN: stays portable
@@ -153,8 +153,8 @@ def test_choices_are_applied_per_layer(small):
 @pytest.mark.qemu
 @pytest.mark.parametrize("board", ["qemu-mps2-an386", "qemu-mps3-an547"])
 def test_auto_measures_picks_and_caches(small, board, tmp_path, monkeypatch):
-    from mcu_mot.build import build
-    from mcu_mot.device.autotune import cost_cache_path, generate_auto
+    from mcu_mot.fwbuild import build
+    from mcu_mot.flows.autotune import cost_cache_path, generate_auto
     from mcu_mot.device.client import DeviceClient
     from mcu_mot.device.qemu import QemuInstance
     monkeypatch.setenv("MCU_MOT_CACHE", str(tmp_path / "cache"))
@@ -181,7 +181,7 @@ def test_auto_measures_picks_and_caches(small, board, tmp_path, monkeypatch):
 @needs_tools
 @pytest.mark.qemu
 def test_auto_for_a_real_board_measures_on_its_reference(small, tmp_path, monkeypatch):
-    from mcu_mot.device.autotune import generate_auto
+    from mcu_mot.flows.autotune import generate_auto
     monkeypatch.setenv("MCU_MOT_CACHE", str(tmp_path / "cache"))
     rep = generate_auto(small, "nucleo-l4r5zi").report
     assert rep["board"] == "nucleo-l4r5zi" and rep["backend_choice"]["measured_on"] == "qemu-mps2-an386"
@@ -191,7 +191,7 @@ def test_auto_for_a_real_board_measures_on_its_reference(small, tmp_path, monkey
 def test_auto_with_nothing_for_cmsis_nn_does_not_measure(tmp_path, fake_checkout, monkeypatch):
     """A float model: CMSIS-NN lowers none of it, so auto is portable without building anything."""
     import keras
-    from mcu_mot.device.autotune import generate_auto
+    from mcu_mot.flows.autotune import generate_auto
     monkeypatch.setenv("CMSIS_NN_PATH", str(fake_checkout))
     path = harness.save(harness.convert(harness.keras_model(
         lambda x: keras.layers.Dense(3, name="fl_fc")(x), (5,), seed=0), "float"), tmp_path, "f")

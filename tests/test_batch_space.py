@@ -15,7 +15,7 @@ from harness import convert, keras_model, litert_run, random_inputs, save
 def test_dilated_conv_through_space_to_batch(mode, dilation, padding, tmp_path):
     import keras
     from mcu_mot.ir import read_tflite
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     model = keras_model(lambda x: keras.layers.Conv2D(5, 3, dilation_rate=dilation, padding=padding,
                                                       activation="relu")(x), (11, 9, 3))
     path = save(convert(model, mode), tmp_path, f"dil_{mode}")

@@ -8,7 +8,7 @@ import pytest
 from harness import assert_bit_exact
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mcu_mot.benchmark.models import build_tflite  # noqa: E402
+from mcu_mot.flows.bench.models import build_tflite  # noqa: E402
 
 FAST = [("ds_cnn", "int8"), ("resnet8", "int8")]
 SLOW = [("ds_cnn", "int16"), ("resnet8", "int16"), ("mobilenet_v1_025", "int8"), ("mobilenet_v1_025", "int16"),

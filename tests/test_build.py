@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from mcu_mot import ROOT, MotError
-from mcu_mot.build import board_names, build, load_board, size_report
-from mcu_mot.build.boot2 import crc32_mpeg2
+from mcu_mot.resources import DATA_ROOT as ROOT
+from mcu_mot.errors import MotError
+from mcu_mot.fwbuild import board_names, build, load_board, size_report
+from mcu_mot.fwbuild.boot2 import crc32_mpeg2
 
 STUB = Path(__file__).parent / "firmware" / "stub_protocol.c"
 STUB_KW = dict(extra_sources=[STUB], omit=["mm_protocol.c"])
@@ -207,7 +208,7 @@ def test_size_report_matches_elf_segments(stub_build, tmp_path):
     assert abs(bare["flash"]["kernels"] - again["flash"]["kernels"]) < 64
     import io
     from rich.console import Console
-    from mcu_mot.build.size import print_size_report
+    from mcu_mot.fwbuild.size import print_size_report
     buf = io.StringIO()
     print_size_report(again, Console(file=buf, width=120))
     assert "weights" in buf.getvalue() and "arena" in buf.getvalue()
@@ -238,10 +239,10 @@ def test_missing_toolchain(tmp_path, models, monkeypatch):
 
 @needs_gcc
 def test_user_sconstruct(tmp_path, models):
-    """What docs/build.md tells a user: their SConstruct calls mcu_mot.build.sconstools.firmware."""
+    """What docs/build.md tells a user: their SConstruct calls mcu_mot.fwbuild.sconstools.firmware."""
     stub = STUB.resolve()
     (tmp_path / "SConstruct").write_text(
-        "from mcu_mot.build.sconstools import firmware\n"
+        "from mcu_mot.fwbuild.sconstools import firmware\n"
         "env = Environment()\n"
         f"elf = firmware(env, {str(models['tiny'])!r}, board='qemu-mps3-an547', build_dir='fw',\n"
         f"               extra_sources=[{str(stub)!r}], omit=['mm_protocol.c'])\n"
@@ -301,13 +302,13 @@ def test_model_name_with_shell_metacharacters_runs_no_code(tmp_path, models):
 
 @needs_gcc
 def test_user_sconstruct_with_shell_metacharacters(tmp_path, models):
-    """The same through mcu_mot.build.sconstools.firmware in a user's own SConstruct, with a define
+    """The same through mcu_mot.fwbuild.sconstools.firmware in a user's own SConstruct, with a define
     holding `$` and quotes: every argument reaches the compiler as written."""
     marker = tmp_path / "PWNED"
     fw = "fw" + SHELLY.format(m=marker)
     (tmp_path / "extra.c").write_text('const char *mm_test_define = MM_TEST_DEFINE;\n')
     (tmp_path / "SConstruct").write_text(
-        "from mcu_mot.build.sconstools import firmware\n"
+        "from mcu_mot.fwbuild.sconstools import firmware\n"
         "env = Environment()\n"
         f"elf = firmware(env, {str(models['tiny'])!r}, board='qemu-mps2-an386', build_dir={fw!r},\n"
         f"               extra_sources=[{str(STUB)!r}, 'extra.c'], omit=['mm_protocol.c'],\n"

@@ -389,7 +389,7 @@ def test_host_firmware_cache_rebuilds_a_damaged_or_planted_executable(models, tm
 
 def test_autotune_cost_cache_and_build_folders(models, tmp_path, monkeypatch):
     import tempfile
-    from mcu_mot.device import autotune
+    from mcu_mot.flows import autotune
     cache = tmp_path / "cache"
     monkeypatch.setenv("MCU_MOT_CACHE", str(cache))
     seen = []
@@ -417,7 +417,7 @@ def test_autotune_cost_cache_and_build_folders(models, tmp_path, monkeypatch):
 
 
 def test_bench_model_cache_rebuilds_a_truncated_model(tmp_path, monkeypatch, models):
-    from mcu_mot.benchmark import bench, models as bench_models
+    from mcu_mot.flows.bench import bench, models as bench_models
     import mcu_mot.optimize.tfquiet as tfquiet
     monkeypatch.setenv("MCU_MOT_CACHE", str(tmp_path / "cache"))
     good = models["a"].read_bytes()

@@ -90,7 +90,7 @@ def _cmsis_layers(report):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_host_bit_exact(models, name, mode):
     from mcu_mot.codegen.compile import generate
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     path = models[name, mode]
     report = generate(path, "cmsis-nn", "host").report
     used = [(layer["op"], layer["backend"], layer.get("backend_note")) for layer in report["layers"]
@@ -131,7 +131,7 @@ def test_float_and_uncovered_layers_stay_portable(tmp_path):
     """int16 per-channel FC and int16 softmax are not in CMSIS-NN with TFLM's semantics."""
     import keras
     from mcu_mot.codegen.compile import generate
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
 
     def fn(x):
         x = keras.layers.Dense(6, name="u_fc")(x)
@@ -266,7 +266,7 @@ def test_scratch_sizes_match_cmsis_nn(sizes_lib):
 @pytest.mark.parametrize("mode", ["int8", "int16"])
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_device_bit_exact(models, name, mode, board, tmp_path):
-    from mcu_mot.build import build
+    from mcu_mot.fwbuild import build
     from mcu_mot.device.client import DeviceClient
     from mcu_mot.device.qemu import QemuInstance
     path = models[name, mode]

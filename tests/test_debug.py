@@ -1,4 +1,4 @@
-"""The per-layer quantization debugger (mcu_mot.optimize.debug): a planted outlier channel is found as
+"""The per-layer quantization debugger (mcu_mot.flows.debug): a planted outlier channel is found as
 the worst layer, JSON/HTML outputs, the model metric with labels, layer matching, errors, and the
 device path on QEMU giving the host's numbers."""
 import importlib.util
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from harness import convert, keras_model, save
-from mcu_mot import MotError
-from mcu_mot.demo import digits_dataset
-from mcu_mot.optimize.debug import debug, print_table, write_json
+from mcu_mot.errors import MotError
+from mcu_mot.flows.demo import digits_dataset
+from mcu_mot.flows.debug import debug, print_table, write_json
 from mcu_mot.optimize.report_html import write_html
 
 N_CALIB = 120
@@ -136,7 +136,7 @@ def test_html_report(planted_result, tmp_path):
 
 
 def test_metric_with_labels(planted_result, models, digits):
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     _, _, planted, path = models
     (_, _), (xte, yte) = digits
     x, y = xte[:N_CALIB], yte[:N_CALIB]

@@ -14,7 +14,7 @@ def test_dense_on_rank3_input(mode, tmp_path):
     L = keras.layers
     m = keras_model(lambda x: L.Dense(10)(L.Flatten()(L.Dense(4)(L.Dense(12, activation="relu")(x)))), (8, 8))
     path = save(convert(m, mode), tmp_path, f"dense3d_{mode}")
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     (x,) = random_inputs(path, 5)
     (ours,) = simulate(path, x)
     assert np.array_equal(ours, litert_run(path, x))

@@ -23,7 +23,8 @@ import pytest
 
 from harness import _assert_same, convert, keras_model, random_inputs, tflm_run
 
-from mcu_mot import ROOT, MotError
+from mcu_mot.resources import DATA_ROOT as ROOT
+from mcu_mot.errors import MotError
 from mcu_mot.safetext import MAX_NAME, c_text, check_c_fragment, clean_name
 
 needs_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
@@ -176,7 +177,7 @@ def assert_one_line(msg: str):
 @pytest.mark.parametrize("kind", list(payloads(Path("/x"))))
 def test_hostile_names_run_bit_exact(base, tmp_path, kind):
     from mcu_mot.codegen.compile import generate
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     data, _ = base
     marker = tmp_path / MARKER_NAME
     path = _write(tmp_path, rewrite(data, payloads(marker)[kind]))
@@ -196,7 +197,7 @@ def test_hostile_file_name(base, tmp_path, monkeypatch):
     """The model's file name reaches MODEL_NAME and the header comments (no "/" in a file
     name, so no comment closer: quotes, newlines, trigraphs, shell and template syntax)."""
     from mcu_mot.codegen.compile import generate
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     data, _ = base
     monkeypatch.chdir(tmp_path)
     marker = tmp_path / MARKER_NAME
@@ -299,7 +300,7 @@ def test_generated_c_builds_with_werror_for_cortex_m4(base, tmp_path):
 
 @needs_gcc
 def test_firmware_build_of_hostile_model(base, tmp_path):
-    from mcu_mot.build import build
+    from mcu_mot.fwbuild import build
     data, _ = base
     marker = tmp_path / MARKER_NAME
     path = _write(tmp_path, rewrite(data, payloads(marker)["trigraph_splice_system"]), "m*??= x\n$(touch x)")

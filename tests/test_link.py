@@ -13,7 +13,7 @@ import pytest
 from faultproxy import FaultProxy, Faults, faults_at
 
 from harness import needs_qemu_tools
-from mcu_mot import MotError
+from mcu_mot.errors import MotError
 from mcu_mot.device import protocol as P
 from mcu_mot.device.client import DeviceClient
 from mcu_mot.device.host import HostDevice, build_host_firmware
@@ -94,7 +94,7 @@ def _answers_after_flood(c: DeviceClient, kind: str, size: int, x, refs, drain_d
 def test_one_percent_faults_are_invisible_on_the_host_build(fw, link_model):
     """1 % of the bytes dropped, corrupted or duplicated both ways (and chunks delayed): every
     inference gives the right outputs, and the device runs each INVOKE exactly once."""
-    from mcu_mot.simulate import load
+    from mcu_mot.device.simulator import load
     x = _inputs(6, seed=1)
     refs = load(link_model).run(x)
     f = faults_at(0.01)
@@ -114,7 +114,7 @@ def test_one_percent_faults_are_invisible_on_the_host_build(fw, link_model):
 
 @pytest.mark.parametrize("kind", ["random", "nonzero", "frames"])
 def test_a_megabyte_of_anything_into_the_host_build(fw, link_model, kind):
-    from mcu_mot.simulate import load
+    from mcu_mot.device.simulator import load
     x = _inputs(1, seed=2)
     refs = load(link_model).run(x)
     with HostDevice(fw) as dev, DeviceClient(dev.url, timeout=1.0) as c:
@@ -125,7 +125,7 @@ def test_a_megabyte_of_anything_into_the_host_build(fw, link_model, kind):
 def test_closed_socket_is_reopened_mid_run(fw, link_model):
     """The device's socket closes (as an emulator's does) during a batch, several times: the
     transport reopens it and resends, outputs stay right, nothing runs twice."""
-    from mcu_mot.simulate import load
+    from mcu_mot.device.simulator import load
     x = _inputs(12, seed=4)
     refs = load(link_model).run(x)
     with HostDevice(fw) as dev:
@@ -180,7 +180,7 @@ def test_outputs_are_refused_until_an_invoke_ran_and_status_reports_the_input(fw
 def test_device_reset_between_invoke_and_output_redoes_the_sample(fw, link_model):
     """The device restarts (same port) after the INVOKE: the client reconnects, the device refuses
     the outputs it no longer has, and run_sample redoes input + INVOKE: right outputs."""
-    from mcu_mot.simulate import load
+    from mcu_mot.device.simulator import load
     x = _inputs(1, seed=6)
     refs = load(link_model).run(x)
     dev = HostDevice(fw).start()
@@ -207,7 +207,7 @@ def test_invoke_whose_replies_are_all_lost_is_resolved_by_status(fw, link_model)
     """Every reply to an INVOKE is lost until the client's deadline: it asks STATUS, learns that
     its INVOKE ran (its seq, input consumed) and uses that result instead of failing or
     running it again."""
-    from mcu_mot.simulate import load
+    from mcu_mot.device.simulator import load
     x = _inputs(1, seed=10)
     refs = load(link_model).run(x)
     back = Faults()
@@ -239,7 +239,7 @@ def test_a_dead_line_still_fails_in_one_line_within_the_deadline(fw):
 # ---------------------------------------------------------------- QEMU
 
 def _qemu_build(tmp_path, link_model):
-    from mcu_mot.build import build
+    from mcu_mot.fwbuild import build
     return build(link_model, "qemu-mps2-an386", tmp_path / "build-an386")
 
 
@@ -251,7 +251,7 @@ def test_qemu_survives_a_delimiter_free_flood_and_a_quick_reconnect(tmp_path, li
     computes right; a client that closes right after flooding leaves no backlog behind (the
     socket is reset), so the next connection is answered at once."""
     from mcu_mot.device.qemu import QemuInstance
-    from mcu_mot.simulate import load
+    from mcu_mot.device.simulator import load
     x = _inputs(1, seed=7)
     refs = load(link_model).run(x)
     report = _qemu_build(tmp_path, link_model)
@@ -270,7 +270,7 @@ def test_qemu_survives_a_delimiter_free_flood_and_a_quick_reconnect(tmp_path, li
 @pytest.mark.parametrize("kind", ["random", "nonzero", "frames"])
 def test_qemu_survives_a_megabyte_of_anything(tmp_path, link_model, kind):
     from mcu_mot.device.qemu import QemuInstance
-    from mcu_mot.simulate import load
+    from mcu_mot.device.simulator import load
     x = _inputs(1, seed=8)
     refs = load(link_model).run(x)
     report = _qemu_build(tmp_path, link_model)
@@ -284,7 +284,7 @@ def test_qemu_survives_a_megabyte_of_anything(tmp_path, link_model, kind):
 @pytest.mark.slow
 def test_qemu_one_percent_faults_and_cut_connections(tmp_path, link_model):
     from mcu_mot.device.qemu import QemuInstance
-    from mcu_mot.simulate import load
+    from mcu_mot.device.simulator import load
     x = _inputs(6, seed=9)
     refs = load(link_model).run(x)
     report = _qemu_build(tmp_path, link_model)

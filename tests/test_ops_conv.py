@@ -180,7 +180,7 @@ def test_int16_conv_int32_bias(tmp_path, case):
 @pytest.mark.parametrize("case", ["dw_3x3_same_relu", "tconv_3x3_s2_same_relu"])
 def test_int16_int32_bias_unsupported(tmp_path, case):
     """TFLM reads an int32 bias as int64 in int16 DEPTHWISE/TRANSPOSE: refuse clearly."""
-    from mcu_mot import MotError
+    from mcu_mot.errors import MotError
     from mcu_mot.codegen.compile import generate
     build, shape = CASES[case]
     model = harness.keras_model(build, shape)

@@ -44,7 +44,7 @@ def convert(model, mode, ranges=None, io_float=False):
 
 def check(tmp_path, tflite, inputs=None, n=3, name="model"):
     """simulate == TFLM bit for bit (floats compared as bit patterns, so NaN == NaN)."""
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     path = H.save(tflite, tmp_path, name)
     inputs = inputs if inputs is not None else H.random_inputs(path, n)
     ours, ref = simulate(path, inputs), H.tflm_run(path, inputs)
@@ -254,7 +254,7 @@ def test_activations_keras(tmp_path, mode, rng):
 
 def test_hard_swish_int16_unsupported(tmp_path):
     """TFLM has no int16 HARD_SWISH; neither do we."""
-    from mcu_mot import MotError
+    from mcu_mot.errors import MotError
     from mcu_mot.codegen.compile import generate
     path = H.save(op_model("HARD_SWISH", [q([1, 8], "int16", 0.001)], [q([1, 8], "int16", 0.001)]), tmp_path)
     with pytest.raises(MotError, match="HARD_SWISH"):
@@ -442,7 +442,7 @@ def test_quantize_dequantize_float(tmp_path, dtype):
 # ---------------------------------------------------------------- lowering details
 def test_degenerate_scale_refused(tmp_path):
     """A rescaling factor >= 2^31 would need a left shift past 31 bits: refused clearly."""
-    from mcu_mot import MotError
+    from mcu_mot.errors import MotError
     from mcu_mot.codegen.compile import generate
     path = H.save(op_model("RELU", [q([1, 8], "int16", 2e-4)], [q([1, 8], "int16", 3.6e-43)]), tmp_path)
     with pytest.raises(MotError, match="RELU.*too large"):
@@ -460,6 +460,7 @@ def test_broadcast_loops_merge():
 
 def test_inplace_declared(tmp_path):
     """Same-shape elementwise ops may overwrite input 0; a broadcast input is never overwritten."""
+    import mcu_mot.codegen.ops  # noqa: F401  (registers the lowerings)
     from mcu_mot.codegen.lowering import LoweringContext, lower_op
     from mcu_mot.ir import read_tflite
     tfl = op_model("ADD", [q([1, 1, 3], "int8", 0.1, 0), q([1, 4, 3], "int8", 0.1, 0)],

@@ -258,7 +258,7 @@ def test_padv2_constant(tmp_path, mode):
 
 def test_unsupported_is_clear(tmp_path):
     """int16 PADV2 with a float pad value: TFLM rejects it, so do we, with one clear line."""
-    from mcu_mot import MotError
+    from mcu_mot.errors import MotError
     from mcu_mot.codegen.compile import generate
     k = _keras()
     fn = lambda x: k.ops.pad(x, ((0, 0), (1, 0), (2, 1), (0, 0)), constant_values=0.5)

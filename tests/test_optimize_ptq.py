@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import harness
-from mcu_mot import MotError
+from mcu_mot.errors import MotError
 from mcu_mot.ir import read_tflite
 
 N_CALIB = 100
@@ -29,7 +29,7 @@ N_CALIB = 100
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     import keras
-    from mcu_mot.demo import digits_dataset, small_cnn
+    from mcu_mot.flows.demo import digits_dataset, small_cnn
     (xtr, ytr), (xte, yte) = digits_dataset()
     keras.utils.set_random_seed(0)
     model = small_cnn()
@@ -53,13 +53,13 @@ def _variant(digits, name: str, **kw):
 
 
 def _inputs(path, x):
-    from mcu_mot.optimize.ptq import _quantize_input
-    from mcu_mot.simulate import load
-    return _quantize_input(x, load(path).inputs[0])
+    from mcu_mot.optimize.ptq import quantize_input
+    from mcu_mot.device.simulator import load
+    return quantize_input(x, load(path).inputs[0])
 
 
 def _accuracy(path, x, y) -> float:
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     (out,) = simulate(path, _inputs(path, x))
     return float(np.mean(out.reshape(len(out), -1).argmax(-1) == y))
 
@@ -228,7 +228,7 @@ def _hybrid_model():
 def test_dynamic_range_hybrid_kernels_match_tflite(tmp_path):
     from mcu_mot.codegen.compile import generate
     from mcu_mot.optimize import quantize
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     path = harness.save(quantize(_hybrid_model(), "dynamic", progress=False), tmp_path, "dyn")
     g = read_tflite(path)
     hybrid = [op for op in g.ops if op.inputs[0] is not None and op.inputs[0].dtype == "float32"
@@ -246,7 +246,7 @@ def test_dynamic_range_hybrid_kernels_match_tflite(tmp_path):
 
 
 def test_dynamic_range_digits_and_exclude(digits):
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     path = _variant(digits, "dynamic", mode="dynamic")
     fc = [op for op in read_tflite(path).ops if op.opcode == "FULLY_CONNECTED"]
     assert fc and _weights_dtype(fc[0]) == "int8"
@@ -260,7 +260,7 @@ def test_dynamic_range_digits_and_exclude(digits):
 
 # ------------------------------------------------------------------ costs
 def test_compare_variants_reports_flash_arena_accuracy(digits):
-    from mcu_mot.optimize import compare_variants
+    from mcu_mot.flows.variants import compare_variants
     variants = [("int8", _variant(digits, "int8", mode="int8")),
                 ("int16x8", _variant(digits, "int16x8", mode="int16x8")),
                 ("mixed", _variant(digits, "mixed", mode="int8", int16="conv2d_1|dense")),
@@ -318,11 +318,11 @@ def test_bad_inputs_are_one_line_errors(digits, tmp_path):
                     reason="qemu-system-arm or arm-none-eabi-gcc is not installed")
 def test_hybrid_and_mixed_models_on_qemu(digits, tmp_path):
     """The device (Cortex-M4F) computes what the host simulation computes, bit for bit."""
-    from mcu_mot.build import build
+    from mcu_mot.fwbuild import build
     from mcu_mot.device.client import DeviceClient
     from mcu_mot.device.qemu import QemuInstance
     from mcu_mot.optimize import quantize
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     rng = np.random.default_rng(2)
     dyn = harness.save(quantize(_hybrid_model(), "dynamic", progress=False), tmp_path, "dyn")
     mixed = _variant(digits, "mixed", mode="int8", int16="conv2d_1|dense")

@@ -14,7 +14,7 @@ import pytest
 
 from faultproxy import FaultProxy, SilentServer
 
-from mcu_mot import MotError
+from mcu_mot.errors import MotError
 from mcu_mot.device import protocol as P
 from mcu_mot.device.client import DeviceClient
 from mcu_mot.device.host import HostDevice, build_host_firmware
@@ -130,7 +130,7 @@ def _inputs(n=3, seed=0):
 
 def test_host_build_answers_every_request(device, two_io_model):
     from mcu_mot.codegen.compile import generate
-    from mcu_mot.simulate import load
+    from mcu_mot.device.simulator import load
     report = generate(two_io_model).report
     calls = [layer for layer in report["layers"] if layer["kernel"]]
     x = _inputs(1)
@@ -368,7 +368,7 @@ def test_random_garbage_never_crashes_or_hangs_the_device(device):
 
 def test_outputs_equal_simulate_and_tflm(device, two_io_model):
     import harness
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     x = _inputs(4, seed=7)
     with _client(device.url) as c:
         ours = c.run(x)
@@ -446,7 +446,7 @@ FAULTS = {
 def test_faulty_link_gives_right_answers_or_clear_errors(fw, two_io_model, kind):
     """Every request ends in the right reply or a one-line MotError; the device never runs a
     corrupt or repeated INVOKE (its own invoke counter agrees with the host's); no hang."""
-    from mcu_mot.simulate import load
+    from mcu_mot.device.simulator import load
     x = _inputs(12, seed=3)
     ref = load(two_io_model).run(x)
     with HostDevice(fw) as dev:
@@ -483,7 +483,7 @@ def test_faulty_link_gives_right_answers_or_clear_errors(fw, two_io_model, kind)
 def test_heavily_damaged_link_fails_cleanly_and_never_runs_twice(fw, two_io_model, seed):
     """Fault rates high enough that some requests give up: each failure is one line, nothing
     hangs, and the device's invoke counter still never exceeds what the host attempted."""
-    from mcu_mot.simulate import load
+    from mcu_mot.device.simulator import load
     x = _inputs(10, seed=seed)
     ref = load(two_io_model).run(x)
     ok = failed = errors = 0

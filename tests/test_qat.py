@@ -8,12 +8,12 @@ import pytest
 
 from harness import assert_bit_exact, convert, save
 
-from mcu_mot import MotError
+from mcu_mot.errors import MotError
 
 
 @pytest.fixture(scope="module")
 def digits():
-    from mcu_mot.demo import digits_dataset
+    from mcu_mot.flows.demo import digits_dataset
     return digits_dataset()
 
 
@@ -33,7 +33,7 @@ def dequantize_output(tfl: bytes, y: np.ndarray) -> np.ndarray:
 
 def simulate_float(tfl: bytes, path, x: np.ndarray) -> np.ndarray:
     """Our generated C on the host: float samples in, dequantized outputs out."""
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     (y,) = simulate(path, quantize_input(tfl, x))
     return dequantize_output(tfl, y)
 
@@ -231,7 +231,7 @@ def sequential_model():
 
 
 def demo_cnn():
-    from mcu_mot.demo import small_cnn
+    from mcu_mot.flows.demo import small_cnn
     import keras
     keras.utils.set_random_seed(3)
     return small_cnn()

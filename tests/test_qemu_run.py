@@ -12,7 +12,7 @@ import pytest
 from faultproxy import FaultProxy
 
 from harness import needs_qemu_tools
-from mcu_mot import MotError
+from mcu_mot.errors import MotError
 from mcu_mot.device.client import DeviceClient
 from mcu_mot.device.qemu import QemuInstance
 
@@ -29,7 +29,7 @@ def _random_model(tmp_path, seed: int):
 
 
 def _build(model, board, tmp_path):
-    from mcu_mot.build import build
+    from mcu_mot.fwbuild import build
     return build(model, board, tmp_path / f"build-{board}")
 
 
@@ -74,7 +74,7 @@ def test_faulty_link_to_qemu(tmp_path):
     """The fault proxy between pyserial and QEMU's UART port: right answers or one-line errors,
     and the device never runs an INVOKE twice or from a damaged frame."""
     import harness
-    from mcu_mot.simulate import simulate
+    from mcu_mot.device.simulator import simulate
     model = _random_model(tmp_path, 22)
     report = _build(model, "qemu-mps2-an386", tmp_path)
     x = harness.random_inputs(model, 6, 1)

@@ -27,7 +27,7 @@ DRIVER = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from harness import random_inputs, tflm_run, _assert_same
-from mcu_mot.simulate import simulate
+from mcu_mot.device.simulator import simulate
 for path, isa in json.loads(sys.argv[2]):
     x = random_inputs(path, 3, 0)
     ours = simulate(path, x, isa=isa)

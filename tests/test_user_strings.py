@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mcu_mot import MotError
-from mcu_mot.build.boards import BOARD_DIR, load_board
-from mcu_mot.simulate import read_inputs
+from mcu_mot.errors import MotError
+from mcu_mot.boards import BOARD_DIR, load_board
+from mcu_mot.device.simulator import read_inputs
 
 
 def _board_copy(tmp_path: Path, stem: str, text_edit=None) -> Path:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tflite
 
-from mcu_mot import MotError
+from mcu_mot.errors import MotError
 from mcu_mot.codegen.compile import generate
 
 

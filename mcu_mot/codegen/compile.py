@@ -9,16 +9,18 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import ROOT, MotError
-from ..ir import read_tflite
-from ..ir.passes import run_passes
-from ..plan import plan_memory
-from .emit import render, weights_bytes
-from .inplace import overlap_lead
-from . import cmsis_nn
-from .lowering import Alias, Call, LoweringContext, lower_op
+from mcu_mot.resources import KERNELS, PACKAGE, TEMPLATES
+from mcu_mot.errors import MotError
+from mcu_mot.ir import read_tflite
+from mcu_mot.ir.passes import run_passes
+from mcu_mot.plan import plan_memory
+from mcu_mot.codegen.emit import render, weights_bytes
+from mcu_mot.codegen.inplace import overlap_lead
+from mcu_mot.codegen import cmsis_nn
+from mcu_mot.codegen import ops as _ops  # noqa: F401  (importing the lowerings registers them)
+from mcu_mot.codegen.lowering import Alias, Call, LoweringContext, lower_op
 
-KERNEL_DIR = ROOT / "firmware" / "kernels"
+KERNEL_DIR = KERNELS
 BACKENDS = ("portable", "cmsis-nn", "auto")
 ISAS = ("plain", "dsp", "mve")   # index = MM_ISA_* level in firmware/kernels/mm_isa.h
 
@@ -27,7 +29,7 @@ def board_isa(board: str) -> str:
     """The kernel ISA level a board's core supports ('host' and unknown names: plain C)."""
     if board in ("host", None):
         return "plain"
-    from ..build.boards import load_board
+    from mcu_mot.boards import load_board
     features = set(load_board(board).features)
     return "mve" if "mve" in features else "dsp" if "dsp" in features else "plain"
 
@@ -60,7 +62,7 @@ def generate(model_path, backend: str = "portable", board: str = "host", isa: st
     backend: portable (our kernels), cmsis-nn (every layer CMSIS-NN covers goes to
     CMSIS-NN, the rest stays portable; needs CMSIS_NN_PATH) or auto (per layer from
     `choices`: {layer index: "portable" | "cmsis-nn"}; without choices all portable).
-    The measuring behind auto lives in mcu_mot.device.autotune; `costs` ({layer index:
+    The measuring behind auto lives in mcu_mot.flows.autotune; `costs` ({layer index:
     {backend: instructions}}) and `choice` (a summary) only go into the report."""
     model_path = Path(model_path)
     if backend not in BACKENDS:
@@ -106,7 +108,7 @@ def generate(model_path, backend: str = "portable", board: str = "host", isa: st
     cmsis_funcs = sorted({c.kernel for c in calls if cmsis_nn.is_cmsis_call(c)})
     extra_sources, include_dirs = [], []
     if cmsis_funcs:
-        from .cmsis_nn.sources import sources_for
+        from mcu_mot.codegen.cmsis_nn.sources import sources_for
         extra_sources = sources_for(cmsis_root, cmsis_funcs)
         include_dirs = [cmsis_root / "Include"]
     kernel_layers = [op.index for op, low in steps if isinstance(low, Call)]
@@ -210,16 +212,13 @@ def _check_backend(graph, backend: str):
     return cmsis_nn.cmsis_nn_path(required=(backend == "cmsis-nn"))
 
 
-def compile_model(model_path, out_dir, backend: str = "portable", board: str = "host", progress=None) -> dict:
+def compile_model(model_path, out_dir, backend: str = "portable", board: str = "host") -> dict:
     """Write OUT/model.c, model.h, kernels/ and report.json atomically; return the report.
 
-    backend auto with CMSIS_NN_PATH set measures both backends on QEMU first
-    (mcu_mot.device.autotune; cached)."""
+    backend portable or cmsis-nn; the measured choice (auto) lives in mcu_mot.flows.deploy."""
     if backend == "auto":
-        from ..device.autotune import generate_auto
-        compiled = generate_auto(model_path, board, progress=progress)
-    else:
-        compiled = generate(model_path, backend, board)
+        raise MotError("backend auto is measured on a board: call mcu_mot.flows.deploy.compile_model")
+    compiled = generate(model_path, backend, board)
     write_output_dir(Path(out_dir), compiled)
     return compiled.report
 
@@ -252,3 +251,14 @@ def write_output_dir(out: Path, compiled: CompiledModel) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def codegen_fingerprint() -> str:
+    """Digest of everything that shapes the generated code (package, templates, kernels)."""
+    h = hashlib.sha256()
+    for folder, pattern in ((PACKAGE, "*.py"), (TEMPLATES, "*"), (KERNELS, "*")):
+        for p in sorted(folder.rglob(pattern)):
+            if p.is_file() and "__pycache__" not in p.parts:
+                h.update(p.name.encode())
+                h.update(p.read_bytes())
+    return h.hexdigest()[:16]

@@ -10,16 +10,18 @@ from __future__ import annotations
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from .. import ROOT, MotError, __version__
-from ..ir.graph import Tensor
-from ..safetext import c_comment, c_text, check_c_fragment
-from .lowering import SCRATCH, Call
+from mcu_mot.resources import TEMPLATES
+from mcu_mot.errors import MotError
+from mcu_mot.version import __version__
+from mcu_mot.ir.graph import Tensor
+from mcu_mot.safetext import c_comment, c_text, check_c_fragment
+from mcu_mot.codegen.lowering import SCRATCH, Call
 
 DTYPE_CODES = {"float32": 0, "int8": 1, "int16": 2, "int32": 3, "uint8": 4, "int64": 5}
 
 
 def _env() -> Environment:
-    return Environment(loader=FileSystemLoader(str(ROOT / "templates")), undefined=StrictUndefined,
+    return Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
                        keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False,
                        finalize=_checked)
 

@@ -14,9 +14,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .. import MotError
-from ..ir.graph import C_TYPES, Op, Tensor
-from ..safetext import c_ident, one_line
+from mcu_mot.errors import MotError
+from mcu_mot.ir.graph import C_TYPES, Op, Tensor
+from mcu_mot.safetext import c_ident, one_line
 
 SCRATCH = object()  # marker: the op's scratch buffer in the arena
 
@@ -35,11 +35,6 @@ def registrar(table: dict):
 
 
 lowers = registrar(_LOWERINGS)
-
-
-def registered_ops() -> list[str]:
-    _load_ops()
-    return sorted(_LOWERINGS)
 
 
 @dataclass
@@ -181,7 +176,6 @@ def unsupported(op: Op, why: str = "") -> MotError:
 
 
 def lower_op(op: Op, ctx: LoweringContext):
-    _load_ops()
     fn = _LOWERINGS.get(op.opcode)
     if fn is None:
         raise unsupported(op)
@@ -191,12 +185,3 @@ def lower_op(op: Op, ctx: LoweringContext):
         result.writes = list(op.outputs)
     return result
 
-
-_loaded = False
-
-
-def _load_ops():
-    global _loaded
-    if not _loaded:
-        from . import ops  # noqa: F401  (registers every lowering)
-        _loaded = True

@@ -25,9 +25,9 @@ import time
 
 import numpy as np
 
-from .. import MotError
-from . import protocol as P
-from .transport import DeviceError, LinkError, Transport
+from mcu_mot.errors import MotError
+from mcu_mot.device import protocol as P
+from mcu_mot.device.transport import DeviceError, LinkError, Transport
 
 #: smallest adaptive chunk (data bytes per SET_INPUT, bytes per GET_OUTPUT / GET_TENSOR read)
 MIN_CHUNK = 16

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .. import MotError
+from mcu_mot.errors import MotError
 
 PACKAGES = {"openocd": "openocd (apt-get install openocd)", "pyocd": "pyocd (pip install pyocd)",
             "picotool": "picotool (apt-get install picotool)"}

@@ -16,10 +16,11 @@ import tempfile
 import weakref
 from pathlib import Path
 
-from .. import ROOT, MotError
+from mcu_mot.resources import HOST_FIRMWARE, KERNELS, RUNTIME as RUNTIME_DIR
+from mcu_mot.errors import MotError
 
-RUNTIME = ROOT / "firmware" / "runtime"
-HOST_DIR = ROOT / "firmware" / "host"
+RUNTIME = RUNTIME_DIR
+HOST_DIR = HOST_FIRMWARE
 RUNTIME_SOURCES = ("mm_protocol.c", "mm_cobs.c", "mm_crc32.c")
 HOST_SOURCES = ("mm_hal_host.c", "main_host.c")
 HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wtrigraphs", "-D_POSIX_C_SOURCE=200809L", "-ffp-contract=off", "-fwrapv", "-Wall", "-Wno-unused-function"]
@@ -27,7 +28,7 @@ HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wtrigraphs", "-D_POSIX_C_SOURCE=200809L", 
 
 def _fingerprint() -> str:
     import hashlib
-    from ..simulate import _fingerprint as codegen_fingerprint
+    from mcu_mot.codegen.compile import codegen_fingerprint
     h = hashlib.sha256(codegen_fingerprint().encode())
     for p in [RUNTIME / s for s in RUNTIME_SOURCES] + sorted(RUNTIME.glob("*.h")) + sorted(HOST_DIR.glob("*")):
         if p.is_file():
@@ -38,13 +39,13 @@ def _fingerprint() -> str:
 
 def build_host_firmware(model_path, out: Path | None = None) -> Path:
     """Compile the host firmware for `model_path`; returns the executable (cached by model and sources)."""
-    from ..codegen.compile import generate, model_digest
-    from ..safedirs import cache_subdir, load_entry, store_entry
-    from ..simulate import host_compiler
+    from mcu_mot.codegen.compile import generate, model_digest
+    from mcu_mot.safedirs import cache_subdir, load_entry, store_entry
+    from mcu_mot.device.simulator import host_compiler
     model_path = Path(model_path)
     if not model_path.is_file():
         raise MotError(f"model file not found: {model_path}")
-    from ..build.sanitize import cache_tag
+    from mcu_mot.fwbuild.sanitize import cache_tag
     key = model_digest(model_path.read_bytes())[:24] + "-" + _fingerprint() + cache_tag()
     if out is None:   # cache_dir()/hostfw/KEY.bin, run only when KEY.json is whole and the file hashes to it
         cdir = cache_subdir("hostfw")
@@ -57,8 +58,8 @@ def build_host_firmware(model_path, out: Path | None = None) -> Path:
         for name, text in compiled.files.items():
             (tmp / name).write_text(text)
         target = tmp / "fw"
-        from ..build.sanitize import host_cflags   # MCU_MOT_SANITIZE=undefined,address (opt-in)
-        cmd = [host_compiler(), *host_cflags(HOST_CFLAGS), f"-I{tmp}", f"-I{ROOT / 'firmware' / 'kernels'}", f"-I{RUNTIME}",
+        from mcu_mot.fwbuild.sanitize import host_cflags   # MCU_MOT_SANITIZE=undefined,address (opt-in)
+        cmd = [host_compiler(), *host_cflags(HOST_CFLAGS), f"-I{tmp}", f"-I{KERNELS}", f"-I{RUNTIME}",
                f"-I{HOST_DIR}", "-include", str(RUNTIME / "mm_profile_hooks.h"), str(tmp / "model.c"),
                *map(str, compiled.kernel_sources), *(str(RUNTIME / s) for s in RUNTIME_SOURCES),
                *(str(HOST_DIR / s) for s in HOST_SOURCES), "-lm", "-o", str(target)]

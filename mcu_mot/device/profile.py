@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import MotError
-from ..fileio import atomic_write as _atomic_write
-from ..safetext import one_line
-from .client import DeviceClient, sample_shape
+from mcu_mot.errors import MotError
+from mcu_mot.fileio import atomic_write as _atomic_write
+from mcu_mot.safetext import one_line
+from mcu_mot.device.client import DeviceClient, sample_shape
 
 
 def random_arrays(specs, n: int, seed: int = 0) -> list[np.ndarray]:
@@ -196,3 +196,24 @@ max {prof['total_max']:,}); layers add up to {prof['layers_sum']:,} (overhead {p
 """
     _atomic_write(path, page.encode())
     return png_path
+
+
+def print_profile(result) -> None:
+    """The per-layer table of a profile result on the terminal."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+    from mcu_mot.safetext import one_line
+    unit = result["unit"]
+    table = Table(title=f"{escape(one_line(result.get('board') or 'device'))}: {result['total']:,} {unit} per inference "
+                        f"({result['runs']} runs)")
+    for col in ("#", "layer", "op", unit, "%", "MACs", f"MACs/{unit[:-1] if unit.endswith('s') else unit}"):
+        table.add_column(col, justify="right" if col not in ("layer", "op") else "left")
+    for layer in result["layers"]:
+        share = 100.0 * layer["count"] / result["total"] if result["total"] else 0.0
+        rate = f"{layer['macs'] / layer['count']:.2f}" if layer["count"] and layer["macs"] else ""
+        # names come from the device (or a model): text, never rich markup or terminal controls
+        table.add_row(str(layer["index"]), escape(one_line(layer["name"])[-40:]), escape(one_line(layer["op"])),
+                      f"{layer['count']:,}", f"{share:.1f}",
+                      f"{layer['macs']:,}", rate)
+    Console(width=160).print(table)

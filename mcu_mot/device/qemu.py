@@ -23,7 +23,7 @@ import time
 import weakref
 from pathlib import Path
 
-from .. import MotError
+from mcu_mot.errors import MotError
 
 QEMU = "qemu-system-arm"
 
@@ -55,7 +55,7 @@ def qemu_argv(board, elf, serial: str) -> list[str]:
             argv += ["-cpu", q.get("cpu") or board["cpu"]]
         argv += ["-kernel", str(elf), "-nographic", "-monitor", "none", "-icount", "shift=0", "-serial", serial]
         return argv + [str(a) for a in q.get("extra_args", q.get("extra", []))]
-    from ..build.boards import load_board
+    from mcu_mot.boards import load_board
     return load_board(board).qemu_argv(elf, serial)
 
 

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .. import MotError
+from mcu_mot.errors import MotError
 
 STATE = "device.json"
 
@@ -20,7 +20,7 @@ STATE = "device.json"
 def _trusted_dir(build_dir) -> Path:
     """The build folder, if only this user can write it: its report.json names the image to run
     and its device.json the process to stop, so a folder another user can write is refused."""
-    from ..safedirs import ensure_build_dir
+    from mcu_mot.safedirs import ensure_build_dir
     path = Path(build_dir)
     if not path.is_dir():
         raise MotError(f"{build_dir}: no such build folder (run mcu-mot build first)")
@@ -109,8 +109,8 @@ def stop_emulator(build_dir) -> bool:
 
 def start_detached(build_dir) -> dict:
     """Start the emulator for a build in the background (it outlives this command)."""
-    from ..build.boards import load_board
-    from .qemu import free_port, qemu_binary
+    from mcu_mot.boards import load_board
+    from mcu_mot.device.qemu import free_port, qemu_binary
     report = build_report(build_dir)
     board = load_board(report["board"])
     elf = firmware_image(build_dir, report).resolve()
@@ -135,7 +135,7 @@ def start_detached(build_dir) -> dict:
         proc.kill()
         raise MotError(f"qemu ({board.name}) did not open its UART port within 20 s")
     state = {"pid": proc.pid, "port": f"socket://127.0.0.1:{port}", "board": board.name, "elf": str(elf)}
-    from ..fileio import atomic_write
+    from mcu_mot.fileio import atomic_write
     atomic_write(Path(build_dir) / STATE, json.dumps(state).encode())
     return state
 
@@ -143,8 +143,8 @@ def start_detached(build_dir) -> dict:
 @contextlib.contextmanager
 def open_device(build_dir=None, port: str | None = None, timeout: float = 1.0):
     """A DeviceClient for `port`, or for the build dir's running emulator, or a temporary one."""
-    from .client import DeviceClient
-    from .qemu import QemuInstance
+    from mcu_mot.device.client import DeviceClient
+    from mcu_mot.device.qemu import QemuInstance
     if port:
         with DeviceClient(port, timeout=timeout) as dev:
             yield dev
@@ -157,7 +157,7 @@ def open_device(build_dir=None, port: str | None = None, timeout: float = 1.0):
             yield dev
         return
     report = build_report(build_dir)
-    from ..build.boards import load_board
+    from mcu_mot.boards import load_board
     board = load_board(report["board"])
     if not board.emulated:
         raise MotError(f"board '{board.name}' is real hardware: flash it and pass --port")

@@ -26,8 +26,8 @@ import re
 import struct
 import time
 
-from .. import MotError
-from . import protocol as P
+from mcu_mot.errors import MotError
+from mcu_mot.device import protocol as P
 
 #: shortest retransmission timeout (s). Damaged frames and NAKs trigger a resend at once, so a
 #: timeout only covers frames lost whole; a shorter one makes needless resends on a clean but

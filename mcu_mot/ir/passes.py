@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import MotError
-from .graph import Graph, Op, Tensor
+from mcu_mot.errors import MotError
+from mcu_mot.ir.graph import Graph, Op, Tensor
 
 
 def run_passes(graph: Graph) -> Graph:

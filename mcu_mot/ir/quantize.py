@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .. import MotError
+from mcu_mot.errors import MotError
 
 
 def tflite_round(x: float) -> float:

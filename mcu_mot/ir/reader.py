@@ -12,9 +12,9 @@ import numpy as np
 import tflite
 from tflite.utils import BUILTIN_OPCODE2NAME
 
-from .. import MotError
-from ..safetext import clean_name
-from .graph import Graph, Op, Quant, Tensor
+from mcu_mot.errors import MotError
+from mcu_mot.safetext import clean_name
+from mcu_mot.ir.graph import Graph, Op, Quant, Tensor
 
 # TensorType enum -> our dtype names
 _TENSOR_TYPES = {

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import tflite
 
-from .. import MotError
+from mcu_mot.errors import MotError
 
 MAX_RANK = 8
 MAX_TENSOR_BYTES = (1 << 31) - 1     # offsets and sizes in the generated C are 32-bit
@@ -45,7 +45,7 @@ _TYPE_NAMES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startsw
 
 def _name(raw, fallback: str) -> str:
     try:
-        from ..safetext import clean_name
+        from mcu_mot.safetext import clean_name
         return clean_name(raw, fallback)
     except ImportError:          # pragma: no cover - older trees
         text = (raw or b"").decode(errors="replace")

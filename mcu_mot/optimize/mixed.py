@@ -23,9 +23,9 @@ import copy
 
 import numpy as np
 
-from .. import MotError
-from ..safetext import clean_name
-from .selective import QDQ, _ints, opcode
+from mcu_mot.errors import MotError
+from mcu_mot.safetext import clean_name
+from mcu_mot.optimize.selective import QDQ, _ints, opcode
 
 QUANTIZE, DEQUANTIZE = 114, 6
 FLOAT32 = 0

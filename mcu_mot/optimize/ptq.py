@@ -27,8 +27,8 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from .. import MotError
-from ..safetext import one_line
+from mcu_mot.errors import MotError
+from mcu_mot.safetext import one_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -197,7 +197,7 @@ def _int8_denylisted(model, calib, io: str, tok, layers: list, progress: _Progre
     import tensorflow as tf
     from tensorflow.lite.python import convert as tf_convert
 
-    from . import mixed, selective
+    from mcu_mot.optimize import mixed, selective
     conv = _converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     n = (calib[0] if isinstance(calib, list) else calib).shape[0]
@@ -249,7 +249,7 @@ def quantize(model_or_path, mode: str = "int8", calib=None, io: Optional[str] = 
             raise MotError(f"{mode} quantization needs calibration data (--calib DATA.npy)")
         calib = check_calibration(calib, model)
 
-    from . import mixed, selective
+    from mcu_mot.optimize import mixed, selective
     excl = selective.match_layers(model, exclude, "--exclude") if exclude is not None else []
     wide = selective.match_layers(model, int16, "--int16") if int16 is not None else []
     both = sorted(set(excl) & set(wide))
@@ -287,12 +287,15 @@ def quantize(model_or_path, mode: str = "int8", calib=None, io: Optional[str] = 
 
 def save_tflite(data: bytes, path) -> Path:
     """Write .tflite bytes atomically (temporary file in the same folder, then rename)."""
-    from ..fileio import atomic_write
+    from mcu_mot.fileio import atomic_write
     return atomic_write(path, data)
 
 
 # ------------------------------------------------------------------ costs
-def _quantize_input(x: np.ndarray, spec: dict) -> np.ndarray:
+
+
+def quantize_input(x: np.ndarray, spec: dict) -> np.ndarray:
+    """Float samples in the model input's dtype, rounded as TFLM rounds."""
     dtype = np.dtype(spec["dtype"])
     if dtype == np.float32:
         return x.astype(np.float32)
@@ -301,43 +304,3 @@ def _quantize_input(x: np.ndarray, spec: dict) -> np.ndarray:
     q = np.sign(v) * np.floor(np.abs(v) + 0.5) + z          # round half away from zero, as TFLM
     info = np.iinfo(dtype)
     return np.clip(q, info.min, info.max).astype(dtype)
-
-
-def compare_variants(variants, x: np.ndarray, y: np.ndarray, progress: Union[None, bool, Callable] = None) -> list:
-    """What each .tflite variant costs: weights (flash) bytes, arena bytes and accuracy.
-
-    variants: list of paths, or of (name, path-or-bytes) pairs. x: float32 samples
-    (N, *input_shape), quantized to each model's input type; y: integer labels (N,).
-    Accuracy is top-1 on the host simulation of the generated C (what the device
-    computes, bit for bit). Returns one dict per variant: name, weights_bytes,
-    arena_bytes, macs, accuracy, input_dtype.
-    """
-    from ..codegen.compile import generate
-    from ..simulate import load
-    x = np.asarray(x, np.float32)
-    y = np.asarray(y).ravel()
-    if len(x) != len(y):
-        raise MotError(f"{len(x)} samples but {len(y)} labels")
-    rows = []
-    with _Progress(progress) as prog, tempfile.TemporaryDirectory(prefix="mm-variants-") as tmp:
-        for k, v in enumerate(variants):
-            name, src = (v if isinstance(v, (tuple, list)) else (Path(v).stem, v))
-            if isinstance(src, (bytes, bytearray)):
-                path = Path(tmp) / f"variant{k}.tflite"
-                path.write_bytes(bytes(src))
-            else:
-                path = Path(src)
-            report = generate(path, "portable", "host").report
-            model = load(path)
-            spec = model.inputs[0]
-            xq = _quantize_input(x, spec)
-            tick = prog.stage(f"evaluating {name}", len(xq))
-            correct = 0
-            for start in range(0, len(xq), 64):
-                (out,) = model.run(xq[start:start + 64])[:1]
-                correct += int(np.sum(out.reshape(len(out), -1).argmax(-1) == y[start:start + 64]))
-                tick(min(start + 64, len(xq)))
-            rows.append({"name": name, "weights_bytes": int(report["weights_bytes"]),
-                         "arena_bytes": int(report["arena_bytes"]), "macs": int(report["macs"]),
-                         "accuracy": correct / len(xq), "input_dtype": spec["dtype"]})
-    return rows

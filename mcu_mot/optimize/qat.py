@@ -59,8 +59,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
-from .. import MotError
-from ..safetext import one_line
+from mcu_mot.errors import MotError
+from mcu_mot.safetext import one_line
 
 import keras  # noqa: E402  (after the log level)
 import tensorflow as tf  # noqa: E402
@@ -792,7 +792,7 @@ def check_agreement(qat_model, tfl: bytes, x: np.ndarray) -> float | None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    from ..fileio import atomic_write
+    from mcu_mot.fileio import atomic_write
     atomic_write(path, data)
 
 

@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 
 
-from ..fileio import atomic_write  # noqa: F401  (debug.py writes its JSON with it)
-from ..safetext import one_line
+from mcu_mot.fileio import atomic_write  # noqa: F401  (debug.py writes its JSON with it)
+from mcu_mot.safetext import one_line
 
 
 def _finite(v, default=0.0):

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import MotError
-from ..safetext import one_line
+from mcu_mot.errors import MotError
+from mcu_mot.safetext import one_line
 
 TOKEN = re.compile(r"mmq(\d+)x(?:_\d+)*")
 QDQ = (6, 114)  # BuiltinOperator DEQUANTIZE, QUANTIZE

@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from ... import MotError
-from ..lowering import registrar
+from mcu_mot.errors import MotError
+from mcu_mot.codegen.lowering import registrar
 
 HEADER = "arm_nnfunctions.h"
 _LOWERINGS: dict[str, Callable] = {}
@@ -84,5 +84,5 @@ _loaded = False
 def _load():
     global _loaded
     if not _loaded:
-        from . import ops  # noqa: F401  (registers the lowerings)
+        from mcu_mot.codegen.cmsis_nn import ops  # noqa: F401  (registers the lowerings)
         _loaded = True

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ir.quantize import quantize_multiplier
-from ..lowering import Call
-from ..ops.common import channel_multipliers, fused_range, qparams
-from ..ops.conv import tflm_padding
-from . import HEADER, NotCovered, ScratchContext, buffers, lowers
+from mcu_mot.ir.quantize import quantize_multiplier
+from mcu_mot.codegen.lowering import Call
+from mcu_mot.codegen.ops.common import channel_multipliers, fused_range, qparams
+from mcu_mot.codegen.ops.common import tflm_padding
+from mcu_mot.codegen.cmsis_nn import HEADER, NotCovered, ScratchContext, buffers, lowers
 
 _SAME = 0
 

@@ -70,7 +70,7 @@ def sources_for(root, functions) -> list[Path]:
     definer, refs, inline = _index(str(Path(root).resolve()))
     missing = [f for f in functions if f not in definer]
     if missing:
-        from ... import MotError
+        from mcu_mot.errors import MotError
         raise MotError(f"CMSIS-NN at {root} does not define {', '.join(sorted(missing))} "
                        "(an older or newer CMSIS-NN than this mcu_mot supports?)")
     files: set[Path] = set()

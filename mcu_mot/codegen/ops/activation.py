@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ir.quantize import quantize_multiplier, tflite_round
-from ..lowering import Call, c_float, lowers, unsupported
-from .common import SUFFIX, qparams
-from .elementwise import checked_multiplier
+from mcu_mot.ir.quantize import quantize_multiplier, tflite_round
+from mcu_mot.codegen.lowering import Call, c_float, lowers, unsupported
+from mcu_mot.codegen.ops.common import SUFFIX, qparams
+from mcu_mot.codegen.ops.elementwise import checked_multiplier
 
 QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
 

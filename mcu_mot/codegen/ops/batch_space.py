@@ -1,6 +1,6 @@
 """SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND: how Keras 3 expresses dilated convolutions."""
-from ...ir.graph import DTYPE_BYTES
-from ..lowering import Call, lowers, unsupported
+from mcu_mot.ir.graph import DTYPE_BYTES
+from mcu_mot.codegen.lowering import Call, lowers, unsupported
 
 
 def _params(op, ctx, kernel: str):

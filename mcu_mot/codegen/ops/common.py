@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ir.graph import Op, Tensor
-from ...ir.quantize import activation_range, f32, quantize_multipliers
-from ..lowering import unsupported
+from mcu_mot.ir.graph import Op, Tensor
+from mcu_mot.ir.quantize import activation_range, f32, quantize_multipliers
+from mcu_mot.codegen.lowering import unsupported
+
+_SAME, _VALID = 0, 1   # tflite Padding
 
 SUFFIX = {"int8": "s8", "int16": "s16", "float32": "f32"}
 
@@ -64,3 +66,21 @@ def folded_bias(bias: Tensor | None, weights_by_channel: np.ndarray, input_offse
     if dtype == "int32":
         return ((folded + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
     return folded.astype(np.int64)
+
+def _cdiv(a: int, b: int) -> int:
+    """C integer division (truncation toward zero)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+def tflm_padding(op, padding: int, stride: int, dilation: int, in_size: int, k: int) -> int:
+    """TFLM ComputePaddingHeightWidth for one dimension (the leading padding)."""
+    if padding not in (_SAME, _VALID):
+        raise unsupported(op, f"padding type {padding}")
+    if stride <= 0 or dilation <= 0 or k <= 0:
+        raise unsupported(op, f"stride {stride} / dilation {dilation} / filter size {k}")
+    eff = (k - 1) * dilation + 1
+    out = _cdiv(in_size + stride - 1, stride) if padding == _SAME else _cdiv(in_size + stride - eff, stride)
+    if out < 0:
+        return 0
+    total = max(0, (out - 1) * stride + eff - in_size)
+    return total // 2

@@ -16,31 +16,12 @@ Bit-exactness notes (TFLite Micro reference kernels):
 """
 import numpy as np
 
-from ..lowering import Call, lowers, unsupported
-from .common import channel_multipliers, fused_range, kernel_suffix, qparams
+from mcu_mot.codegen.lowering import Call, lowers, unsupported
+from mcu_mot.codegen.ops.common import _SAME, _VALID, _cdiv, channel_multipliers, fused_range, kernel_suffix, qparams, tflm_padding
 
-_SAME, _VALID = 0, 1
 _SCHEMA_INT32 = 2  # tflite TensorType.INT32 in quantized_bias_type
 
 
-def _cdiv(a: int, b: int) -> int:
-    """C integer division (truncation toward zero)."""
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b > 0) else -q
-
-
-def tflm_padding(op, padding: int, stride: int, dilation: int, in_size: int, k: int) -> int:
-    """TFLM ComputePaddingHeightWidth for one dimension (the leading padding)."""
-    if padding not in (_SAME, _VALID):
-        raise unsupported(op, f"padding type {padding}")
-    if stride <= 0 or dilation <= 0 or k <= 0:
-        raise unsupported(op, f"stride {stride} / dilation {dilation} / filter size {k}")
-    eff = (k - 1) * dilation + 1
-    out = _cdiv(in_size + stride - 1, stride) if padding == _SAME else _cdiv(in_size + stride - eff, stride)
-    if out < 0:
-        return 0
-    total = max(0, (out - 1) * stride + eff - in_size)
-    return total // 2
 
 
 def _check_4d(op, *tensors):
@@ -110,7 +91,7 @@ def _quant_common(op, ctx, inp, weights, out, channels):
 # ------------------------------------------------------------------ CONV_2D
 @lowers("CONV_2D")
 def lower_conv_2d(op, ctx):
-    from .hybrid import is_hybrid, lower_conv_2d_hybrid
+    from mcu_mot.codegen.ops.hybrid import is_hybrid, lower_conv_2d_hybrid
     if is_hybrid(op):  # dynamic-range: float activations, int8 weights
         return lower_conv_2d_hybrid(op, ctx)
     inp, weights = op.inputs[0], op.inputs[1]
@@ -167,7 +148,7 @@ def lower_conv_2d(op, ctx):
         else:
             fields.update(bias="NULL", bias64=ctx.array(f"{op.name}_bias", b.astype(np.int64)))
     if gemm:
-        from .conv_gemm import lower_conv_gemm
+        from mcu_mot.codegen.ops.conv_gemm import lower_conv_gemm
         return lower_conv_gemm(op, ctx, geom, sfx, weights, fields)
     params = ctx.struct(f"{op.name}_p", "mm_conv_params", fields)
     return Call(f"mm_conv_{sfx}", [params, inp, ctx.weights(weights), out], "mm_conv.h", macs=macs)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lowering import SCRATCH, Call
+from mcu_mot.codegen.lowering import SCRATCH, Call
 
 _DSP_ORDER = np.array([0, 2, 1, 3])
 
@@ -78,7 +78,7 @@ def lower_conv_gemm(op, ctx, geom: dict, sfx: str, weights, fields: dict) -> Cal
 def _fast_requantization(op, ctx, weights, fields, out_c) -> str:
     """{M, C, E} per channel for the kernel's SMMLAR requantization, or "NULL" where the
     compile-time bound on the accumulator does not prove it exact (see mm_conv_gemm.h)."""
-    from .common import channel_multipliers, qparams
+    from mcu_mot.codegen.ops.common import channel_multipliers, qparams
     inp, out = op.inputs[0], op.outputs[0]
     mult, shift = (np.asarray(v, np.int64) for v in channel_multipliers(op, inp, weights, out, out_c))
     _, in_zp = qparams(op, inp)
@@ -102,7 +102,7 @@ def _fast_requantization_s16(op, ctx, weights, out_c) -> tuple[str, str]:
     one-instruction requantization SMMULR / VRMULH(acc + bias, R << (32 - T)) where the compiler proves
     that every accumulator fits int32 and 16 <= T <= 32 (T = 15 - shift, R the 16-bit reduced
     multiplier TFLM uses); ("NULL", "NULL") otherwise."""
-    from .common import channel_multipliers
+    from mcu_mot.codegen.ops.common import channel_multipliers
     inp, out = op.inputs[0], op.outputs[0]
     mult, shift = (np.asarray(v, np.int64) for v in channel_multipliers(op, inp, weights, out, out_c))
     reduced = np.where(mult < 0x7FFF0000, (mult + (1 << 15)) >> 16, 0x7FFF)

@@ -2,9 +2,10 @@
 bit-exactness notes in conv.py."""
 import numpy as np
 
-from ..lowering import SCRATCH, Call, lowers, unsupported
-from .common import channel_multipliers, fused_range, kernel_suffix, qparams
-from .conv import _SAME, _bias_data, _check_4d, _check_types, _f32_bias, _fold, _int32, _quant_common, tflm_padding
+from mcu_mot.codegen.lowering import SCRATCH, Call, lowers, unsupported
+from mcu_mot.codegen.ops.common import channel_multipliers, fused_range, kernel_suffix, qparams
+from mcu_mot.codegen.ops.common import _SAME, tflm_padding
+from mcu_mot.codegen.ops.conv import _bias_data, _check_4d, _check_types, _f32_bias, _fold, _int32, _quant_common
 
 
 FORCE_EXACT_RQ = False   # tests: take the exact-requantization 3x3 kernel even where the fast one is proven
@@ -13,7 +14,7 @@ FORCE_EXACT_RQ = False   # tests: take the exact-requantization 3x3 kernel even 
 # -------------------------------------------------------- DEPTHWISE_CONV_2D
 @lowers("DEPTHWISE_CONV_2D")
 def lower_depthwise_conv_2d(op, ctx):
-    from .hybrid import is_hybrid, lower_depthwise_conv_2d_hybrid
+    from mcu_mot.codegen.ops.hybrid import is_hybrid, lower_depthwise_conv_2d_hybrid
     if is_hybrid(op):
         return lower_depthwise_conv_2d_hybrid(op, ctx)
     inp, weights = op.inputs[0], op.inputs[1]

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ir.quantize import quantize_multiplier
-from ..lowering import Call, lowers, unsupported
-from .common import SUFFIX, fused_range, qparams
+from mcu_mot.ir.quantize import quantize_multiplier
+from mcu_mot.codegen.lowering import Call, lowers, unsupported
+from mcu_mot.codegen.ops.common import SUFFIX, fused_range, qparams
 
 MAX_BCAST_DIMS = 8
 FLT_MAX = float(np.finfo(np.float32).max)

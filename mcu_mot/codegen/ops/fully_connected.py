@@ -5,13 +5,13 @@ blocked weight layout (see fc_blocked_layout and mm_fully_connected.h).
 """
 import numpy as np
 
-from ..lowering import Call, lowers, unsupported
-from .common import channel_multipliers, fused_range, kernel_suffix, qparams, folded_bias
+from mcu_mot.codegen.lowering import Call, lowers, unsupported
+from mcu_mot.codegen.ops.common import channel_multipliers, fused_range, kernel_suffix, qparams, folded_bias
 
 
 @lowers("FULLY_CONNECTED")
 def lower_fully_connected(op, ctx):
-    from .hybrid import is_hybrid, lower_fully_connected_hybrid
+    from mcu_mot.codegen.ops.hybrid import is_hybrid, lower_fully_connected_hybrid
     if is_hybrid(op):  # dynamic-range: float activations, int8 weights
         return lower_fully_connected_hybrid(op, ctx)
     inp, weights = op.inputs[0], op.inputs[1]

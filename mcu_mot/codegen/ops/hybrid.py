@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lowering import SCRATCH, Call, unsupported
-from .common import fused_range
+from mcu_mot.codegen.lowering import SCRATCH, Call, unsupported
+from mcu_mot.codegen.ops.common import fused_range
 
 _SAME = 0
 
@@ -96,7 +96,7 @@ def lower_fully_connected_hybrid(op, ctx):
 
 
 def _geometry(op, inp, out, k_h, k_w):
-    from .conv import tflm_padding
+    from mcu_mot.codegen.ops.common import tflm_padding
     for t in (inp, out):
         if len(t.shape) != 4:
             raise unsupported(op, f"tensor '{t.name}' has shape {t.shape}, expected 4-D NHWC")

@@ -20,9 +20,9 @@ import math
 
 import numpy as np
 
-from ..lowering import Call, lowers, unsupported
-from .common import kernel_suffix, qparams
-from ...ir.quantize import quantize_multiplier, tflite_round
+from mcu_mot.codegen.lowering import Call, lowers, unsupported
+from mcu_mot.codegen.ops.common import kernel_suffix, qparams
+from mcu_mot.ir.quantize import quantize_multiplier, tflite_round
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 

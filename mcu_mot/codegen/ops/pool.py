@@ -6,9 +6,9 @@ then the fused-activation clamp.
 """
 import numpy as np
 
-from ..lowering import Call, lowers, unsupported
-from .common import kernel_suffix, qparams
-from ...ir.quantize import activation_range
+from mcu_mot.codegen.lowering import Call, lowers, unsupported
+from mcu_mot.codegen.ops.common import kernel_suffix, qparams
+from mcu_mot.ir.quantize import activation_range
 
 _FLT_MAX = float(np.finfo(np.float32).max)
 

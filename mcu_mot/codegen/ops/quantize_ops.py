@@ -6,9 +6,9 @@ DEQUANTIZE int8/int16 -> float.
 """
 from __future__ import annotations
 
-from ..lowering import Call, lowers, unsupported
-from .common import SUFFIX, qparams
-from .elementwise import checked_multiplier
+from mcu_mot.codegen.lowering import Call, lowers, unsupported
+from mcu_mot.codegen.ops.common import SUFFIX, qparams
+from mcu_mot.codegen.ops.elementwise import checked_multiplier
 
 _ESIZE = {"int8": 1, "int16": 2, "float32": 4}
 

@@ -7,9 +7,9 @@ at run time (shift = floor(log2(count)) clamped, multiplier << shift / count).
 """
 import numpy as np
 
-from ..lowering import Call, lowers, unsupported
-from .common import kernel_suffix, qparams
-from ...ir.quantize import quantize_multiplier
+from mcu_mot.codegen.lowering import Call, lowers, unsupported
+from mcu_mot.codegen.ops.common import kernel_suffix, qparams
+from mcu_mot.ir.quantize import quantize_multiplier
 
 GROUPS = 4  # MM_REDUCE_GROUPS in mm_reduce.h
 

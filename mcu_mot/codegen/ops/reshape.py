@@ -1,5 +1,5 @@
 """RESHAPE / SQUEEZE / EXPAND_DIMS: views of their input, no code and no copy."""
-from ..lowering import Alias, lowers, unsupported
+from mcu_mot.codegen.lowering import Alias, lowers, unsupported
 
 
 @lowers("RESHAPE", "SQUEEZE", "EXPAND_DIMS")

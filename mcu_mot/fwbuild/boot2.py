@@ -7,9 +7,10 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from .. import ROOT, MotError
+from mcu_mot.resources import BOOT2
+from mcu_mot.errors import MotError
 
-BOOT2_DIR = ROOT / "firmware" / "runtime" / "boot2"
+BOOT2_DIR = BOOT2
 LOAD_ADDR = 0x20041F00   # where the boot ROM runs it
 
 

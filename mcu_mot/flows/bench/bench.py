@@ -10,8 +10,8 @@ import json
 import os
 from pathlib import Path
 
-from .. import MotError
-from .models import MODELS
+from mcu_mot.errors import MotError
+from mcu_mot.flows.bench.models import MODELS
 
 DEFAULT_BOARDS = ("qemu-mps2-an386", "qemu-mps3-an547")
 DEFAULT_MODES = ("int8", "int16")
@@ -19,7 +19,7 @@ DEFAULT_MODES = ("int8", "int16")
 
 def model_cache() -> Path:
     """cache_dir()/bench-models: per-user, 0700 (mcu_mot.safedirs)."""
-    from ..safedirs import cache_subdir
+    from mcu_mot.safedirs import cache_subdir
     return cache_subdir("bench-models")
 
 
@@ -27,14 +27,14 @@ def _cached_model(name: str, mode: str) -> Path:
     """The built-in model `name` converted for `mode`, from the cache when its entry is whole
     (meta + sha256, see safedirs.store_entry), else made again (needs TensorFlow)."""
     import tempfile
-    from ..safedirs import load_entry, store_entry
+    from mcu_mot.safedirs import load_entry, store_entry
     folder, key = model_cache(), f"{name}_{mode}"
     found = load_entry(folder, key, ".tflite")
     if found is not None:
         return found[0]
-    from ..optimize.tfquiet import import_tensorflow, quiet_output
+    from mcu_mot.optimize.tfquiet import import_tensorflow, quiet_output
     import_tensorflow()
-    from . import models
+    from mcu_mot.flows.bench import models
     with tempfile.TemporaryDirectory(prefix=".make-", dir=folder) as tmp, quiet_output():
         made = models.build_tflite(name, mode, tmp)
         data = Path(made).read_bytes()
@@ -67,8 +67,8 @@ def resolve_models(names, modes) -> list[tuple[str, str, Path]]:
 
 
 def run_bench(models, boards, backends, modes=DEFAULT_MODES, progress=None, check: bool = True) -> list[dict]:
-    from ..build.boards import load_board
-    from .runner import measure
+    from mcu_mot.boards import load_board
+    from mcu_mot.flows.bench.runner import measure
     for board in boards:   # before any model is made: a typo costs no TensorFlow start-up
         if not load_board(board).emulated:
             raise MotError(f"bench runs on emulated boards (instructions counted by QEMU); {board} is not one")
@@ -105,7 +105,7 @@ def print_table(results, layers: int = 3) -> None:
         for col in ("model", "dtype", "board", "backend", "layer", "op", "kernel", "shape", "MACs", "instructions",
                     "MACs/instr"):
             h.add_column(col)
-        from .runner import heaviest_layers
+        from mcu_mot.flows.bench.runner import heaviest_layers
         for r in results:
             for row in heaviest_layers(r, layers):
                 h.add_row(r["model"], r["mode"], r["board"], r["backend"], str(row["index"]), row["op"], row["kernel"],
@@ -115,5 +115,5 @@ def print_table(results, layers: int = 3) -> None:
 
 
 def write_json(results, path) -> None:
-    from ..fileio import atomic_write
+    from mcu_mot.fileio import atomic_write
     atomic_write(Path(path), (json.dumps({"results": results}, indent=1) + "\n").encode())

@@ -12,9 +12,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import ROOT, MotError
+from mcu_mot.resources import BOARDS
+from mcu_mot.errors import MotError
 
-BOARD_DIR = ROOT / "boards"
+BOARD_DIR = BOARDS
 
 CPUS = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
 # what each core can have; `features` must be a subset

@@ -20,9 +20,10 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from .. import ROOT, MotError
+from mcu_mot.resources import KERNELS
+from mcu_mot.errors import MotError
 
-KERNEL_DIR = ROOT / "firmware" / "kernels"
+KERNEL_DIR = KERNELS
 PF_W = 0x2
 SHF_WRITE = 0x1
 SHF_ALLOC = 0x2
@@ -139,7 +140,7 @@ def size_report(elf_path, board=None) -> dict:
     if board is None:
         board = _board_beside(elf_path)
     elif isinstance(board, str) and not board.endswith(".toml"):
-        from .boards import board_names
+        from mcu_mot.boards import board_names
         beside = _board_beside(elf_path)      # a build for a board file given by path names it so
         if board not in board_names() and getattr(beside, "name", None) == board:
             board = beside
@@ -219,7 +220,7 @@ def size_report(elf_path, board=None) -> dict:
         "top_symbols": symbols[:20],
     }
     if board is not None:
-        from .boards import load_board
+        from mcu_mot.boards import load_board
         board = load_board(board)
         rep["board"] = board.name
         rep["regions"] = region_usage(segs, board)
@@ -265,7 +266,7 @@ def _board_beside(elf_path: Path):
         name, path = data.get("board"), data.get("board_file")
     except (OSError, ValueError, AttributeError):
         return None
-    from .boards import board_names, load_board
+    from mcu_mot.boards import board_names, load_board
     if isinstance(path, str) and path.endswith(".toml") and Path(path).is_file():   # a board given by path
         try:
             return load_board(path)

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ROOT, MotError
-from .safetext import one_line
-from .codegen.compile import generate, model_digest
+from mcu_mot.resources import KERNELS
+from mcu_mot.errors import MotError
+from mcu_mot.safetext import one_line
+from mcu_mot.codegen.compile import codegen_fingerprint, generate, model_digest
 
 HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wtrigraphs", "-fPIC", "-shared", "-ffp-contract=off", "-fwrapv"]
 
@@ -27,19 +28,9 @@ HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wtrigraphs", "-fPIC", "-shared", "-ffp-con
 def cache_dir() -> Path:
     """The per-user cache root ($MCU_MOT_CACHE, $XDG_CACHE_HOME/mcu_mot or ~/.cache/mcu_mot):
     created 0700, refused with one line when another user could write it (mcu_mot.safedirs)."""
-    from .safedirs import cache_root
+    from mcu_mot.safedirs import cache_root
     return cache_root()
 
-
-def _fingerprint() -> str:
-    """Digest of everything that shapes the generated code (package, templates, kernels)."""
-    h = hashlib.sha256()
-    for folder, pattern in ((ROOT / "mcu_mot", "*.py"), (ROOT / "templates", "*"), (ROOT / "firmware" / "kernels", "*")):
-        for p in sorted(folder.rglob(pattern)):
-            if p.is_file() and "__pycache__" not in p.parts:
-                h.update(p.name.encode())
-                h.update(p.read_bytes())
-    return h.hexdigest()[:16]
 
 
 class HostModel:
@@ -136,7 +127,7 @@ def _backend_key(backend: str) -> str:
     """Cache-key part for a backend: which CMSIS-NN checkout (and its API header) it compiles."""
     if backend == "portable":
         return ""
-    from .codegen.cmsis_nn import cmsis_nn_path
+    from mcu_mot.codegen.cmsis_nn import cmsis_nn_path
     root = cmsis_nn_path(required=(backend == "cmsis-nn"))
     if root is None:
         return "-" + backend
@@ -157,9 +148,9 @@ def load(model_path, isa: str = "plain", backend: str = "portable") -> HostModel
     if isa not in ("plain", "dsp"):
         raise MotError(f"the host simulator runs isa plain or dsp, not '{isa}' "
                        "(Helium code runs on a Cortex-M55: mcu-mot run -b qemu-mps3-an547)")
-    key = (model_digest(model_path.read_bytes())[:24] + "-" + _fingerprint() + ("" if isa == "plain" else "-" + isa)
+    key = (model_digest(model_path.read_bytes())[:24] + "-" + codegen_fingerprint() + ("" if isa == "plain" else "-" + isa)
            + _backend_key(backend) + _sanitize_tag())
-    from .safedirs import cache_subdir, load_entry, store_entry
+    from mcu_mot.safedirs import cache_subdir, load_entry, store_entry
     cdir = cache_subdir("host")
     # trusted only when KEY.json is whole, names this key and the .so hashes to it: else rebuilt
     found = load_entry(cdir, key, ".so")
@@ -171,8 +162,8 @@ def load(model_path, isa: str = "plain", backend: str = "portable") -> HostModel
                 (tmp / name).write_text(text)
             out = tmp / "model.so"
             emulate = ["-DMM_EMULATE_DSP=1"] if isa == "dsp" else []
-            from .build.sanitize import host_cflags   # MCU_MOT_SANITIZE=undefined,address (opt-in)
-            cmd = [host_compiler(), *host_cflags(HOST_CFLAGS, shared=True), *emulate, f"-I{ROOT / 'firmware' / 'kernels'}", f"-I{tmp}",
+            from mcu_mot.fwbuild.sanitize import host_cflags   # MCU_MOT_SANITIZE=undefined,address (opt-in)
+            cmd = [host_compiler(), *host_cflags(HOST_CFLAGS, shared=True), *emulate, f"-I{KERNELS}", f"-I{tmp}",
                    *(f"-I{d}" for d in compiled.include_dirs),
                    str(tmp / "model.c"), *map(str, compiled.kernel_sources), *map(str, compiled.extra_sources),
                    "-lm", "-o", str(out)]
@@ -186,7 +177,7 @@ def load(model_path, isa: str = "plain", backend: str = "portable") -> HostModel
 
 
 def _sanitize_tag() -> str:
-    from .build.sanitize import cache_tag
+    from mcu_mot.fwbuild.sanitize import cache_tag
     return cache_tag(shared=True)
 
 
@@ -227,7 +218,7 @@ def read_inputs(inputs, count: int) -> list[np.ndarray]:
 def write_outputs(path: Path, results: list[np.ndarray]) -> None:
     """Atomic write: .npy for one output, .npz for several."""
     import io
-    from .fileio import atomic_write
+    from mcu_mot.fileio import atomic_write
     buf = io.BytesIO()
     if len(results) == 1:
         np.save(buf, results[0])

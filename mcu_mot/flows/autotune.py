@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 
-from .. import MotError
+from mcu_mot.errors import MotError
 
 REFERENCE_BOARDS = {
     "cortex-m4": "qemu-mps2-an386",
@@ -36,7 +36,7 @@ def reference_board(board: str) -> str | None:
     """The emulated board costs are measured on for `board` (None: no emulated core like it)."""
     if board in (None, "host"):
         return None
-    from ..build.boards import load_board
+    from mcu_mot.boards import load_board
     b = load_board(board)
     if b.emulated:
         return b.name
@@ -45,8 +45,8 @@ def reference_board(board: str) -> str | None:
 
 def fingerprint(cmsis_root: Path) -> str:
     """What the costs depend on besides the model and the board."""
-    from ..simulate import _fingerprint
-    h = hashlib.sha256(_fingerprint().encode())
+    from mcu_mot.codegen.compile import codegen_fingerprint
+    h = hashlib.sha256(codegen_fingerprint().encode())
     h.update(str(cmsis_root).encode())
     for name in ("Include/arm_nnfunctions.h", "Include/arm_nnsupportfunctions.h"):
         p = cmsis_root / name
@@ -56,15 +56,15 @@ def fingerprint(cmsis_root: Path) -> str:
 
 
 def cost_cache_path(model_path, board: str, cmsis_root: Path) -> Path:
-    from ..codegen.compile import model_digest
-    from ..safedirs import cache_subdir, safe_name
+    from mcu_mot.codegen.compile import model_digest
+    from mcu_mot.safedirs import cache_subdir, safe_name
     sha = model_digest(Path(model_path).read_bytes())[:16]
     return cache_subdir("costs") / f"{sha}-{safe_name(board)}-{fingerprint(cmsis_root)}.json"
 
 
 def _read_costs(path: Path) -> dict | None:
     """The cached measurement at `path` when it is whole and for this key (its file name), else None."""
-    from ..safedirs import read_own_file
+    from mcu_mot.safedirs import read_own_file
     raw = read_own_file(path)
     if raw is None:
         return None
@@ -87,10 +87,10 @@ def _read_costs(path: Path) -> dict | None:
 def profile_layers(model_path, board: str, backend: str, build_dir, progress=None) -> dict:
     """Build `model_path` with one backend, run one inference on QEMU, and return
     {layer index: (instructions, backend that layer used)} and the total."""
-    from ..build import build
-    from .client import DeviceClient
-    from .profile import build_profile, random_inputs_for_report
-    from .qemu import QemuInstance
+    from mcu_mot.fwbuild import build
+    from mcu_mot.device.client import DeviceClient
+    from mcu_mot.device.profile import build_profile, random_inputs_for_report
+    from mcu_mot.device.qemu import QemuInstance
     report = build(model_path, board, build_dir, backend=backend, progress=progress)
     inputs = random_inputs_for_report(report, 1)
     with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url, timeout=10.0, retries=3) as dev:
@@ -113,7 +113,7 @@ def measure_costs(model_path, board: str, cmsis_root: Path, progress=None, refre
 
     Returns {"board", "unit", "totals": {backend: n}, "costs": {index: {backend: n}},
     "covered": [indices CMSIS-NN lowered], "cached": bool}."""
-    from ..safedirs import cache_root, ensure_build_dir, write_cache_file
+    from mcu_mot.safedirs import cache_root, ensure_build_dir, write_cache_file
     path = cost_cache_path(model_path, board, cmsis_root)
     data = None if refresh else _read_costs(path)
     if data is not None:
@@ -149,8 +149,8 @@ def choose(measured: dict) -> dict:
 def generate_auto(model_path, board: str = "host", progress=None):
     """codegen.generate for backend auto: measured per-layer choices when CMSIS_NN_PATH is set
     and the board's core has an emulated reference, else all-portable with the reason."""
-    from ..codegen.cmsis_nn import cmsis_nn_path
-    from ..codegen.compile import generate
+    from mcu_mot.codegen.cmsis_nn import cmsis_nn_path
+    from mcu_mot.codegen.compile import generate
     root = cmsis_nn_path(required=False)
     if root is None:
         return generate(model_path, "auto", board)
@@ -177,7 +177,3 @@ def generate_auto(model_path, board: str = "host", progress=None):
                "rule": "per layer, the backend with fewer measured instructions (tie: portable)"}
     return generate(model_path, "auto", board, choices=choices, costs=measured["costs"], choice=summary)
 
-
-def cached_costs_dir() -> Path:
-    from ..safedirs import cache_subdir
-    return cache_subdir("costs")

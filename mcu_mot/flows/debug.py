@@ -1,13 +1,13 @@
 """Per-layer quantization debugger: which layer of a quantized .tflite loses the accuracy?
 
-    from mcu_mot.optimize.debug import debug, print_table, write_json
+    from mcu_mot.flows.debug import debug, print_table, write_json
     from mcu_mot.optimize.report_html import write_html
     result = debug("model.keras", "model_int8.tflite", calib)          # host (generated C)
     result = debug(model, "model_int8.tflite", calib, labels=y, board="qemu-mps2-an386")   # device
     print_table(result); write_json(result, "debug.json"); write_html(result, "debug.html")
 
 The quantized model is the generated C, never a Python reimplementation: on the host through
-`mcu_mot.simulate` (one kernel call at a time, each output read from the arena right after it is
+`mcu_mot.device.simulator` (one kernel call at a time, each output read from the arena right after it is
 written), on a board over the serial link (INVOKE one layer, GET_TENSOR, next layer). Each kernel
 call's output tensor is mapped to the Keras layer whose output it is (the converter keeps the Keras
 layer path in the tensor names, e.g. 'functional_1/conv2d_1/Relu;...'; where names are ambiguous the
@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import MotError
-from ..safetext import one_line
+from mcu_mot.errors import MotError
+from mcu_mot.safetext import one_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -81,7 +81,7 @@ def debug(keras_model_or_path, tflite_path, calib, labels=None, board=None, prog
     """
     say = progress or (lambda *a, **k: None)
     tflite_path = Path(tflite_path)
-    from ..ir import read_tflite
+    from mcu_mot.ir import read_tflite
     graph = read_tflite(tflite_path)
     model, model_name = _load_keras(keras_model_or_path)
     xs = _as_inputs(calib, model)
@@ -96,7 +96,7 @@ def debug(keras_model_or_path, tflite_path, calib, labels=None, board=None, prog
         if int(np.prod(t.shape[1:] if t.shape and t.shape[0] == 1 else t.shape)) != int(np.prod(x.shape[1:])):
             raise MotError(f"{tflite_path.name}: input '{t.name}' has shape {tuple(t.shape)}, the calibration "
                            f"data {tuple(x.shape[1:])}: is this the quantized version of this Keras model?")
-    xq_all = [_quantize_input(x, t) for x, t in zip(xs, graph.inputs)]
+    xq_all = [quantize_input(x, t) for x, t in zip(xs, graph.inputs)]
 
     keras_side = _KerasSide(model)
     result = {
@@ -129,7 +129,7 @@ def debug(keras_model_or_path, tflite_path, calib, labels=None, board=None, prog
 
 def write_json(result: dict, path) -> Path:
     """The result as JSON, written atomically."""
-    from .report_html import atomic_write
+    from mcu_mot.optimize.report_html import atomic_write
     return atomic_write(path, (json.dumps(_jsonable(result), indent=2) + "\n").encode())
 
 
@@ -251,7 +251,7 @@ def _round_half_away(v):
     return np.sign(v) * np.floor(np.abs(v) + 0.5)
 
 
-def _quantize_input(x: np.ndarray, t) -> np.ndarray:
+def quantize_input(x: np.ndarray, t) -> np.ndarray:
     shape = (x.shape[0],) + tuple(t.shape[1:] if t.shape and t.shape[0] == 1 else t.shape)
     if t.dtype == "float32":
         return x.reshape(shape)
@@ -297,7 +297,7 @@ class _HostRunner:
     where = "host"
 
     def __init__(self, path):
-        from ..simulate import load
+        from mcu_mot.device.simulator import load
         self.model = load(path)
         self.calls = [layer for layer in self.model.meta["layers"] if layer["kernel"]]
 
@@ -338,17 +338,17 @@ def _open_runner(stack: ExitStack, path: Path, board, port, build_dir, say):
     if board in (None, "host") and port is None:
         say(0, 1, "compiling the generated C for the host")
         return _HostRunner(path)
-    from ..build.boards import load_board
-    from ..codegen.compile import generate, model_digest
-    from ..device.client import DeviceClient
+    from mcu_mot.boards import load_board
+    from mcu_mot.codegen.compile import generate, model_digest
+    from mcu_mot.device.client import DeviceClient
     b = load_board(board) if board is not None else None
     calls = [layer for layer in generate(path, "portable", b.name if b else "host").report["layers"]
              if layer["kernel"]]
     if port is None:
         if not b.emulated:
             raise MotError(f"board '{b.name}' is not emulated: flash the firmware for {path.name} and give its port")
-        from ..build import build
-        from ..device.qemu import QemuInstance
+        from mcu_mot.fwbuild import build
+        from mcu_mot.device.qemu import QemuInstance
         if build_dir is None:
             build_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mm-debug-"))
         report = build(path, b, Path(build_dir), progress=say)
@@ -885,9 +885,9 @@ def _add_exclusions(result, model, graph, xs, ys, k, quantize_kwargs, say) -> No
         metric["exclusions"] = None
         metric["exclusions_note"] = "not measured: mcu_mot.optimize.ptq (quantize with exclude=) is not available"
         return
-    from . import ptq
-    from ..ir import read_tflite
-    from ..simulate import load
+    from mcu_mot.optimize import ptq
+    from mcu_mot.ir import read_tflite
+    from mcu_mot.device.simulator import load
     kwargs = dict(quantize_kwargs or {})
     mode = kwargs.pop("mode", None)
     if mode is None:
@@ -925,7 +925,7 @@ def _add_exclusions(result, model, graph, xs, ys, k, quantize_kwargs, say) -> No
             try:
                 _write_model(ptq.quantize(model, mode, calib, exclude=regex, **kw), out)
                 g2 = read_tflite(out)
-                xq = [_quantize_input(x, t) for x, t in zip(xs, g2.inputs)]
+                xq = [quantize_input(x, t) for x, t in zip(xs, g2.inputs)]
                 outq = _dequantize(load(out).run(*xq)[0], g2.outputs[0])
             except MotError as exc:            # this variant cannot be made or compiled: say so, go on
                 entry.update({"quantized": None, "gain": None, "error": str(exc)})

@@ -17,7 +17,7 @@ def have_tflm() -> bool:
 def tflm_run(path, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Run each sample of the batch through the TFLite Micro interpreter; stack the outputs."""
     from tflite_micro.python.tflite_micro import runtime
-    from .ir import read_tflite
+    from mcu_mot.ir import read_tflite
     n_out = len(read_tflite(path).outputs)
     interp = runtime.Interpreter.from_file(str(path))
     n = inputs[0].shape[0]

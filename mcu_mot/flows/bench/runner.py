@@ -11,16 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import MotError
+from mcu_mot.errors import MotError
 
 
 def reference_outputs(model_path, inputs) -> tuple[list[np.ndarray], str]:
     """Outputs of the reference: TFLite Micro when installed, else the host simulator
     (itself tested bit-exact against TFLite Micro)."""
-    from ..reference import have_tflm, tflm_run
+    from mcu_mot.flows.reference import have_tflm, tflm_run
     if have_tflm():
         return tflm_run(model_path, inputs), "tflite-micro"
-    from ..simulate import simulate
+    from mcu_mot.device.simulator import simulate
     return simulate(model_path, inputs), "host simulator"
 
 
@@ -29,17 +29,17 @@ def measure(model_path, board: str, backend: str = "portable", build_dir=None, *
     """Build, run on the board (QEMU), profile one inference; return the figures.
 
     build_dir: default a per-user folder in the cache (cache_dir()/build/bench/..., 0700)."""
-    from ..build import build
-    from ..device.client import DeviceClient
-    from ..device.profile import build_profile, random_inputs_for_report
-    from ..device.qemu import QemuInstance
-    from ..build.boards import load_board
+    from mcu_mot.flows.deploy import build_firmware as build
+    from mcu_mot.device.client import DeviceClient
+    from mcu_mot.device.profile import build_profile, random_inputs_for_report
+    from mcu_mot.device.qemu import QemuInstance
+    from mcu_mot.boards import load_board
     model_path = Path(model_path)
     b = load_board(board)
     if not b.emulated:
         raise MotError(f"bench runs on emulated boards (instruction counts); {board} is not one")
     if build_dir is None:
-        from ..safedirs import default_build_dir
+        from mcu_mot.safedirs import default_build_dir
         build_dir = default_build_dir("bench", model_path, board, backend)
     build_dir = Path(build_dir)
     report = build(model_path, board, build_dir, backend=backend, progress=progress)

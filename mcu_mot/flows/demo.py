@@ -50,8 +50,8 @@ def main(argv=None) -> int:
     console = Console()
     import keras
     import tensorflow as tf
-    from mcu_mot.codegen.compile import compile_model
-    from mcu_mot.simulate import simulate
+    from mcu_mot.flows.deploy import compile_model
+    from mcu_mot.device.simulator import simulate
 
     work = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="mcu-mot-demo-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -101,8 +101,8 @@ def main(argv=None) -> int:
 
 def run_on_board(console, tfl, xq, yte, host_out, board: str, work: Path) -> bool:
     """Build firmware, start the emulator, run every test input over the UART, profile."""
-    from mcu_mot.build import build
-    from mcu_mot.build.size import print_size_report, size_report
+    from mcu_mot.fwbuild import build
+    from mcu_mot.fwbuild.size import print_size_report, size_report
     from mcu_mot.device import profile as prof
     from mcu_mot.device.client import DeviceClient
     from mcu_mot.device.qemu import QemuInstance
@@ -124,8 +124,8 @@ def run_on_board(console, tfl, xq, yte, host_out, board: str, work: Path) -> boo
                   + ("[green]yes[/]" if same else "[red]NO[/]"))
     prof.write_json(result, work / "profile.json")
     html = prof.write_html(result, work / "profile.html")
-    from mcu_mot.cli import _print_profile
-    _print_profile(result)
+    from mcu_mot.device.profile import print_profile
+    print_profile(result)
     macs = sum(layer["macs"] for layer in result["layers"])
     console.print(f"   {result['total']:,} {result['unit']} per inference, {macs / result['total']:.3f} MACs per "
                   f"{result['unit'][:-1]}; profile: {work / 'profile.json'}, chart: {html}")

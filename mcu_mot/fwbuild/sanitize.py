@@ -18,7 +18,7 @@ KINDS = ("undefined", "address")
 
 
 def requested() -> list[str]:
-    from .. import MotError
+    from mcu_mot.errors import MotError
     raw = os.environ.get("MCU_MOT_SANITIZE", "")
     kinds = [k.strip() for k in raw.replace(";", ",").split(",") if k.strip()]
     bad = [k for k in kinds if k not in KINDS]

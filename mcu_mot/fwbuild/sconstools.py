@@ -1,8 +1,8 @@
 """The SCons side of `mcu-mot build`: turns a build configuration (DIR/build.json, written by
-mcu_mot.build.firmware.prepare) into SCons nodes. Used by the repository's SConstruct and by a
+mcu_mot.fwbuild.firmware.prepare) into SCons nodes. Used by the repository's SConstruct and by a
 user's own SConstruct:
 
-    from mcu_mot.build.sconstools import firmware
+    from mcu_mot.fwbuild.sconstools import firmware
     env = Environment()
     elf = firmware(env, "model.tflite", board="qemu-mps2-an386", build_dir="build/fw")
 
@@ -161,8 +161,8 @@ def firmware_from_config(env, cfg: dict):
 def firmware(env, model, board: str, build_dir, backend: str = "portable", **kwargs):
     """Generate the model's C, the startup code and the linker script for `board` into
     `build_dir` (files rewritten only when their content changes) and return the ELF node.
-    kwargs: extra_sources, omit, defines, profile_hooks (see mcu_mot.build.firmware.prepare)."""
-    from .firmware import prepare
+    kwargs: extra_sources, omit, defines, profile_hooks (see mcu_mot.fwbuild.firmware.prepare)."""
+    from mcu_mot.fwbuild.firmware import prepare
     cfg = prepare(model, board, Path(str(build_dir)), backend=backend, **kwargs)
     return firmware_from_config(env, cfg)
 

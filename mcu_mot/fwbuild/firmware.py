@@ -21,13 +21,15 @@ import sys
 import threading
 from pathlib import Path
 
-from .. import ROOT, MotError, __version__
-from ..fileio import atomic_write
-from .boards import Board, load_board
+from mcu_mot.resources import DATA_ROOT, KERNELS, RUNTIME, SCONSTRUCT, TEMPLATES
+from mcu_mot.errors import MotError
+from mcu_mot.version import __version__
+from mcu_mot.fileio import atomic_write
+from mcu_mot.boards import Board, load_board
 
-RUNTIME_DIR = ROOT / "firmware" / "runtime"
-KERNEL_DIR = ROOT / "firmware" / "kernels"
-TEMPLATE_DIR = ROOT / "templates"
+RUNTIME_DIR = RUNTIME
+KERNEL_DIR = KERNELS
+TEMPLATE_DIR = TEMPLATES
 HOOKS = RUNTIME_DIR / "mm_profile_hooks.h"
 TOOLCHAIN = "arm-none-eabi-gcc"
 
@@ -134,7 +136,7 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
     stage: link to OUT/obj/firmware.elf (what `build` does: it publishes the ELF together with
            report.json) instead of OUT/firmware.elf (a user's own SConstruct)
     """
-    from ..codegen.compile import board_isa, generate
+    from mcu_mot.codegen.compile import board_isa, generate
     b = _board_for_build(board)
     out = Path(out_dir).resolve()
     gen = out / "gen"
@@ -142,11 +144,6 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
     model_path = Path(model_path)
     if not model_path.is_file():
         raise MotError(f"no such model file: {model_path}")
-    if compiled is None and backend == "auto":
-        from ..codegen.cmsis_nn import cmsis_nn_path
-        if cmsis_nn_path(required=False) is not None:
-            from ..device.autotune import generate_auto   # measures both backends on QEMU (cached)
-            compiled = generate_auto(model_path, b.name)
     # the Board itself decides the ISA: a board file given by path is not found again by its name
     compiled = compiled or generate(model_path, backend, b.name, isa=board_isa(b))
 
@@ -164,7 +161,7 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
     sources = [{"src": str(gen / "model.c"), "obj": str(out / "obj" / "gen" / "model.o"), "ccflags": model_flags},
                {"src": str(gen / "startup.c"), "obj": str(out / "obj" / "gen" / "startup.o")}]
     if b.boot2:
-        from .boot2 import boot2_source
+        from mcu_mot.fwbuild.boot2 import boot2_source
         write_if_changed(gen / "boot2.S", boot2_source(cc, b, out / "obj" / "boot2"))
         sources.append({"src": str(gen / "boot2.S"), "obj": str(out / "obj" / "gen" / "boot2.o")})
     for p in sorted(set(compiled.kernel_sources)):
@@ -217,8 +214,11 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
 # ---------------------------------------------------------------- build
 
 def build(model_path, board, out_dir, backend: str = "portable", jobs: int = 2, progress=None,
-          extra_sources=(), omit=(), defines=None, profile_hooks=None) -> dict:
+          extra_sources=(), omit=(), defines=None, profile_hooks=None, compiled=None) -> dict:
     """Build DIR/firmware.elf for `board` and write DIR/report.json; return the report.
+
+    compiled: a CompiledModel generated already (the measured backend choice of
+    mcu_mot.flows.deploy); by default the model is generated here for `backend`.
 
     The report is the compile report plus flash_bytes, ram_bytes, flash {weights, kernels,
     model, runtime}, ram {arena, stack, heap, static}, regions (per memory region use), elf,
@@ -233,13 +233,13 @@ def build(model_path, board, out_dir, backend: str = "portable", jobs: int = 2, 
     cc = find_toolchain()
     _check_newlib(cc)
     out = Path(out_dir).resolve()
-    from ..safedirs import ensure_build_dir   # SCons unpickles OUT/.sconsign.dblite: only we may write OUT
+    from mcu_mot.safedirs import ensure_build_dir   # SCons unpickles OUT/.sconsign.dblite: only we may write OUT
     ensure_build_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda *a: None)
     say(0, 1, "generate C")
     cfg = prepare(model_path, b, out, backend=backend, extra_sources=extra_sources, omit=omit,
-                  defines=defines, profile_hooks=profile_hooks, cc=cc, stage=True)
+                  defines=defines, profile_hooks=profile_hooks, cc=cc, compiled=compiled, stage=True)
     compiled = cfg.pop("_compiled")
     total = len(cfg["sources"]) + 1
     _forget_interrupted_build(out)
@@ -247,7 +247,7 @@ def build(model_path, board, out_dir, backend: str = "portable", jobs: int = 2, 
     atomic_write(marker, b"a build is running or was interrupted: the next one starts clean\n")
     actions = _run_scons(out, cfg, jobs, total, say)
 
-    from .size import fit_message, size_report
+    from mcu_mot.fwbuild.size import fit_message, size_report
     staged = Path(cfg["elf"])
     size = size_report(staged, b)
     msg = fit_message(size, Path(model_path).name)
@@ -314,10 +314,10 @@ _ACTION = re.compile(r"^(CC|AS|LINK) (.+)$")
 
 
 def _run_scons(out: Path, cfg: dict, jobs: int, total: int, say) -> list[str]:
-    cmd = [sys.executable, "-m", "SCons", "-Q", "--no-site-dir", "-f", str(ROOT / "SConstruct"),
+    cmd = [sys.executable, "-m", "SCons", "-Q", "--no-site-dir", "-f", str(SCONSTRUCT),
            f"-j{max(1, int(jobs))}", f"MM_CONFIG={out / 'build.json'}"]
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONPATH"] = os.pathsep.join([str(DATA_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     actions, lines = [], []
     # SCons gets its own process group (its compilers and linker inherit it) and a parent-death
     # signal: if this process is killed, interrupted or fails, nothing of the build keeps running
@@ -416,7 +416,7 @@ def _explain_failure(out: Path, cfg: dict, log: str):
 def _measure_overflow(out: Path, cfg: dict) -> str:
     """The link failed on a memory region: link again with --noinhibit-exec (to a separate
     file, never firmware.elf) so the ELF shows the full layout, and measure it."""
-    from .size import fit_message, size_report
+    from mcu_mot.fwbuild.size import fit_message, size_report
     oversize = out / "firmware.oversize.elf"
     objs = [s["obj"] for s in cfg["sources"]]
     flags = [f"-Map={oversize.with_suffix('.map')}" if f.startswith("-Map=") else f for f in cfg["linkflags"]]
