@@ -3,7 +3,7 @@
 #include "mm_regs.h"
 
 #ifndef MM_CLOCK_HZ
-#error "MM_CLOCK_HZ comes from the board file (see mcu_mot/build)"
+#error "MM_CLOCK_HZ comes from the board file (see mcu_mot/fwbuild)"
 #endif
 
 volatile uint8_t mm_uart_ready;

@@ -4,7 +4,7 @@
  * (the last 4 bytes) and runs them. This sets the XIP SSI up for plain serial reads (command
  * 03h, 24-bit address, 32-bit frames): slow but works with any SPI flash. Then, when entered
  * from the boot ROM (lr = 0), it points VTOR at the vector table right after boot2 and starts
- * the image from it; when called from code it returns. mcu_mot.build.boot2 assembles this,
+ * the image from it; when called from code it returns. mcu_mot.fwbuild.boot2 assembles this,
  * pads it to 252 bytes and appends the CRC. */
     .syntax unified
     .cpu cortex-m0plus
