@@ -10,6 +10,7 @@ import sys
 import time
 
 from mcu_mot.errors import MotError
+from mcu_mot.optimize.tfquiet import set_verbose
 from mcu_mot.version import __version__
 
 
@@ -357,12 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--json", help="write every figure, per layer too, to this JSON file")
     be.add_argument("--no-check", action="store_true", help="skip the bit-exact check against the reference")
     be.set_defaults(func=_cmd_bench)
+    p.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and the converter's own output")
+    for command in sub.choices.values():   # also after the command: `mcu-mot optimize ... -v`
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="show TensorFlow's and the converter's own output")
     return p
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_verbose(args.verbose)
     try:
         args.func(args)
     except MotError as exc:

@@ -14,9 +14,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from mcu_mot.errors import MotError
 from mcu_mot.fileio import atomic_write as _atomic_write
+from mcu_mot.ir.names import keras_layer_names
 from mcu_mot.safetext import one_line
 from mcu_mot.device.client import DeviceClient, sample_shape
 
@@ -200,20 +204,18 @@ max {prof['total_max']:,}); layers add up to {prof['layers_sum']:,} (overhead {p
 
 def print_profile(result) -> None:
     """The per-layer table of a profile result on the terminal."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-    from mcu_mot.safetext import one_line
     unit = result["unit"]
     table = Table(title=f"{escape(one_line(result.get('board') or 'device'))}: {result['total']:,} {unit} per inference "
                         f"({result['runs']} runs)")
     for col in ("#", "layer", "op", unit, "%", "MACs", f"MACs/{unit[:-1] if unit.endswith('s') else unit}"):
-        table.add_column(col, justify="right" if col not in ("layer", "op") else "left")
-    for layer in result["layers"]:
+        table.add_column(col, justify="right" if col not in ("layer", "op") else "left",
+                         overflow="fold", min_width=12 if col == "layer" else None)   # wrapped, never cut
+    names = keras_layer_names([one_line(layer["name"]) for layer in result["layers"]])
+    for layer, name in zip(result["layers"], names):
         share = 100.0 * layer["count"] / result["total"] if result["total"] else 0.0
         rate = f"{layer['macs'] / layer['count']:.2f}" if layer["count"] and layer["macs"] else ""
         # names come from the device (or a model): text, never rich markup or terminal controls
-        table.add_row(str(layer["index"]), escape(one_line(layer["name"])[-40:]), escape(one_line(layer["op"])),
+        table.add_row(str(layer["index"]), escape(name), escape(one_line(layer["op"])),
                       f"{layer['count']:,}", f"{share:.1f}",
                       f"{layer['macs']:,}", rate)
     Console(width=160).print(table)

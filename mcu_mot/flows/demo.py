@@ -45,11 +45,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="mcu-mot demo")
     ap.add_argument("-b", "--board", default="qemu-mps2-an386", help="emulated board to run on")
     ap.add_argument("-o", "--output", help="keep the work files here (default: a temporary folder)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's own output")
     args = ap.parse_args(argv)
     from rich.console import Console
     console = Console()
+    from mcu_mot.optimize.tfquiet import import_tensorflow, set_verbose
+    set_verbose(args.verbose)
+    import_tensorflow()
     import keras
-    import tensorflow as tf
+    from mcu_mot.optimize.ptq import quantize
     from mcu_mot.flows.deploy import compile_model
     from mcu_mot.device.simulator import simulate
 
@@ -64,13 +68,8 @@ def main(argv=None) -> int:
     float_acc = float(np.mean(model.predict(xte, verbose=0).argmax(-1) == yte))
 
     console.print("[bold]2. quantizing[/] to int8 (post-training, per-channel)")
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([xtr[i:i + 1]] for i in range(200))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
     tfl = work / "digits_int8.tflite"
-    tfl.write_bytes(conv.convert())
+    tfl.write_bytes(quantize(model, "int8", calib=xtr[:200], progress=False))
 
     console.print("[bold]3. compiling[/] to C")
     t0 = time.perf_counter()

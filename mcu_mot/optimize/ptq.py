@@ -21,13 +21,13 @@ inputs); the converter pulls the samples one by one, with a progress bar.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Union
 
 import numpy as np
 
 from mcu_mot.errors import MotError
+from mcu_mot.optimize.tfquiet import converter_output
 from mcu_mot.safetext import one_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -157,12 +157,14 @@ def _converter(model):
 
 
 def _run(conv, what: str) -> bytes:
+    out = converter_output()
     try:
-        return conv.convert()
+        with out:
+            return conv.convert()
     except MotError:
         raise
     except Exception as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in (str(exc) + "\n" + out.text).splitlines() if ln.strip()]
         detail = next((ln for ln in lines if "error" in ln.lower()), lines[0] if lines else "")
         raise MotError(f"TF converter failed ({what}): {type(exc).__name__}: {detail[:300]}") from None
 
@@ -211,8 +213,9 @@ def _int8_denylisted(model, calib, io: str, tok, layers: list, progress: _Progre
     deny = [sg.tensors[int(sg.operators[i].outputs[0])].name.decode() for i in sorted(sel)]
     io_type = tf.int8 if io == "int" else tf.float32
     try:
-        return bytes(tf_convert.mlir_quantize(calibrated, input_data_type=io_type, output_data_type=io_type,
-                                              denylisted_nodes=list(deny)))
+        with converter_output():
+            return bytes(tf_convert.mlir_quantize(calibrated, input_data_type=io_type, output_data_type=io_type,
+                                                  denylisted_nodes=list(deny)))
     except Exception as exc:
         raise MotError(f"TF quantizer failed (int8 with float layers): {type(exc).__name__}: "
                        f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from None

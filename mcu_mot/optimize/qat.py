@@ -49,10 +49,7 @@ Python API::
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -60,6 +57,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 from mcu_mot.errors import MotError
+from mcu_mot.optimize.tfquiet import converter_output
 from mcu_mot.safetext import one_line
 
 import keras  # noqa: E402  (after the log level)
@@ -726,10 +724,7 @@ def convert_qat(qat_model, calib=None, io_float: bool = False) -> bytes:
         if not io_float:
             conv.inference_input_type = tf.int8
             conv.inference_output_type = tf.int8
-        # the Keras export prints its signature on stdout; keep the user's terminal (and a
-        # CLI's stdout) clean
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with converter_output():   # the Keras export prints its signature; the converter its MLIR
             tfl = conv.convert()
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,5 +1,7 @@
-"""Import TensorFlow without its start-up chatter on stderr (absl/cudart lines printed
-from C++ before logging is configured), so a failing command still prints one line."""
+"""Keep TensorFlow's chatter off the user's terminal: its start-up lines (absl/cudart, printed
+from C++ before logging is configured), the Keras export's signature dump, the converter's
+MLIR and calibration lines and its UserWarnings. `-v` on the command line (set_verbose) lets
+everything through; otherwise a failing step still reports in one line."""
 from __future__ import annotations
 
 import os
@@ -10,10 +12,28 @@ _NOISE = ("All log messages before absl::InitializeLog()", "cudart_stub.cc", "cu
           "TF-TRT Warning", "oneDNN custom operations", "computer_aided", "rebuild TensorFlow with")
 
 
+_verbose = False
+
+
+def set_verbose(on: bool) -> None:
+    """Show TensorFlow's own output (the CLI's -v)."""
+    global _verbose
+    _verbose = bool(on)
+    if on:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+
+
+def verbose() -> bool:
+    return _verbose
+
+
 def import_tensorflow():
     """`import tensorflow` with C-level stderr captured; lines that are not known noise are replayed."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
+    if _verbose:
+        import tensorflow as tf
+        return tf
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)
@@ -63,3 +83,19 @@ class quiet_output:
         self.text = self._tmp.read().decode(errors="replace")
         self._tmp.close()
         return False
+
+
+class _Passthrough:
+    text = ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def converter_output():
+    """The context every TF converter / exporter call runs in: captured (quiet_output), or
+    passed through with -v."""
+    return _Passthrough() if _verbose else quiet_output()

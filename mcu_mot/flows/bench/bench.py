@@ -32,10 +32,10 @@ def _cached_model(name: str, mode: str) -> Path:
     found = load_entry(folder, key, ".tflite")
     if found is not None:
         return found[0]
-    from mcu_mot.optimize.tfquiet import import_tensorflow, quiet_output
+    from mcu_mot.optimize.tfquiet import converter_output, import_tensorflow
     import_tensorflow()
     from mcu_mot.flows.bench import models
-    with tempfile.TemporaryDirectory(prefix=".make-", dir=folder) as tmp, quiet_output():
+    with tempfile.TemporaryDirectory(prefix=".make-", dir=folder) as tmp, converter_output():
         made = models.build_tflite(name, mode, tmp)
         data = Path(made).read_bytes()
     return store_entry(folder, key, ".tflite", data, {"model": name, "mode": mode})
