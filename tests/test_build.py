@@ -163,6 +163,44 @@ def test_build_every_board(board, stub_build, models):
             assert len(image) == 256 and crc32_mpeg2(image[:252]) == int.from_bytes(image[252:], "little")
 
 
+ISA_TARGETS = {"plain": "qemu-mps2-an385", "dsp": "qemu-mps2-an386", "mve": "qemu-mps3-an547"}   # M3, M4, M55
+ISA_WHAT = {"plain": "no DSP/MVE: Cortex-M0+/M3, host", "dsp": "Cortex-M4/M7/M33 layouts",
+            "mve": "Cortex-M55 Helium layouts"}
+
+
+@needs_gcc
+def test_model_c_refuses_every_other_isa_level(tmp_path, models):
+    """The weights (conv rows, depthwise 3x3 packing, FC order) and the scratch are laid out for one
+    ISA level: model.c compiles for that level only. A DSP model compiled for the M55 used to build
+    and then read its conv weights as the Helium layout; a plain model on a DSP core would plan the
+    plain CMSIS-NN buffers for the DSP functions' needs."""
+    from mcu_mot.codegen.compile import KERNEL_DIR, board_isa, generate
+    cc = shutil.which("arm-none-eabi-gcc")
+    for level in ISA_TARGETS:
+        gen = tmp_path / level
+        gen.mkdir()
+        compiled = generate(models["tiny"], isa=level)
+        for name, text in compiled.files.items():
+            (gen / name).write_text(text)
+        assert f"#define MODEL_ISA {list(ISA_TARGETS).index(level)}" in compiled.files["model.h"]
+        targets = [(board, [cc, *load_board(board).cflags()]) for board in ISA_TARGETS.values()]
+        # the host: the simulator's plain build, and dsp with the instructions emulated
+        host_cc = os.environ.get("CC", "cc")
+        targets += [("host", [host_cc]), ("host-dsp", [host_cc, "-DMM_EMULATE_DSP=1"])]
+        for board, cmd in targets:
+            target = board_isa(board) if board != "host-dsp" else "dsp"
+            r = subprocess.run([*cmd, "-fsyntax-only", "-std=gnu11", f"-I{gen}", f"-I{KERNEL_DIR}",
+                                str(gen / "model.c")], capture_output=True, text=True)
+            if target == level:
+                assert r.returncode == 0, (level, board, r.stderr)
+                continue
+            assert r.returncode != 0, f"a {level} model.c compiled for {board} ({target})"
+            want = (f'#error "model.c was generated for ISA {level} ({ISA_WHAT[level]}) but is compiled for '
+                    f'{target}: regenerate it with mcu-mot compile -b <a board with this core>"')
+            assert want in r.stderr, (level, board, r.stderr)
+            assert r.stderr.count("error:") == 1, r.stderr      # that one error, nothing from the kernels
+
+
 @needs_gcc
 def test_incremental_build(tmp_path, models):
     out = tmp_path / "fw"

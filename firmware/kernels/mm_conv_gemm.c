@@ -348,18 +348,34 @@ MM_INLINE int32x4_t mve_requantize_s16(int32x4_t x, const mm_conv_gemm_params *p
 }
 #endif
 
-int32_t mm_conv_gemm_s8_get_buffer_size(const mm_conv_gemm_params *p)
+/* k_pad at level isa: the weight row length the compiler lays out (ops/conv_gemm.py) */
+static int32_t gemm_k_pad(int32_t isa, int32_t in_c, int32_t k_h, int32_t k_w)
 {
-#if MM_HAVE_MVE
-    return 2 * p->k_pad;
-#else
-    return 2 * p->k_pad * 2;
-#endif
+    const int32_t k = k_h * k_w * in_c;
+    return isa == MM_ISA_MVE ? (k + 15) & ~15 : (k + 3) & ~3;
 }
 
-int32_t mm_conv_gemm_s16_get_buffer_size(const mm_conv_gemm_params *p)
+int32_t mm_conv_gemm_s8_get_buffer_size_isa(int32_t isa, int32_t in_c, int32_t k_h, int32_t k_w)
 {
-    return 2 * p->k_pad * 2;
+    if (isa != MM_ISA_DSP && isa != MM_ISA_MVE) return -1;
+    /* pa, pb: int8 on MVE (padding = the zero point), int16 on DSP */
+    return 2 * gemm_k_pad(isa, in_c, k_h, k_w) * (isa == MM_ISA_MVE ? 1 : 2);
+}
+
+int32_t mm_conv_gemm_s8_get_buffer_size(int32_t in_c, int32_t k_h, int32_t k_w)
+{
+    return mm_conv_gemm_s8_get_buffer_size_isa(MM_TARGET_ISA, in_c, k_h, k_w);
+}
+
+int32_t mm_conv_gemm_s16_get_buffer_size_isa(int32_t isa, int32_t in_c, int32_t k_h, int32_t k_w)
+{
+    if (isa != MM_ISA_DSP && isa != MM_ISA_MVE) return -1;
+    return 2 * gemm_k_pad(isa, in_c, k_h, k_w) * 2;   /* pa, pb: int16 */
+}
+
+int32_t mm_conv_gemm_s16_get_buffer_size(int32_t in_c, int32_t k_h, int32_t k_w)
+{
+    return mm_conv_gemm_s16_get_buffer_size_isa(MM_TARGET_ISA, in_c, k_h, k_w);
 }
 
 void mm_conv_gemm_s8(const mm_conv_gemm_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch)

@@ -49,9 +49,14 @@ typedef struct {
     const int32_t *rq;
 } mm_conv_gemm_params;
 
-/* Scratch: two patches (int16 on DSP, int8 on MVE for int8 models). */
-int32_t mm_conv_gemm_s8_get_buffer_size(const mm_conv_gemm_params *p);
-int32_t mm_conv_gemm_s16_get_buffer_size(const mm_conv_gemm_params *p);
+/* Scratch (docs/kernels.md, "Scratch contract"): two patches of k_pad values, k_pad =
+ * k_h * k_w * in_c rounded up to 4 (DSP) or 16 (MVE); int16 values, int8 for int8 models
+ * on MVE. _get_buffer_size: bytes at the level this file is compiled for (MM_TARGET_ISA);
+ * _isa: at level `isa` (MM_ISA_*), -1 at plain (no such kernel). Plain arithmetic. */
+int32_t mm_conv_gemm_s8_get_buffer_size(int32_t in_c, int32_t k_h, int32_t k_w);
+int32_t mm_conv_gemm_s8_get_buffer_size_isa(int32_t isa, int32_t in_c, int32_t k_h, int32_t k_w);
+int32_t mm_conv_gemm_s16_get_buffer_size(int32_t in_c, int32_t k_h, int32_t k_w);
+int32_t mm_conv_gemm_s16_get_buffer_size_isa(int32_t isa, int32_t in_c, int32_t k_h, int32_t k_w);
 
 void mm_conv_gemm_s8(const mm_conv_gemm_params *p, const int8_t *in, const int8_t *w, int8_t *out,
                      void *scratch);

@@ -1,19 +1,38 @@
 /* mm_depthwise_conv.c - portable DEPTHWISE_CONV_2D kernels. */
 #include "mm_depthwise_conv.h"
+#include "mm_isa.h"
 
-int32_t mm_depthwise_conv_s8_get_buffer_size(const mm_dwconv_params *p)
+int32_t mm_depthwise_conv_s8_get_buffer_size_isa(int32_t isa, int32_t out_c)
 {
-    return p->out_c * (int32_t)sizeof(int32_t);
+    (void)isa;
+    return out_c * (int32_t)sizeof(int32_t);
 }
 
-int32_t mm_depthwise_conv_s16_get_buffer_size(const mm_dwconv_params *p)
+int32_t mm_depthwise_conv_s8_get_buffer_size(int32_t out_c)
 {
-    return p->out_c * (int32_t)sizeof(int64_t);
+    return mm_depthwise_conv_s8_get_buffer_size_isa(MM_TARGET_ISA, out_c);
 }
 
-int32_t mm_depthwise_conv_f32_get_buffer_size(const mm_dwconv_f32_params *p)
+int32_t mm_depthwise_conv_s16_get_buffer_size_isa(int32_t isa, int32_t out_c)
 {
-    return p->out_c * (int32_t)sizeof(float);
+    (void)isa;
+    return out_c * (int32_t)sizeof(int64_t);
+}
+
+int32_t mm_depthwise_conv_s16_get_buffer_size(int32_t out_c)
+{
+    return mm_depthwise_conv_s16_get_buffer_size_isa(MM_TARGET_ISA, out_c);
+}
+
+int32_t mm_depthwise_conv_f32_get_buffer_size_isa(int32_t isa, int32_t out_c)
+{
+    (void)isa;
+    return out_c * (int32_t)sizeof(float);
+}
+
+int32_t mm_depthwise_conv_f32_get_buffer_size(int32_t out_c)
+{
+    return mm_depthwise_conv_f32_get_buffer_size_isa(MM_TARGET_ISA, out_c);
 }
 
 /* Taps f in [lo, hi) with 0 <= origin + f*dil < size, clipped to [0, k). */

@@ -43,9 +43,14 @@ typedef struct {
     const float *bias;          /* may be NULL */
 } mm_dwconv_f32_params;
 
-int32_t mm_depthwise_conv_s8_get_buffer_size(const mm_dwconv_params *p);
-int32_t mm_depthwise_conv_s16_get_buffer_size(const mm_dwconv_params *p);
-int32_t mm_depthwise_conv_f32_get_buffer_size(const mm_dwconv_f32_params *p);
+/* Scratch bytes (docs/kernels.md, "Scratch contract"): one accumulator per output
+ * channel at every ISA level; _isa takes the level (MM_ISA_*) explicitly. */
+int32_t mm_depthwise_conv_s8_get_buffer_size(int32_t out_c);
+int32_t mm_depthwise_conv_s8_get_buffer_size_isa(int32_t isa, int32_t out_c);
+int32_t mm_depthwise_conv_s16_get_buffer_size(int32_t out_c);
+int32_t mm_depthwise_conv_s16_get_buffer_size_isa(int32_t isa, int32_t out_c);
+int32_t mm_depthwise_conv_f32_get_buffer_size(int32_t out_c);
+int32_t mm_depthwise_conv_f32_get_buffer_size_isa(int32_t isa, int32_t out_c);
 
 /* scratch: int32_t[out_c] (s8), int64_t[out_c] (s16), float[out_c] (f32) */
 void mm_depthwise_conv_s8(const mm_dwconv_params *p, const int8_t *in, const int8_t *w,

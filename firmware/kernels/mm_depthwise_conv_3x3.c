@@ -2,14 +2,48 @@
  * (layouts and requantization in mm_depthwise_conv_3x3.h). */
 #include "mm_depthwise_conv_3x3.h"
 
-int32_t mm_depthwise_conv_3x3_s8_get_buffer_size(const mm_dw3x3_params *p)
+/* The pad row: dw3_s8 / dw3_s16 fill in_c rounded up to 4 elements (they read at most
+ * in_c of them); the Helium int8 kernel fills in_c rounded up to 8 (its loads are
+ * predicated to in_c). */
+int32_t mm_depthwise_conv_3x3_s8_get_buffer_size_isa(int32_t isa, int32_t in_c)
 {
-    return (p->in_c + 7) & ~7;   /* MVE reads 8 channels at a time (4 on DSP) */
+    if (isa == MM_ISA_MVE) return (in_c + 7) & ~7;
+    return isa == MM_ISA_DSP ? (in_c + 3) & ~3 : -1;
 }
 
-int32_t mm_depthwise_conv_3x3_s16_get_buffer_size(const mm_dw3x3_params *p)
+int32_t mm_depthwise_conv_3x3_s8_get_buffer_size(int32_t in_c)
 {
-    return ((p->in_c + 3) & ~3) * (int32_t)sizeof(int16_t);
+    return mm_depthwise_conv_3x3_s8_get_buffer_size_isa(MM_TARGET_ISA, in_c);
+}
+
+int32_t mm_depthwise_conv_3x3_s8_q_get_buffer_size_isa(int32_t isa, int32_t in_c)
+{
+    return isa == MM_ISA_DSP || isa == MM_ISA_MVE ? (in_c + 3) & ~3 : -1;   /* dw3_s8 on both */
+}
+
+int32_t mm_depthwise_conv_3x3_s8_q_get_buffer_size(int32_t in_c)
+{
+    return mm_depthwise_conv_3x3_s8_q_get_buffer_size_isa(MM_TARGET_ISA, in_c);
+}
+
+int32_t mm_depthwise_conv_3x3_s16_get_buffer_size_isa(int32_t isa, int32_t in_c)
+{
+    return isa == MM_ISA_DSP || isa == MM_ISA_MVE ? ((in_c + 3) & ~3) * (int32_t)sizeof(int16_t) : -1;
+}
+
+int32_t mm_depthwise_conv_3x3_s16_get_buffer_size(int32_t in_c)
+{
+    return mm_depthwise_conv_3x3_s16_get_buffer_size_isa(MM_TARGET_ISA, in_c);
+}
+
+int32_t mm_depthwise_conv_3x3_s16_q_get_buffer_size_isa(int32_t isa, int32_t in_c)
+{
+    return mm_depthwise_conv_3x3_s16_get_buffer_size_isa(isa, in_c);   /* the same dw3_s16 */
+}
+
+int32_t mm_depthwise_conv_3x3_s16_q_get_buffer_size(int32_t in_c)
+{
+    return mm_depthwise_conv_3x3_s16_q_get_buffer_size_isa(MM_TARGET_ISA, in_c);
 }
 
 #if MM_HAVE_DSP

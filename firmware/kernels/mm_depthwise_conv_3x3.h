@@ -52,10 +52,20 @@ typedef struct {
     const int32_t *multiplier, *shift;
 } mm_dw3x3_params;
 
-int32_t mm_depthwise_conv_3x3_s8_get_buffer_size(const mm_dw3x3_params *p);
-int32_t mm_depthwise_conv_3x3_s16_get_buffer_size(const mm_dw3x3_params *p);
+/* Scratch (docs/kernels.md, "Scratch contract"): the pad row, which the kernel fills
+ * for in_c rounded up to 4 elements (DSP code, also the _q and int16 kernels on MVE) or
+ * to 8 (the Helium int8 kernel mm_depthwise_conv_3x3_s8 on MVE). _get_buffer_size: bytes
+ * at the level this file is compiled for (MM_TARGET_ISA); _isa: at level `isa`
+ * (MM_ISA_*), -1 at plain (no such kernel). Plain arithmetic, no intrinsics. */
+int32_t mm_depthwise_conv_3x3_s8_get_buffer_size(int32_t in_c);
+int32_t mm_depthwise_conv_3x3_s8_get_buffer_size_isa(int32_t isa, int32_t in_c);
+int32_t mm_depthwise_conv_3x3_s8_q_get_buffer_size(int32_t in_c);
+int32_t mm_depthwise_conv_3x3_s8_q_get_buffer_size_isa(int32_t isa, int32_t in_c);
+int32_t mm_depthwise_conv_3x3_s16_get_buffer_size(int32_t in_c);
+int32_t mm_depthwise_conv_3x3_s16_get_buffer_size_isa(int32_t isa, int32_t in_c);
+int32_t mm_depthwise_conv_3x3_s16_q_get_buffer_size(int32_t in_c);
+int32_t mm_depthwise_conv_3x3_s16_q_get_buffer_size_isa(int32_t isa, int32_t in_c);
 
-/* scratch: the pad row, in_c rounded up to 4 elements */
 void mm_depthwise_conv_3x3_s8(const mm_dw3x3_params *p, const int8_t *in, int8_t *out, void *scratch);
 void mm_depthwise_conv_3x3_s8_q(const mm_dw3x3_params *p, const int8_t *in, int8_t *out, void *scratch);
 void mm_depthwise_conv_3x3_s16(const mm_dw3x3_params *p, const int16_t *in, int16_t *out, void *scratch);

@@ -1,5 +1,6 @@
 /* mm_hybrid.c - portable dynamic-range (float activations, int8 weights) kernels. */
 #include "mm_hybrid.h"
+#include "mm_isa.h"
 
 #include <math.h>
 #include <string.h>
@@ -74,6 +75,40 @@ MM_INLINE float hybrid_clamp(float v, float lo, float hi)
 {
     v = v < lo ? lo : v;   /* std::max(v, lo) then std::min(., hi), as the reference */
     return hi < v ? hi : v;
+}
+
+/* the quantized input: one batch row (fully connected), one image (convolutions) */
+int32_t mm_fully_connected_hybrid_get_buffer_size_isa(int32_t isa, int32_t in_depth)
+{
+    (void)isa;
+    return in_depth;
+}
+
+int32_t mm_fully_connected_hybrid_get_buffer_size(int32_t in_depth)
+{
+    return mm_fully_connected_hybrid_get_buffer_size_isa(MM_TARGET_ISA, in_depth);
+}
+
+int32_t mm_conv_hybrid_get_buffer_size_isa(int32_t isa, int32_t in_h, int32_t in_w, int32_t in_c)
+{
+    (void)isa;
+    return in_h * in_w * in_c;
+}
+
+int32_t mm_conv_hybrid_get_buffer_size(int32_t in_h, int32_t in_w, int32_t in_c)
+{
+    return mm_conv_hybrid_get_buffer_size_isa(MM_TARGET_ISA, in_h, in_w, in_c);
+}
+
+int32_t mm_depthwise_conv_hybrid_get_buffer_size_isa(int32_t isa, int32_t in_h, int32_t in_w, int32_t in_c)
+{
+    (void)isa;
+    return in_h * in_w * in_c;
+}
+
+int32_t mm_depthwise_conv_hybrid_get_buffer_size(int32_t in_h, int32_t in_w, int32_t in_c)
+{
+    return mm_depthwise_conv_hybrid_get_buffer_size_isa(MM_TARGET_ISA, in_h, in_w, in_c);
 }
 
 void mm_fully_connected_hybrid(const mm_fc_hybrid_params *p, const float *in, const int8_t *w,

@@ -57,6 +57,15 @@ typedef struct {
 void mm_hybrid_quantize(const float *x, int32_t n, int8_t *q, int32_t asymmetric,
                         float *scale, int32_t *offset);
 
+/* Scratch bytes (docs/kernels.md, "Scratch contract"), the same at every ISA level;
+ * _isa takes the level (MM_ISA_*) explicitly. */
+int32_t mm_fully_connected_hybrid_get_buffer_size(int32_t in_depth);
+int32_t mm_fully_connected_hybrid_get_buffer_size_isa(int32_t isa, int32_t in_depth);
+int32_t mm_conv_hybrid_get_buffer_size(int32_t in_h, int32_t in_w, int32_t in_c);
+int32_t mm_conv_hybrid_get_buffer_size_isa(int32_t isa, int32_t in_h, int32_t in_w, int32_t in_c);
+int32_t mm_depthwise_conv_hybrid_get_buffer_size(int32_t in_h, int32_t in_w, int32_t in_c);
+int32_t mm_depthwise_conv_hybrid_get_buffer_size_isa(int32_t isa, int32_t in_h, int32_t in_w, int32_t in_c);
+
 void mm_fully_connected_hybrid(const mm_fc_hybrid_params *p, const float *in, const int8_t *w,
                                float *out, void *scratch);
 void mm_conv_hybrid(const mm_conv_hybrid_params *p, const float *in, const int8_t *w,

@@ -5,6 +5,13 @@ It receives the op and a LoweringContext, and returns a `Call` (or an `Alias`
 for ops that are pure views such as RESHAPE). Arguments of a Call are C
 expressions (str), Tensors (resolved to arena or weight pointers once the
 memory plan exists) or SCRATCH (the op's planned scratch buffer).
+
+The scratch contract (docs/kernels.md): a kernel that takes SCRATCH has its size
+registered with `@scratch_size(kernel, shape)`, the Python twin of the C
+`<kernel>_get_buffer_size_isa(isa, shape...)`; the lowering gives the Call only the
+shape (`scratch_shape`) and lower_op computes scratch_bytes from the registered function,
+so no kernel gets scratch without a size function (tests/test_kernel_contract.py
+checks the two against each other).
 """
 from __future__ import annotations
 
@@ -21,6 +28,31 @@ from mcu_mot.safetext import c_ident, one_line
 SCRATCH = object()  # marker: the op's scratch buffer in the arena
 
 _LOWERINGS: dict[str, Callable] = {}
+ISA_LEVELS = ("plain", "dsp", "mve")   # index = MM_ISA_* in firmware/kernels/mm_isa.h
+
+
+@dataclass(frozen=True)
+class ScratchSize:
+    fn: Callable        # fn(isa, **shape) -> bytes
+    shape: tuple        # argument names, in the order of the C size function's
+    isas: tuple         # levels the kernel exists at (the C _isa function returns -1 at the others)
+
+
+_SCRATCH_SIZES: dict[str, ScratchSize] = {}
+
+
+def scratch_size(kernel: str, shape: tuple, isas: tuple = ISA_LEVELS):
+    """Register fn(isa, **shape) as the scratch bytes of `kernel` at ISA level isa: the
+    number the C `<kernel>_get_buffer_size_isa(level, shape...)` returns."""
+    def register(fn):
+        _SCRATCH_SIZES[kernel] = ScratchSize(fn, tuple(shape), tuple(isas))
+        return fn
+    return register
+
+
+def scratch_sizes() -> dict[str, ScratchSize]:
+    """Every registered kernel's scratch contract (complete once mcu_mot.codegen.ops is imported)."""
+    return dict(_SCRATCH_SIZES)
 
 
 def registrar(table: dict):
@@ -42,7 +74,7 @@ class Call:
     kernel: str                      # C function name, mm_<op>_<type>
     args: list                       # str | Tensor | SCRATCH
     header: str                      # kernel header to include
-    scratch_bytes: int = 0
+    scratch_bytes: int = 0           # portable kernels: set by lower_op from scratch_shape
     macs: int = 0
     inplace: Optional[tuple] = None  # (input position, output position) that may share bytes
     # Raster-order kernels (conv/depthwise/pool): how many output pixels the kernel computes
@@ -51,6 +83,7 @@ class Call:
     raster_block: int = 1
     reads: list = field(default_factory=list)   # activation tensors read (filled by lower_op)
     writes: list = field(default_factory=list)  # activation tensors written
+    scratch_shape: Optional[dict] = None        # the arguments of the kernel's scratch size function
 
 
 @dataclass
@@ -183,5 +216,20 @@ def lower_op(op: Op, ctx: LoweringContext):
     if isinstance(result, Call):
         result.reads = [t for t in op.inputs if t is not None and not t.is_const]
         result.writes = list(op.outputs)
+        _plan_scratch(result, ctx.isa)
     return result
+
+
+def _plan_scratch(call: Call, isa: str) -> None:
+    """scratch_bytes of a portable kernel from its registered size function (the contract)."""
+    takes = any(a is SCRATCH for a in call.args)
+    if not takes and call.scratch_shape is None and not call.scratch_bytes:
+        return
+    size = _SCRATCH_SIZES.get(call.kernel)
+    shape = call.scratch_shape or {}
+    if not takes or size is None or set(shape) != set(size.shape) or isa not in size.isas or call.scratch_bytes:
+        raise MotError(f"internal error: kernel {call.kernel} takes scratch outside the scratch contract "
+                       f"(register its size with @scratch_size, pass scratch_shape)")
+    call.scratch_bytes = int(size.fn(isa, **shape))
+
 

@@ -13,16 +13,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from mcu_mot.codegen.lowering import SCRATCH, Call
+from mcu_mot.codegen.lowering import SCRATCH, Call, scratch_size
 
 _DSP_ORDER = np.array([0, 2, 1, 3])
+
+
+def row_length(k: int, mve: bool) -> int:
+    """k_pad: the weight row (and patch) length for rows of k = k_h * k_w * in_c values."""
+    step = 16 if mve else 4
+    return -(-k // step) * step
+
+
+@scratch_size("mm_conv_gemm_s8", ("in_c", "k_h", "k_w"), isas=("dsp", "mve"))
+def conv_gemm_s8_scratch(isa: str, in_c: int, k_h: int, k_w: int) -> int:
+    """Two patches of k_pad values: int8 on Helium (padded with the zero point), int16 on DSP."""
+    return 2 * row_length(k_h * k_w * in_c, isa == "mve") * (1 if isa == "mve" else 2)
+
+
+@scratch_size("mm_conv_gemm_s16", ("in_c", "k_h", "k_w"), isas=("dsp", "mve"))
+def conv_gemm_s16_scratch(isa: str, in_c: int, k_h: int, k_w: int) -> int:
+    """Two int16 patches of k_pad values."""
+    return 2 * row_length(k_h * k_w * in_c, isa == "mve") * 2
 
 
 def gemm_weights(w: np.ndarray, mve: bool) -> tuple[np.ndarray, int]:
     """(out_c, k) int8 weights -> the kernel's row layout and its row length k_pad."""
     out_c, k = w.shape
-    step = 16 if mve else 4
-    k_pad = -(-k // step) * step
+    k_pad = row_length(k, mve)
     rows = np.zeros((out_c, k_pad), np.int8)
     rows[:, :k] = w
     if mve:
@@ -50,6 +67,7 @@ def lower_conv_gemm(op, ctx, geom: dict, sfx: str, weights, fields: dict) -> Cal
     out_c = geom["out_c"]
     w, k_pad = gemm_weights(weights.data.reshape(out_c, -1), ctx.mve)
     k = int(weights.data.size // out_c)
+    assert k == geom["k_h"] * geom["k_w"] * geom["in_c"], "one-group conv rows are k_h x k_w x in_c"
     rq = "NULL"
     if sfx == "s8" and not ctx.mve:
         rq = _fast_requantization(op, ctx, weights, fields, out_c)
@@ -67,12 +85,10 @@ def lower_conv_gemm(op, ctx, geom: dict, sfx: str, weights, fields: dict) -> Cal
         # the proven-range requantization needs no multiplier/shift arrays
         multiplier=fields["multiplier"] if rq == "NULL" else "NULL",
         shift=fields["shift"] if rq == "NULL" else "NULL", rq=rq))
-    patch_bytes = 1 if (sfx == "s8" and ctx.mve) else 2
-    scratch = 2 * k_pad * patch_bytes      # = mm_conv_gemm_<sfx>_get_buffer_size()
     macs = geom["batches"] * geom["out_h"] * geom["out_w"] * out_c * k
     layout = ctx.array(f"{weights.name}_{'mve' if ctx.mve else 'dsp'}", w)
     return Call(f"mm_conv_gemm_{sfx}", [params, inp, layout, out, SCRATCH], "mm_conv_gemm.h",
-                scratch_bytes=scratch, macs=macs, raster_block=2)
+                scratch_shape=dict(in_c=geom["in_c"], k_h=geom["k_h"], k_w=geom["k_w"]), macs=macs, raster_block=2)
 
 
 def _fast_requantization(op, ctx, weights, fields, out_c) -> str:

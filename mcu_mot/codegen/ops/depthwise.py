@@ -2,13 +2,54 @@
 bit-exactness notes in conv.py."""
 import numpy as np
 
-from mcu_mot.codegen.lowering import SCRATCH, Call, lowers, unsupported
+from mcu_mot.codegen.lowering import SCRATCH, Call, lowers, scratch_size, unsupported
 from mcu_mot.codegen.ops.common import channel_multipliers, fused_range, kernel_suffix, qparams
 from mcu_mot.codegen.ops.common import _SAME, tflm_padding
 from mcu_mot.codegen.ops.conv import _bias_data, _check_4d, _check_types, _f32_bias, _fold, _int32, _quant_common
 
 
 FORCE_EXACT_RQ = False   # tests: take the exact-requantization 3x3 kernel even where the fast one is proven
+
+
+# ------------------------------------------------ scratch (docs/kernels.md)
+@scratch_size("mm_depthwise_conv_s8", ("out_c",))
+def depthwise_s8_scratch(isa: str, out_c: int) -> int:
+    return 4 * out_c     # int32 accumulator per output channel
+
+
+@scratch_size("mm_depthwise_conv_s16", ("out_c",))
+def depthwise_s16_scratch(isa: str, out_c: int) -> int:
+    return 8 * out_c     # int64
+
+
+@scratch_size("mm_depthwise_conv_f32", ("out_c",))
+def depthwise_f32_scratch(isa: str, out_c: int) -> int:
+    return 4 * out_c     # float
+
+
+def _pad_row(in_c: int, step: int) -> int:
+    return -(-in_c // step) * step
+
+
+@scratch_size("mm_depthwise_conv_3x3_s8", ("in_c",), isas=("dsp", "mve"))
+def dw3x3_s8_scratch(isa: str, in_c: int) -> int:
+    """The pad row: the DSP kernel fills in_c rounded up to 4 bytes, the Helium one to 8."""
+    return _pad_row(in_c, 8 if isa == "mve" else 4)
+
+
+@scratch_size("mm_depthwise_conv_3x3_s8_q", ("in_c",), isas=("dsp", "mve"))
+def dw3x3_s8_q_scratch(isa: str, in_c: int) -> int:
+    return _pad_row(in_c, 4)     # the DSP code on Helium too
+
+
+@scratch_size("mm_depthwise_conv_3x3_s16", ("in_c",), isas=("dsp", "mve"))
+def dw3x3_s16_scratch(isa: str, in_c: int) -> int:
+    return 2 * _pad_row(in_c, 4)
+
+
+@scratch_size("mm_depthwise_conv_3x3_s16_q", ("in_c",), isas=("dsp", "mve"))
+def dw3x3_s16_q_scratch(isa: str, in_c: int) -> int:
+    return 2 * _pad_row(in_c, 4)
 
 
 # -------------------------------------------------------- DEPTHWISE_CONV_2D
@@ -40,14 +81,12 @@ def lower_depthwise_conv_2d(op, ctx):
                 pad_h=tflm_padding(op, padding, s_h, d_h, in_h, k_h),
                 pad_w=tflm_padding(op, padding, s_w, d_w, in_w, k_w))
     macs = batches * out_h * out_w * out_c * k_h * k_w
-    acc_bytes = {"s8": 4, "s16": 8, "f32": 4}[sfx]
-    scratch = out_c * acc_bytes  # = mm_depthwise_conv_<sfx>_get_buffer_size()
     if sfx == "f32":
         act_min, act_max = fused_range(op, out)
         params = ctx.struct(f"{op.name}_p", "mm_dwconv_f32_params", dict(
             geom, act_min=act_min, act_max=act_max, bias=_f32_bias(op, ctx, bias, out_c)))
         return Call("mm_depthwise_conv_f32", [params, inp, ctx.weights(weights), out, SCRATCH],
-                    "mm_depthwise_conv.h", scratch_bytes=scratch, macs=macs)
+                    "mm_depthwise_conv.h", scratch_shape=dict(out_c=out_c), macs=macs)
 
     if ctx.dsp and k_h == 3 and k_w == 3 and dm == 1:
         return _lower_dw3x3(op, ctx, sfx, geom, inp, weights, bias, out, macs)
@@ -65,7 +104,7 @@ def lower_depthwise_conv_2d(op, ctx):
                       bias64=ctx.array(f"{op.name}_bias", b.astype(np.int64)))
     params = ctx.struct(f"{op.name}_p", "mm_dwconv_params", fields)
     return Call(f"mm_depthwise_conv_{sfx}", [params, inp, ctx.weights(weights), out, SCRATCH],
-                "mm_depthwise_conv.h", scratch_bytes=scratch, macs=macs)
+                "mm_depthwise_conv.h", scratch_shape=dict(out_c=out_c), macs=macs)
 
 
 # --------------------------------------------- 3x3, depth multiplier 1, DSP / MVE
@@ -147,7 +186,6 @@ def _lower_dw3x3(op, ctx, sfx, geom, inp, weights, bias, out, macs):
             fields.update(bias64=ctx.array(f"{op.name}_bias", b.astype(np.int64)),
                           multiplier=ctx.array(f"{op.name}_mult", mult.astype(np.int32)),
                           shift=ctx.array(f"{op.name}_shift", shift.astype(np.int32)))
-        scratch = cp * 2
     else:
         b = _bias_data(op, bias, c, ("int32",))
         folded = b + (-in_zp) * w.reshape(9, c).sum(axis=0)      # exact (int64)
@@ -162,7 +200,7 @@ def _lower_dw3x3(op, ctx, sfx, geom, inp, weights, bias, out, macs):
             params = ctx.struct(f"{op.name}_p", "mm_dw3x3_params", dict(fields, **_mve_s8_layout(op, ctx, w, folded,
                                                                                                 mult, cconst, e)))
             return Call(kernel, [params, inp, out, SCRATCH], "mm_depthwise_conv_3x3.h",
-                        scratch_bytes=(c + 7) // 8 * 8, macs=macs)
+                        scratch_shape=dict(in_c=c), macs=macs)
         if fast:
             pad = cp - c
             bias_p = np.concatenate([2 * folded, np.zeros(pad, np.int64)])
@@ -179,6 +217,6 @@ def _lower_dw3x3(op, ctx, sfx, geom, inp, weights, bias, out, macs):
                               [folded, np.zeros(cp - c, np.int64)]))),
                           multiplier=ctx.array(f"{op.name}_mult", mult.astype(np.int32)),
                           shift=ctx.array(f"{op.name}_shift", shift.astype(np.int32)))
-        scratch = cp
     params = ctx.struct(f"{op.name}_p", "mm_dw3x3_params", fields)
-    return Call(kernel, [params, inp, out, SCRATCH], "mm_depthwise_conv_3x3.h", scratch_bytes=scratch, macs=macs)
+    return Call(kernel, [params, inp, out, SCRATCH], "mm_depthwise_conv_3x3.h", scratch_shape=dict(in_c=c),
+                macs=macs)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mcu_mot.codegen.lowering import SCRATCH, Call, unsupported
+from mcu_mot.codegen.lowering import SCRATCH, Call, scratch_size, unsupported
 from mcu_mot.codegen.ops.common import fused_range
 
 _SAME = 0
@@ -67,6 +67,22 @@ def _act(op, out, fc: bool):
     return fused_range(op, out)
 
 
+# scratch (docs/kernels.md): the int8-quantized input, one batch row (FC) or one image
+@scratch_size("mm_fully_connected_hybrid", ("in_depth",))
+def fully_connected_hybrid_scratch(isa: str, in_depth: int) -> int:
+    return in_depth
+
+
+@scratch_size("mm_conv_hybrid", ("in_h", "in_w", "in_c"))
+def conv_hybrid_scratch(isa: str, in_h: int, in_w: int, in_c: int) -> int:
+    return in_h * in_w * in_c
+
+
+@scratch_size("mm_depthwise_conv_hybrid", ("in_h", "in_w", "in_c"))
+def depthwise_conv_hybrid_scratch(isa: str, in_h: int, in_w: int, in_c: int) -> int:
+    return in_h * in_w * in_c
+
+
 def lower_fully_connected_hybrid(op, ctx):
     inp = op.inputs[0]
     out = _check_output(op)
@@ -92,7 +108,7 @@ def lower_fully_connected_hybrid(op, ctx):
                   if asym else "NULL")
     params = ctx.struct(f"{op.name}_p", "mm_fc_hybrid_params", fields)
     return Call("mm_fully_connected_hybrid", [params, inp, ctx.weights(weights), out, SCRATCH],
-                "mm_hybrid.h", scratch_bytes=in_depth, macs=batches * in_depth * out_depth)
+                "mm_hybrid.h", scratch_shape=dict(in_depth=in_depth), macs=batches * in_depth * out_depth)
 
 
 def _geometry(op, inp, out, k_h, k_w):
@@ -142,7 +158,7 @@ def lower_conv_2d_hybrid(op, ctx):
     params = ctx.struct(f"{op.name}_p", "mm_conv_hybrid_params", fields)
     macs = geom["batches"] * geom["out_h"] * geom["out_w"] * out_c * k_h * k_w * k_c
     return Call("mm_conv_hybrid", [params, inp, ctx.weights(weights), out, SCRATCH], "mm_hybrid.h",
-                scratch_bytes=geom["in_h"] * geom["in_w"] * geom["in_c"], macs=macs)
+                scratch_shape={k: geom[k] for k in ("in_h", "in_w", "in_c")}, macs=macs)
 
 
 def lower_depthwise_conv_2d_hybrid(op, ctx):
@@ -167,4 +183,4 @@ def lower_depthwise_conv_2d_hybrid(op, ctx):
     params = ctx.struct(f"{op.name}_p", "mm_conv_hybrid_params", fields)
     macs = geom["batches"] * geom["out_h"] * geom["out_w"] * out_c * k_h * k_w
     return Call("mm_depthwise_conv_hybrid", [params, inp, ctx.weights(weights), out, SCRATCH],
-                "mm_hybrid.h", scratch_bytes=geom["in_h"] * geom["in_w"] * geom["in_c"], macs=macs)
+                "mm_hybrid.h", scratch_shape={k: geom[k] for k in ("in_h", "in_w", "in_c")}, macs=macs)
