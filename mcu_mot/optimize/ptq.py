@@ -21,7 +21,6 @@ inputs); the converter pulls the samples one by one, with a progress bar.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Union
 

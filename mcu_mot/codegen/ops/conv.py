@@ -17,7 +17,7 @@ Bit-exactness notes (TFLite Micro reference kernels):
 import numpy as np
 
 from mcu_mot.codegen.lowering import Call, lowers, unsupported
-from mcu_mot.codegen.ops.common import _SAME, _VALID, _cdiv, channel_multipliers, fused_range, kernel_suffix, qparams, tflm_padding
+from mcu_mot.codegen.ops.common import _SAME, channel_multipliers, fused_range, kernel_suffix, qparams, tflm_padding
 
 _SCHEMA_INT32 = 2  # tflite TensorType.INT32 in quantized_bias_type
 
