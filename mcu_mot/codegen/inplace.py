@@ -12,7 +12,7 @@ from __future__ import annotations
 from mcu_mot.ir.graph import DTYPE_BYTES
 from mcu_mot.plan.overlap import raster_lead
 from mcu_mot.codegen.lowering import Call
-from mcu_mot.codegen.ops.common import tflm_padding
+from mcu_mot.codegen.analysis import tflm_padding
 
 RASTER_KERNELS = {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"}
 

@@ -2,10 +2,15 @@
 bit-exactness notes in conv.py."""
 import numpy as np
 
+from mcu_mot.ir.quantize import wrap_int32
+from mcu_mot.codegen.analysis import (ConvGeometry, bias_values, conv_quant, depthwise_geometry, fast_requant_s16,
+                                      fast_requant_s8, fold_bias, fused_range)
 from mcu_mot.codegen.lowering import SCRATCH, Call, lowers, unsupported
-from mcu_mot.codegen.ops.common import channel_multipliers, fused_range, kernel_suffix, qparams
-from mcu_mot.codegen.ops.common import _SAME, tflm_padding
-from mcu_mot.codegen.ops.conv import _bias_data, _check_4d, _check_types, _f32_bias, _fold, _int32, _quant_common
+from mcu_mot.codegen.ops.common import kernel_suffix
+from mcu_mot.codegen.ops.conv import check_types, f32_bias, geometry_fields, quant_fields
+
+_DW_FIELDS = ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "depth_mult", "k_h", "k_w",
+              "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w")
 
 
 FORCE_EXACT_RQ = False   # tests: take the exact-requantization 3x3 kernel even where the fast one is proven
@@ -21,46 +26,33 @@ def lower_depthwise_conv_2d(op, ctx):
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     out = op.outputs[0]
     sfx = kernel_suffix(op, inp)
-    _check_4d(op, inp, weights, out)
-    _check_types(op, inp, weights, out)
-    batches, in_h, in_w, in_c = inp.shape
-    one, k_h, k_w, out_c = weights.shape
-    _, out_h, out_w, out_c2 = out.shape
-    if one != 1 or out_c2 != out_c or out.shape[0] != batches:
-        raise unsupported(op, f"filter {weights.shape} does not match output {out.shape}")
-    o = op.options
-    dm = int(o.get("depth_multiplier", 1))
-    if dm <= 0 or in_c * dm != out_c:
-        raise unsupported(op, f"depth_multiplier {dm} with {in_c} input and {out_c} output channels")
-    s_h, s_w = int(o.get("stride_h", 1)), int(o.get("stride_w", 1))
-    d_h, d_w = int(o.get("dilation_h_factor", 1)), int(o.get("dilation_w_factor", 1))
-    padding = int(o.get("padding", _SAME))
-    geom = dict(batches=batches, in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
-                depth_mult=dm, k_h=k_h, k_w=k_w, stride_h=s_h, stride_w=s_w, dil_h=d_h, dil_w=d_w,
-                pad_h=tflm_padding(op, padding, s_h, d_h, in_h, k_h),
-                pad_w=tflm_padding(op, padding, s_w, d_w, in_w, k_w))
-    macs = batches * out_h * out_w * out_c * k_h * k_w
+    g = depthwise_geometry(op)
+    check_types(op, inp, weights, out)
+    out_c, k_h, k_w, dm = g.out_c, g.k_h, g.k_w, g.depth_mult
+    geom = geometry_fields(g, *_DW_FIELDS)
+    macs = g.macs
     acc_bytes = {"s8": 4, "s16": 8, "f32": 4}[sfx]
     scratch = out_c * acc_bytes  # = mm_depthwise_conv_<sfx>_get_buffer_size()
     if sfx == "f32":
         act_min, act_max = fused_range(op, out)
         params = ctx.struct(f"{op.name}_p", "mm_dwconv_f32_params", dict(
-            geom, act_min=act_min, act_max=act_max, bias=_f32_bias(op, ctx, bias, out_c)))
+            geom, act_min=act_min, act_max=act_max, bias=f32_bias(op, ctx, bias, out_c)))
         return Call("mm_depthwise_conv_f32", [params, inp, ctx.weights(weights), out, SCRATCH],
                     "mm_depthwise_conv.h", scratch_bytes=scratch, macs=macs)
 
     if ctx.dsp and k_h == 3 and k_w == 3 and dm == 1:
-        return _lower_dw3x3(op, ctx, sfx, geom, inp, weights, bias, out, macs)
-    in_zp, out_zp, q = _quant_common(op, ctx, inp, weights, out, out_c)
+        return _lower_dw3x3(op, ctx, sfx, g, inp, weights, bias, out)
+    qa = conv_quant(op, inp, weights, out, out_c)
+    q = quant_fields(op, ctx, qa)
     if sfx == "s8":
-        b = _bias_data(op, bias, out_c, ("int32",))
+        b = bias_values(op, bias, out_c, ("int32",))
         w = weights.data.reshape(k_h * k_w, out_c).T          # (channel, taps)
-        fields = dict(geom, input_offset=-in_zp, output_offset=out_zp, **q,
-                      bias=ctx.array(f"{op.name}_bias", _int32(b)),
-                      bias_folded=ctx.array(f"{op.name}_bias_f", _fold(b, w, -in_zp)),
+        fields = dict(geom, input_offset=qa.input_offset, output_offset=qa.output_zp, **q,
+                      bias=ctx.array(f"{op.name}_bias", wrap_int32(b)),
+                      bias_folded=ctx.array(f"{op.name}_bias_f", fold_bias(b, w, qa.input_offset)),
                       bias64="NULL")
     else:
-        b = _bias_data(op, bias, out_c, ("int64",))   # TFLM reads the int16 bias as int64
+        b = bias_values(op, bias, out_c, ("int64",))   # TFLM reads the int16 bias as int64
         fields = dict(geom, input_offset=0, output_offset=0, **q, bias="NULL", bias_folded="NULL",
                       bias64=ctx.array(f"{op.name}_bias", b.astype(np.int64)))
     params = ctx.struct(f"{op.name}_p", "mm_dwconv_params", fields)
@@ -72,7 +64,7 @@ def lower_depthwise_conv_2d(op, ctx):
 def _pairs(lo, hi) -> np.ndarray:
     """int16 pairs [lo | hi << 16] as int32 words."""
     lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
-    return _int32((lo & 0xFFFF) | ((hi & 0xFFFF) << 16))
+    return wrap_int32((lo & 0xFFFF) | ((hi & 0xFFFF) << 16))
 
 
 def _pack_dw3x3(w: np.ndarray, s16: bool) -> np.ndarray:
@@ -112,36 +104,34 @@ def _mve_s8_layout(op, ctx, w, folded, mult, cconst, e) -> dict:
     bias = split(padded(2 * folded))
     rq = np.concatenate([split(padded(mult)), split(padded(cconst)), split(padded(-e, -1))], 1)   # (g, 6, 4)
     return dict(w=f"(const int32_t *){ctx.array(f'{op.name}_w3', wl)}",
-                bias=ctx.array(f"{op.name}_bias_f", _int32(bias.reshape(-1))),
-                rq=ctx.array(f"{op.name}_rq", _int32(rq.reshape(-1))))
+                bias=ctx.array(f"{op.name}_bias_f", wrap_int32(bias.reshape(-1))),
+                rq=ctx.array(f"{op.name}_rq", wrap_int32(rq.reshape(-1))))
 
 
-def _lower_dw3x3(op, ctx, sfx, geom, inp, weights, bias, out, macs):
+def _lower_dw3x3(op, ctx, sfx, g: ConvGeometry, inp, weights, bias, out):
     """The 3x3 kernels of mm_depthwise_conv_3x3.h (pad row in scratch, packed int16 weights)."""
-    if weights.quant is None or weights.quant.scale.size not in (1, geom["out_c"]):
-        raise unsupported(op, f"weights '{weights.name}' quantization does not match {geom['out_c']} channels")
-    c = geom["in_c"]
+    if weights.quant is None or weights.quant.scale.size not in (1, g.out_c):
+        raise unsupported(op, f"weights '{weights.name}' quantization does not match {g.out_c} channels")
+    c = g.in_c
     cp = (c + 3) // 4 * 4
-    _, in_zp = qparams(op, inp)
-    _, out_zp = qparams(op, out)
-    act_min, act_max = fused_range(op, out)
-    mult, shift = (np.asarray(v, np.int64) for v in channel_multipliers(op, inp, weights, out, c))
+    qa = conv_quant(op, inp, weights, out, c)
+    mult, shift = (np.asarray(v, np.int64) for v in (qa.multiplier, qa.shift))
     w = weights.data.reshape(3, 3, c).astype(np.int64)
-    fields = {k: geom[k] for k in ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "stride_h", "stride_w",
-                                   "dil_h", "dil_w", "pad_h", "pad_w")}
-    fields.update(act_min=act_min, act_max=act_max, bias="NULL", bias64="NULL", rq="NULL",
+    w_by_channel = w.reshape(9, c).T
+    fields = geometry_fields(g, "batches", "in_h", "in_w", "in_c", "out_h", "out_w", "stride_h", "stride_w",
+                             "dil_h", "dil_w", "pad_h", "pad_w")
+    fields.update(act_min=qa.act_min, act_max=qa.act_max, bias="NULL", bias64="NULL", rq="NULL",
                   multiplier="NULL", shift="NULL")
     kernel = f"mm_depthwise_conv_3x3_{sfx}"
+    macs = g.macs
     if sfx == "s16":
-        b = _bias_data(op, bias, c, ("int64",))
+        b = bias_values(op, bias, c, ("int64",))
         fields.update(input_zp=0, output_offset=0, w=ctx.array(f"{op.name}_w3", _pack_dw3x3(w, True)))
-        reduced = np.where(mult < 0x7FFF0000, (mult + (1 << 15)) >> 16, 0x7FFF)
-        total = 15 - shift
-        bound = np.abs(b) + np.abs(w).reshape(9, c).sum(axis=0) * 32768
-        if not FORCE_EXACT_RQ and np.all(total >= 16) and np.all(total <= 32) and np.all(bound < (1 << 31) - 1):
+        rq = None if FORCE_EXACT_RQ else fast_requant_s16(qa, b, w_by_channel)
+        if rq is not None:
             pad = np.zeros(cp - c, np.int64)
-            fields.update(bias=ctx.array(f"{op.name}_bias", _int32(np.concatenate([b, pad]))),
-                          rq=ctx.array(f"{op.name}_rq", _int32(np.concatenate([reduced << (32 - total), pad]))))
+            fields.update(bias=ctx.array(f"{op.name}_bias", wrap_int32(np.concatenate([b, pad]))),
+                          rq=ctx.array(f"{op.name}_rq", wrap_int32(np.concatenate([rq, pad]))))
         else:
             kernel += "_q"
             fields.update(bias64=ctx.array(f"{op.name}_bias", b.astype(np.int64)),
@@ -149,33 +139,29 @@ def _lower_dw3x3(op, ctx, sfx, geom, inp, weights, bias, out, macs):
                           shift=ctx.array(f"{op.name}_shift", shift.astype(np.int32)))
         scratch = cp * 2
     else:
-        b = _bias_data(op, bias, c, ("int32",))
-        folded = b + (-in_zp) * w.reshape(9, c).sum(axis=0)      # exact (int64)
-        e = -shift
-        rnd = np.where(e >= 1, np.left_shift(1, np.clip(e - 1, 0, 62)), 0)
-        cconst = rnd + out_zp * np.left_shift(1, np.clip(e, 0, 62))
-        bound = np.abs(folded) + np.abs(w).reshape(9, c).sum(axis=0) * 128
-        fast = not FORCE_EXACT_RQ and bool(np.all(e >= 1) and np.all(e <= 31) and np.all(mult >= 0)
-                    and np.all(2 * bound < (1 << 30)) and np.all(bound + np.abs(cconst) + 2 < (1 << 30)))
-        fields.update(input_zp=in_zp, output_offset=out_zp)
-        if fast and ctx.mve:
-            params = ctx.struct(f"{op.name}_p", "mm_dw3x3_params", dict(fields, **_mve_s8_layout(op, ctx, w, folded,
-                                                                                                mult, cconst, e)))
+        b = bias_values(op, bias, c, ("int32",))
+        folded = fold_bias(b, w_by_channel, qa.input_offset, "int64")      # exact
+        fast = None if FORCE_EXACT_RQ else fast_requant_s8(qa, folded, w_by_channel)
+        fields.update(input_zp=qa.input_zp, output_offset=qa.output_zp)
+        if fast is not None and ctx.mve:
+            params = ctx.struct(f"{op.name}_p", "mm_dw3x3_params", dict(fields, **_mve_s8_layout(
+                op, ctx, w, folded, fast.multiplier, fast.constant, fast.exponent)))
             return Call(kernel, [params, inp, out, SCRATCH], "mm_depthwise_conv_3x3.h",
                         scratch_bytes=(c + 7) // 8 * 8, macs=macs)
-        if fast:
+        if fast is not None:
             pad = cp - c
             bias_p = np.concatenate([2 * folded, np.zeros(pad, np.int64)])
-            rq = np.stack([np.concatenate([mult, np.zeros(pad, np.int64)]),
-                           np.concatenate([cconst, np.zeros(pad, np.int64)]),
-                           np.concatenate([e, np.ones(pad, np.int64)])]).reshape(3, cp // 4, 4).transpose(1, 0, 2)
+            rq = np.stack([np.concatenate([fast.multiplier, np.zeros(pad, np.int64)]),
+                           np.concatenate([fast.constant, np.zeros(pad, np.int64)]),
+                           np.concatenate([fast.exponent, np.ones(pad, np.int64)])]).reshape(3, cp // 4, 4) \
+                .transpose(1, 0, 2)
             fields.update(w=ctx.array(f"{op.name}_w3", _pack_dw3x3(2 * w, False)),
-                          bias=ctx.array(f"{op.name}_bias_f", _int32(bias_p)),
-                          rq=ctx.array(f"{op.name}_rq", _int32(rq.reshape(-1))))
+                          bias=ctx.array(f"{op.name}_bias_f", wrap_int32(bias_p)),
+                          rq=ctx.array(f"{op.name}_rq", wrap_int32(rq.reshape(-1))))
         else:
             kernel += "_q"
             fields.update(w=ctx.array(f"{op.name}_w3", _pack_dw3x3(w, False)),
-                          bias=ctx.array(f"{op.name}_bias_f", _int32(np.concatenate(
+                          bias=ctx.array(f"{op.name}_bias_f", wrap_int32(np.concatenate(
                               [folded, np.zeros(cp - c, np.int64)]))),
                           multiplier=ctx.array(f"{op.name}_mult", mult.astype(np.int32)),
                           shift=ctx.array(f"{op.name}_shift", shift.astype(np.int32)))
