@@ -1,4 +1,4 @@
-"""CONV_2D and TRANSPOSE_CONV lowerings (int8, int16x8, float32); DEPTHWISE_CONV_2D is in depthwise.py.
+"""CONV_2D and TRANSPOSE_CONV lowerings (int8, int16x8, float32); DEPTHWISE_CONV_2D is in depthwise_conv.py.
 
 Bit-exactness notes (TFLite Micro reference kernels):
 - taps outside the input are skipped, so the int8 input zero-point correction
