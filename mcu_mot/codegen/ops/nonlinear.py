@@ -1,13 +1,10 @@
-"""SOFTMAX, LOGISTIC and TANH lowerings (int8, int16, float32), bit-exact with TFLM.
+"""LOGISTIC and TANH lowerings (int8, int16, float32), bit-exact with TFLM, and the exact
+gemmlowp fixed-point and float32 libm emulation they and SOFTMAX (softmax.py) share.
 
 Everything TFLM derives from the quantization parameters is computed here:
 - int8 LOGISTIC / TANH: TFLM evaluates gemmlowp fixed-point logistic/tanh per
   element; the input has only 256 values, so the whole function is evaluated
   here (exact integer emulation below) into a 256-entry table.
-- int8 SOFTMAX: exp() of every possible (x - max) difference is tabulated here;
-  the per-row reciprocal stays on the device (mm_softmax.c).
-- int16 SOFTMAX: TFLM's two 513-entry LUTs (exp and 1/(1+x)), generated with
-  the same float32 arithmetic as TFLM's LUTPopulate (libm expf when available).
 - int16 LOGISTIC / TANH: TFLM's multiplier/shift; the device interpolates
   TFLM's 256-entry Q0.16 sigmoid table (kept in mm_nonlinear.c).
 """
@@ -15,15 +12,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import functools
 import math
 
 import numpy as np
 
 from mcu_mot.codegen.lowering import Call, lowers, unsupported
-from mcu_mot.codegen.analysis import SoftmaxS8, input_radius, qparams, softmax_s8
+from mcu_mot.codegen.analysis import input_radius, qparams
 from mcu_mot.codegen.ops.common import kernel_suffix
-from mcu_mot.ir.quantize import quantize_multiplier, tflite_round, wrap_int32
+from mcu_mot.ir.quantize import tflite_round, wrap_int32
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -195,16 +191,6 @@ def lut_populate_int16(input_scale, input_zp, output_scale, output_zp, transform
     return lut
 
 
-@functools.lru_cache(maxsize=None)
-def softmax_int16_luts() -> tuple[np.ndarray, np.ndarray]:
-    """The exp LUT (on [-10, 0]) and 1/(1+x) LUT (on [0, 1]) of TFLM's int16 softmax."""
-    rng = 65535
-    exp_lut = lut_populate_int16(F(10.0) / F(rng), 32767, F(2.0) / F(rng), 0, expf)
-    recip_lut = lut_populate_int16(F(1.0) / F(rng), -32768, F(2.0) / F(rng), 0,
-                                   lambda v: F(1.0) / (F(1.0) + F(v)))
-    return exp_lut, recip_lut
-
-
 def checked_log2(x: float):
     """TFLM CheckedLog2 in float32: (rounded log2, is a power of two)."""
     x_log2 = logf(x) * (F(1.0) / logf(F(2.0)))
@@ -294,55 +280,3 @@ def lower_logistic_tanh(op, ctx):
     params = ctx.struct(f"{op.name}_p", "mm_nonlinear_params",
                         dict(input_multiplier=mult, input_left_shift=shift))
     return Call(f"mm_{kind}_s16", [params, inp, out, str(n)], "mm_nonlinear.h", inplace=(0, 0))
-
-
-# ---------------------------------------------------------------- SOFTMAX
-def softmax_s8_exp_table(sm: SoftmaxS8) -> np.ndarray:
-    """TFLM int8 softmax: table[d] = exp_on_negative_values(rescale(-d)) for d in 0..255 (0 below diff_min)."""
-    table = np.zeros(256, np.int32)
-    for d in range(256):
-        if -d >= sm.diff_min:
-            rescaled = srdhm(wrap_int32(-d * (1 << sm.left_shift)), sm.multiplier)
-            table[d] = exp_on_negative_values(rescaled, 5)
-    return table
-
-
-@lowers("SOFTMAX")
-def lower_softmax(op, ctx):
-    inp, out = op.inputs[0], op.outputs[0]
-    sfx = kernel_suffix(op, inp)
-    if not inp.shape:
-        raise unsupported(op, "scalar input")
-    depth = int(inp.shape[-1])
-    outer = inp.size // depth if depth else 0
-    beta = float(op.options.get("beta", 1.0))
-    if sfx == "f32":
-        if out.dtype != "float32":
-            raise unsupported(op, f"float32 input with {out.dtype} output")
-        params = ctx.struct(f"{op.name}_p", "mm_softmax_params", dict(
-            outer=outer, depth=depth, input_multiplier=0, input_shift=0, diff_min=0,
-            exp_table="NULL", exp_lut="NULL", recip_lut="NULL", beta=beta))
-        return Call("mm_softmax_f32", [params, inp, out], "mm_softmax.h", inplace=(0, 0))
-    if sfx == "s8":
-        sm = softmax_s8(op)
-        kernel, inplace = ("mm_softmax_s8", (0, 0)) if out.dtype == "int8" else ("mm_softmax_s8_s16", None)
-        table = softmax_s8_exp_table(sm)
-        params = ctx.struct(f"{op.name}_p", "mm_softmax_params", dict(
-            outer=outer, depth=depth, input_multiplier=0, input_shift=0, diff_min=sm.diff_min,
-            exp_table=ctx.array(f"{op.name}_exp", table, "int32"), exp_lut="NULL", recip_lut="NULL",
-            beta=0.0))
-        return Call(kernel, [params, inp, out], "mm_softmax.h", inplace=inplace)
-    # int16 -> int16
-    s_in, z_in = qparams(op, inp)
-    s_out, z_out = qparams(op, out)
-    if out.dtype != "int16":
-        raise unsupported(op, f"int16 input with {out.dtype} output")
-    if z_in != 0 or z_out != 0 or abs(s_out - 1.0 / 32768) > 0.001 / 32768:
-        raise unsupported(op, "int16 softmax needs zero points 0 and output scale 1/32768")
-    mult, shift = quantize_multiplier(float(s_in) * float(np.float32(beta)) / (10.0 / 65535.0))
-    exp_lut, recip_lut = softmax_int16_luts()
-    params = ctx.struct(f"{op.name}_p", "mm_softmax_params", dict(
-        outer=outer, depth=depth, input_multiplier=mult, input_shift=shift, diff_min=0,
-        exp_table="NULL", exp_lut=ctx.array("mm_softmax_exp_lut", exp_lut, "int16"),
-        recip_lut=ctx.array("mm_softmax_recip_lut", recip_lut, "int16"), beta=0.0))
-    return Call("mm_softmax_s16", [params, inp, out], "mm_softmax.h", inplace=(0, 0))
