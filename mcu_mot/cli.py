@@ -192,15 +192,8 @@ def _split(text: str) -> list[str]:
 
 
 def _load_npy(path, what: str):
-    import numpy as np
-    from pathlib import Path
-    path = Path(path)
-    if not path.is_file():
-        raise MotError(f"{what} file not found: {path}")
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise MotError(f"{path}: not a readable .npy file ({exc})") from None
+    from mcu_mot.fileio import load_arrays
+    return load_arrays(path, f"{what} file")
 
 
 def _require_files(*pairs) -> None:

@@ -103,6 +103,45 @@ def test_auto_without_path_is_portable_and_says_why(small, tmp_path, monkeypatch
     assert compile_model(small, tmp_path / "api")["backend"] == "portable"
 
 
+@pytest.mark.parametrize("mode", ["int8", "int16"])
+def test_cmsis_nn_lowerings_without_the_library(tmp_path, fake_checkout, monkeypatch, mode):
+    """The cmsis-nn backend's Python lowerings (codegen/cmsis_nn/ops.py on codegen/analysis.py)
+    for every layer kind it covers, at every ISA level: no CMSIS-NN sources are needed to
+    generate the calls (the source lookup is stubbed; nothing is compiled)."""
+    import keras
+    import mcu_mot.codegen.cmsis_nn.sources as sources
+    from mcu_mot.codegen.compile import generate
+    monkeypatch.setenv("CMSIS_NN_PATH", str(fake_checkout))
+    monkeypatch.setattr(sources, "sources_for", lambda root, funcs: [])
+
+    def fn(x):
+        x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="cl_conv")(x)
+        y = keras.layers.DepthwiseConv2D(3, padding="same", name="cl_dw")(x)
+        x = keras.layers.Add(name="cl_add")([x, y])
+        x = keras.layers.Multiply(name="cl_mul")([x, y])
+        x = keras.layers.MaxPooling2D(2, name="cl_max")(x)
+        x = keras.layers.AveragePooling2D(2, padding="same", name="cl_avg")(x)
+        x = keras.layers.Flatten(name="cl_flat")(x)
+        return keras.layers.Dense(5, activation="softmax", name="cl_fc")(x)
+    path = harness.save(harness.convert(harness.keras_model(fn, (8, 8, 3), seed=2), mode), tmp_path, mode)
+    sfx = "s8" if mode == "int8" else "s16"
+    want = {f"arm_convolve_wrapper_{sfx}", f"arm_depthwise_conv_wrapper_{sfx}", f"arm_elementwise_add_{sfx}",
+            f"arm_elementwise_mul_{sfx}", f"arm_max_pool_{sfx}", f"arm_avgpool_{sfx}"}
+    want |= {"arm_fully_connected_wrapper_s8", "arm_softmax_s8"} if mode == "int8" else set()
+    for isa in ("plain", "dsp", "mve"):
+        compiled = generate(path, "cmsis-nn", isa=isa)
+        layers = [layer for layer in compiled.report["layers"] if layer["kernel"]]
+        got = {layer["kernel"] for layer in layers if layer["backend"] == "cmsis-nn"}
+        assert want <= got, (isa, sorted(got))
+        assert compiled.report["cmsis_nn"]["functions"] == sorted(got)
+        model_c = compiled.files["model.c"]
+        for kernel in got:
+            assert f"{kernel}(" in model_c
+        assert "cmsis_nn_conv_params" in model_c and "cmsis_nn_per_channel_quant_params" in model_c
+        # what CMSIS-NN does not cover stays on the portable kernels, with the reason in the report
+        assert all(layer.get("backend_note") for layer in layers if layer["backend"] == "portable")
+
+
 def test_auto_without_reference_board_is_portable(small, fake_checkout, monkeypatch):
     from mcu_mot.flows.autotune import generate_auto, reference_board
     monkeypatch.setenv("CMSIS_NN_PATH", str(fake_checkout))

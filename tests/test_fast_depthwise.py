@@ -113,8 +113,8 @@ def test_fast_path_taken(tmp_path):
 @pytest.mark.parametrize("case", ["s2_odd", "c3_tiny", "neg_zp", "sat"])
 def test_exact_requant_variant(tmp_path, monkeypatch, case, mode):
     """mm_depthwise_conv_3x3_<s8|s16>_q: the TFLM requantization, for layers the fast one cannot prove."""
-    from mcu_mot.codegen.ops import depthwise
-    monkeypatch.setattr(depthwise, "FORCE_EXACT_RQ", True)
+    from mcu_mot.codegen.ops import depthwise_conv_3x3
+    monkeypatch.setattr(depthwise_conv_3x3, "FORCE_EXACT_RQ", True)
     fn, shape, (lo, hi) = CASES[case]
     path = _build(tmp_path, fn, shape, mode, f"exactrq_{case}", lo, hi, seed=7)   # own cache key
     assert f"mm_depthwise_conv_3x3_{'s8' if mode == 'int8' else 's16'}_q(" in _kernels(path, "dsp")

@@ -289,7 +289,7 @@ def test_bad_inputs_are_one_line_errors(digits, tmp_path):
 
     err(lambda: load_keras(tmp_path / "missing.keras"), "not found")
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
-    err(lambda: load_keras(tmp_path / "junk.keras"), "cannot load the Keras model")
+    err(lambda: load_keras(tmp_path / "junk.keras"), "not a readable Keras model")
     (tmp_path / "model.h5").write_bytes(b"x")
     err(lambda: load_keras(tmp_path / "model.h5"), r"\.keras")
     msg = err(lambda: quantize(model, "int8", calib=calib, exclude="nothing_like_this", progress=False),
@@ -309,7 +309,7 @@ def test_bad_inputs_are_one_line_errors(digits, tmp_path):
     err(lambda: read_calibration(tmp_path / "bad.npy", model), r"shape \(4, 8, 8\) does not match")
     err(lambda: read_calibration(tmp_path / "none.npy", model), "not found")
     (tmp_path / "text.npy").write_text("hello")
-    err(lambda: read_calibration(tmp_path / "text.npy", model), "not a .npy")
+    err(lambda: read_calibration(tmp_path / "text.npy", model), "not a readable .npy/.npz file")
 
 
 # ------------------------------------------------------------------ on a board

@@ -481,8 +481,10 @@ def test_faulty_link_gives_right_answers_or_clear_errors(fw, two_io_model, kind)
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_heavily_damaged_link_fails_cleanly_and_never_runs_twice(fw, two_io_model, seed):
-    """Fault rates high enough that some requests give up: each failure is one line, nothing
-    hangs, and the device's invoke counter still never exceeds what the host attempted."""
+    """Fault rates up to ten times those above: every sample still ends in the right outputs. The
+    host gives up on a request only after `deadline` seconds (30) without progress (docs/protocol.md,
+    Recovery), which these rates never come near, so the expected count of (one-line) errors is
+    zero; and the device's invoke counter never exceeds what the host attempted."""
     from mcu_mot.device.simulator import load
     x = _inputs(10, seed=seed)
     ref = load(two_io_model).run(x)
@@ -512,4 +514,6 @@ def test_heavily_damaged_link_fails_cleanly_and_never_runs_twice(fw, two_io_mode
             c.close()
         with _client(dev.url) as direct:
             st = direct.stats()
+    assert ok + errors == len(x)                 # every sample ends in right outputs or one error
+    assert errors == 0 and failed == 0, f"{errors} samples failed ({failed} at INVOKE) within the deadline"
     assert ok <= st["invokes"] <= ok + failed

@@ -283,11 +283,12 @@ def test_fake_quant_model_before_training_matches_ptq_grid(digits):
 
 def test_save_load_and_qat_api(trained, digits, tmp_path):
     """The QAT model survives .keras save/load; qat() goes from a .keras file and an .npz to a .tflite."""
-    from mcu_mot.optimize.qat import QuantLayer, convert_qat, load_keras_model, qat
+    from mcu_mot.optimize import load_keras
+    from mcu_mot.optimize.qat import QuantLayer, convert_qat, qat
     model, qmodel, tfl, _ = trained
     (xtr, ytr), (xte, _) = digits
     qmodel.save(tmp_path / "q.keras")
-    loaded = load_keras_model(tmp_path / "q.keras")
+    loaded = load_keras(tmp_path / "q.keras")
     assert np.array_equal(loaded.predict(xte[:32], verbose=0), qmodel.predict(xte[:32], verbose=0))
     fc = loaded.get_layer("fc")
     assert isinstance(fc, QuantLayer) and fc._input_quant.layer is loaded.get_layer("pw")
@@ -311,15 +312,15 @@ def test_user_errors(digits, tmp_path):
     (xtr, ytr), _ = digits
     model = bn_relu6_cnn()
     np.savez(tmp_path / "good.npz", x=xtr[:8], y=ytr[:8])
-    with pytest.raises(MotError, match="model file not found"):
+    with pytest.raises(MotError, match="Keras model not found"):
         qat(tmp_path / "missing.keras", tmp_path / "good.npz", 1)
     (tmp_path / "bad.keras").write_bytes(b"not a model")
     with pytest.raises(MotError, match="data file not found"):
         qat(tmp_path / "bad.keras", tmp_path / "missing.npz", 1)
-    with pytest.raises(MotError, match="not a loadable Keras model"):
+    with pytest.raises(MotError, match="not a readable Keras model"):
         qat(tmp_path / "bad.keras", tmp_path / "good.npz", 1)
     (tmp_path / "bad.npz").write_bytes(b"garbage")
-    with pytest.raises(MotError, match="not a readable .npz"):
+    with pytest.raises(MotError, match="not a readable .npy/.npz file"):
         train_qat(model, tmp_path / "bad.npz", 1)
     np.savez(tmp_path / "d.npz", images=xtr[:8], labels=ytr[:8])
     with pytest.raises(MotError, match="'x' and 'y'"):

@@ -51,13 +51,13 @@ def test_npz_with_an_object_member_is_one_line_not_a_pickle(tmp_path):
 
 
 def test_profile_table_prints_device_names_as_text():
-    from mcu_mot.cli import _print_profile
+    from mcu_mot.device.profile import print_profile
     result = {"board": "[bold]b", "unit": "instructions", "total": 100, "runs": 1,
               "layers": [{"index": 0, "name": "[red]evil\x1b[2J\nname", "op": "[link=x]CONV_2D", "count": 100,
                           "macs": 10}]}
     buf = io.StringIO()
     with redirect_stdout(buf):
-        _print_profile(result)
+        print_profile(result)
     out = buf.getvalue()
     assert "[red]evil" in out and "[link=x]CONV_2D" in out and "[bold]b" in out
     assert "\x1b" not in out

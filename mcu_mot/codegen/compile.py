@@ -116,7 +116,6 @@ def generate(model_path, backend: str = "portable", board: str = "host", isa: st
         "model": model_path.name,
         "model_sha256": digest,
         "backend": backend,
-        "backend_requested": backend,
         "board": board,
         "isa": isa,
         "arena_bytes": plan.arena_bytes,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from mcu_mot.ir.graph import DTYPE_BYTES
 from mcu_mot.plan.overlap import raster_lead
 from mcu_mot.codegen.lowering import Call
-from mcu_mot.codegen.ops.common import tflm_padding
+from mcu_mot.codegen.analysis import window_geometry
 
 RASTER_KERNELS = {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"}
 
@@ -25,16 +25,12 @@ def overlap_lead(op, call: Call):
     if len(inp.shape) != 4 or len(out.shape) != 4:
         return None
     o = op.options
-    s_h, s_w = int(o.get("stride_h", 1)), int(o.get("stride_w", 1))
-    d_h, d_w = int(o.get("dilation_h_factor", 1)), int(o.get("dilation_w_factor", 1))
     if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         w = op.inputs[1]
         k_h, k_w = int(w.shape[1]), int(w.shape[2])
     else:
         k_h, k_w = int(o.get("filter_height", 1)), int(o.get("filter_width", 1))
-    padding = int(o.get("padding", 0))
-    pad_h = tflm_padding(op, padding, s_h, d_h, int(inp.shape[1]), k_h)
-    pad_w = tflm_padding(op, padding, s_w, d_w, int(inp.shape[2]), k_w)
+    g = window_geometry(op, inp, out, k_h, k_w, k_c=1)
     lead = raster_lead(inp.shape, out.shape, DTYPE_BYTES[inp.dtype], DTYPE_BYTES[out.dtype],
-                       (s_h, s_w), (pad_h, pad_w), block=call.raster_block)
+                       (g.stride_h, g.stride_w), (g.pad_h, g.pad_w), block=call.raster_block)
     return (0, 0, lead)

@@ -19,7 +19,7 @@ import numpy as np
 
 from mcu_mot.resources import KERNELS
 from mcu_mot.errors import MotError
-from mcu_mot.safetext import one_line
+from mcu_mot.fileio import load_arrays
 from mcu_mot.codegen.compile import codegen_fingerprint, generate, model_digest
 
 HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wtrigraphs", "-fPIC", "-shared", "-ffp-contract=off", "-fwrapv"]
@@ -193,23 +193,8 @@ def simulate(model_path, inputs, output_path=None, isa: str = "plain", backend: 
 
 def read_inputs(inputs, count: int) -> list[np.ndarray]:
     if isinstance(inputs, (str, Path)):
-        path = Path(inputs)
-        if not path.is_file():
-            raise MotError(f"input file not found: {path}")
-        try:
-            loaded = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise MotError(f"{path}: not a readable .npy/.npz file ({exc})") from None
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            arrays = []
-            for k in loaded.files:
-                try:
-                    arrays.append(loaded[k])
-                except Exception as exc:   # object arrays (pickles) are refused, never loaded
-                    raise MotError(f"{path}: member {one_line(k, 60)!r} is not a plain array "
-                                   f"({one_line(exc, 120)})") from None
-            return arrays
-        return [loaded]
+        loaded = load_arrays(inputs, "input file")
+        return list(loaded.values()) if isinstance(loaded, dict) else [loaded]
     if isinstance(inputs, np.ndarray):
         return [inputs]
     return list(inputs)

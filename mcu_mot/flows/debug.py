@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from mcu_mot.errors import MotError
-from mcu_mot.safetext import one_line
+from mcu_mot.fileio import load_arrays
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -182,36 +182,20 @@ def _load_keras(model_or_path):
     import keras
     if isinstance(model_or_path, keras.Model):
         return model_or_path, model_or_path.name
+    from mcu_mot.optimize.keras_io import load_keras
     path = Path(model_or_path)
-    if not path.is_file():
-        raise MotError(f"Keras model not found: {path}")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MotError(f"{path}: not a readable Keras model ({msg[:200]})") from None
-    return model, path.stem
+    return load_keras(path), path.stem
 
 
 def _load_array(a, what: str):
-    """An array, or a .npy/.npz file holding it (.npz: one array per input, in order)."""
-    if not isinstance(a, (str, Path)):
-        return a
-    path = Path(a)
-    if not path.is_file():
-        raise MotError(f"{what} file not found: {path}")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise MotError(f"{path}: not a readable .npy/.npz file ({exc})") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        try:
-            arrays = [loaded[k] for k in loaded.files]
-        except Exception as exc:  # an object array (pickles refused), a corrupt member
-            raise MotError(one_line(f"{path}: unreadable array in the .npz file ({type(exc).__name__}: {exc})",
-                                    300)) from None
+    """An array, or a .npy/.npz file holding it (.npz, or the dict load_arrays makes of one:
+    one array per input, in order)."""
+    if isinstance(a, (str, Path)):
+        a = load_arrays(a, f"{what} file")
+    if isinstance(a, dict):
+        arrays = list(a.values())
         return arrays if len(arrays) > 1 else arrays[0]
-    return loaded
+    return a
 
 
 def _as_inputs(calib, model) -> list[np.ndarray]:

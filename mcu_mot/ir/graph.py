@@ -93,9 +93,3 @@ class Graph:
         """Give ops consecutive indices after passes removed some."""
         for i, op in enumerate(self.ops):
             op.index = i
-
-    def replace_tensor(self, old: Tensor, new: Tensor) -> None:
-        """Make every reader of `old` read `new` instead (and graph outputs too)."""
-        for op in self.ops:
-            op.inputs = [new if t is old else t for t in op.inputs]
-        self.outputs = [new if t is old else t for t in self.outputs]

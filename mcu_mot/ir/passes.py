@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from mcu_mot.errors import MotError
-from mcu_mot.ir.graph import Graph, Op, Tensor
+from mcu_mot.ir.graph import Graph, Tensor
 
 
 def run_passes(graph: Graph) -> Graph:

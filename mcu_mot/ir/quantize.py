@@ -41,6 +41,15 @@ def quantize_multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([p[0] for p in pairs], np.int32), np.array([p[1] for p in pairs], np.int32))
 
 
+def wrap_int32(v):
+    """Two's-complement wrap to int32, as C's int32_t arithmetic does: a Python int gives an int,
+    anything else an np.int32 array (computed in int64, so inputs must fit int64)."""
+    if isinstance(v, (int, np.integer)):
+        return (int(v) + (1 << 31)) % (1 << 32) - (1 << 31)
+    a = np.asarray(v, np.int64)
+    return ((a + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+
+
 def f32(x) -> float:
     """Round a Python float to float32 precision, as TFLM stores `params.scale`."""
     return float(np.float32(x))

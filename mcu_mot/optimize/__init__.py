@@ -5,7 +5,8 @@ This stage imports TensorFlow; the deploy path (compile, simulate, build...) nev
 """
 from __future__ import annotations
 
-from mcu_mot.optimize.ptq import MODES, check_calibration, load_keras, quantize, read_calibration, save_tflite
+from mcu_mot.optimize.keras_io import load_keras
+from mcu_mot.optimize.ptq import MODES, check_calibration, quantize, read_calibration, save_tflite
 
 __all__ = ["quantize", "load_keras", "read_calibration", "check_calibration", "save_tflite",
            "MODES"]

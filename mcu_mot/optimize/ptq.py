@@ -27,8 +27,9 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from mcu_mot.errors import MotError
+from mcu_mot.fileio import load_arrays
+from mcu_mot.optimize.keras_io import load_keras
 from mcu_mot.optimize.tfquiet import converter_output
-from mcu_mot.safetext import one_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -37,21 +38,6 @@ IO = ("int", "float")
 
 
 # ------------------------------------------------------------------ inputs
-def load_keras(path):
-    """Load a .keras model (without compiling it); one-line MotError when it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise MotError(f"Keras model not found: {path}")
-    if path.suffix != ".keras":
-        raise MotError(f"{path}: expected a Keras 3 model file (.keras)")
-    import keras
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise MotError(f"{path}: cannot load the Keras model ({type(exc).__name__}: {msg[:200]})") from None
-
-
 def input_shapes(model) -> list:
     """Per-sample input shapes of a Keras model (None for free dimensions)."""
     return [tuple(None if d is None else int(d) for d in t.shape[1:]) for t in model.inputs]
@@ -60,25 +46,10 @@ def input_shapes(model) -> list:
 def read_calibration(path, model):
     """Calibration batch from .npy (one input) or .npz (one array per input, in input order
     or keyed by input name), checked against the model: float32 (N, *input_shape)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MotError(f"calibration data not found: {path}")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise MotError(f"{path}: not a .npy/.npz file ({type(exc).__name__}: {exc})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
+    data = load_arrays(path, "calibration data")
+    if isinstance(data, dict):
         names = [t.name for t in model.inputs] if hasattr(model, "inputs") else []
-        keys = list(data.keys())
-        try:
-            with data:
-                if names and all(n in keys for n in names):
-                    arrays = [data[n] for n in names]
-                else:
-                    arrays = [data[k] for k in keys]
-        except Exception as exc:  # an object array (pickles refused), a corrupt member
-            raise MotError(one_line(f"{path}: unreadable array in the .npz file ({type(exc).__name__}: {exc})",
-                                    300)) from None
+        arrays = [data[n] for n in names] if names and all(n in data for n in names) else list(data.values())
         return check_calibration(arrays if len(arrays) > 1 else arrays[0], model, str(path))
     return check_calibration(data, model, str(path))
 

@@ -57,6 +57,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 from mcu_mot.errors import MotError
+from mcu_mot.fileio import load_arrays
+from mcu_mot.optimize.keras_io import load_keras
 from mcu_mot.optimize.tfquiet import converter_output
 from mcu_mot.safetext import one_line
 
@@ -625,14 +627,9 @@ class _RichProgress(keras.callbacks.Callback):
 def _load_data(data):
     """(x, y) from an .npz path with arrays x and y, a (x, y) tuple or a dict."""
     if isinstance(data, (str, Path)):
-        path = Path(data)
-        if not path.is_file():
-            raise MotError(f"QAT data file not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except Exception as exc:  # noqa: BLE001
-            raise MotError(f"{path}: not a readable .npz file ({exc})") from None
+        path, data = data, load_arrays(data, "QAT data file")
+        if not isinstance(data, dict):
+            raise MotError(f"{path}: QAT data must be an .npz file holding arrays 'x' and 'y'")
     if isinstance(data, dict):
         if "x" not in data or "y" not in data:
             found = ", ".join(one_line(k, 40) for k in sorted(map(str, data))[:20])
@@ -791,18 +788,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
     atomic_write(path, data)
 
 
-def load_keras_model(path) -> keras.Model:
-    """A .keras file (QAT layers included) or MotError."""
-    path = Path(path)
-    if not path.is_file():
-        raise MotError(f"model file not found: {path}")
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as exc:  # noqa: BLE001
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MotError(f"{path}: not a loadable Keras model ({msg})") from None
-
-
 def qat(model_path_or_model, data_path, epochs: int = 3, out_path=None, io_float: bool = False,
         batch_size: int = 32, learning_rate: float = 3e-4, progress: bool = True, **train_kwargs) -> bytes:
     """`mcu-mot optimize MODEL.keras --qat data.npz --epochs N -o m.tflite`: quantize the model for
@@ -810,10 +795,10 @@ def qat(model_path_or_model, data_path, epochs: int = 3, out_path=None, io_float
     to out_path when given) and return its bytes."""
     model = model_path_or_model
     if isinstance(model, (str, Path)) and not Path(model).is_file():
-        raise MotError(f"model file not found: {model}")
+        raise MotError(f"Keras model not found: {model}")
     x, y = _load_data(data_path)
     if isinstance(model, (str, Path)):
-        model = load_keras_model(model)
+        model = load_keras(model)
     qmodel = train_qat(model, (x, y), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        progress=progress, **train_kwargs)
     tfl = convert_qat(qmodel, calib=x[:256], io_float=io_float)

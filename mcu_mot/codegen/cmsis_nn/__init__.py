@@ -41,11 +41,6 @@ class ScratchContext:
 lowers = registrar(_LOWERINGS)
 
 
-def covered_ops() -> list[str]:
-    _load()
-    return sorted(_LOWERINGS)
-
-
 def cmsis_nn_path(required: bool = True):
     """The CMSIS-NN checkout CMSIS_NN_PATH points at (a Path), or None when unset and not required.
     A path that is not a checkout is a one-line MotError either way."""

@@ -29,10 +29,6 @@ def _is_1x1(conv, inp, filt) -> bool:
             and inp[3] == filt[3])
 
 
-def _is_1x1_fast(conv) -> bool:
-    return conv["stride"] == (1, 1)
-
-
 def _is_1_x_n(conv, inp, filt) -> bool:
     return (inp[1] == 1 and conv["dilation"][1] == 1 and filt[1] == 1
             and (conv["stride"][1] * inp[3]) % 4 == 0 and inp[3] == filt[3])

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mcu_mot.ir.quantize import quantize_multiplier, tflite_round
+from mcu_mot.ir.quantize import quantize_multiplier, tflite_round, wrap_int32
 from mcu_mot.codegen.lowering import Call, c_float, lowers, unsupported
-from mcu_mot.codegen.ops.common import SUFFIX, qparams
-from mcu_mot.codegen.ops.elementwise import checked_multiplier
+from mcu_mot.codegen.analysis import checked_multiplier, qparams
+from mcu_mot.codegen.ops.common import SUFFIX
 
 QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
 
@@ -134,7 +134,7 @@ def _rdbp16(x: int, exponent: int) -> int:
 
 def _sat_lshift16(v: int, amount: int) -> int:
     """SaturatingLeftShift: the product is formed in int32 (C int), then clamped."""
-    prod = (v * (1 << amount) + (1 << 31)) % (1 << 32) - (1 << 31)
+    prod = wrap_int32(v * (1 << amount))
     return max(-32768, min(32767, prod))
 
 

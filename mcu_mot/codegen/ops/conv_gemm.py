@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mcu_mot.codegen.analysis import ConvGeometry, ConvQuant, fast_requant_s16, fast_requant_s8, fold_bias
 from mcu_mot.codegen.lowering import SCRATCH, Call, scratch_size
 
 _DSP_ORDER = np.array([0, 2, 1, 3])
@@ -59,77 +60,60 @@ def gemm_weights(w: np.ndarray, mve: bool) -> tuple[np.ndarray, int]:
     return rows.reshape(-1, k_pad), k_pad
 
 
-def lower_conv_gemm(op, ctx, geom: dict, sfx: str, weights, fields: dict) -> Call:
+def lower_conv_gemm(op, ctx, g: ConvGeometry, qa: ConvQuant, sfx: str, weights, bias: np.ndarray,
+                    fields: dict) -> Call:
     """The mm_conv_gemm call for a one-group CONV_2D; `fields` are the quantization fields
     (bias: raw on DSP, zero-point-folded on Helium int8; bias64, multiplier, shift, offsets,
-    activation range)."""
+    activation range), `bias` the layer's bias values (int64, zeros if none)."""
     inp, out = op.inputs[0], op.outputs[0]
-    out_c = geom["out_c"]
+    out_c = g.out_c
     w, k_pad = gemm_weights(weights.data.reshape(out_c, -1), ctx.mve)
     k = int(weights.data.size // out_c)
-    assert k == geom["k_h"] * geom["k_w"] * geom["in_c"], "one-group conv rows are k_h x k_w x in_c"
+    assert k == g.k_h * g.k_w * g.in_c, "one-group conv rows are k_h x k_w x in_c"
     rq = "NULL"
     if sfx == "s8" and not ctx.mve:
-        rq = _fast_requantization(op, ctx, weights, fields, out_c)
+        rq = _fast_requantization(op, ctx, weights, qa, bias)
     elif sfx == "s16":
-        rq, bias32 = _fast_requantization_s16(op, ctx, weights, out_c)
+        rq, bias32 = _fast_requantization_s16(op, ctx, weights, qa, bias)
         if rq != "NULL":
             fields = dict(fields, bias=bias32, bias64="NULL")
     params = ctx.struct(f"{op.name}_gp", "mm_conv_gemm_params", dict(
-        batches=geom["batches"], in_h=geom["in_h"], in_w=geom["in_w"], in_c=geom["in_c"],
-        out_h=geom["out_h"], out_w=geom["out_w"], out_c=out_c, k_h=geom["k_h"], k_w=geom["k_w"],
-        stride_h=geom["stride_h"], stride_w=geom["stride_w"], dil_h=geom["dil_h"], dil_w=geom["dil_w"],
-        pad_h=geom["pad_h"], pad_w=geom["pad_w"], k=k, k_pad=k_pad,
+        batches=g.batches, in_h=g.in_h, in_w=g.in_w, in_c=g.in_c,
+        out_h=g.out_h, out_w=g.out_w, out_c=out_c, k_h=g.k_h, k_w=g.k_w,
+        stride_h=g.stride_h, stride_w=g.stride_w, dil_h=g.dil_h, dil_w=g.dil_w,
+        pad_h=g.pad_h, pad_w=g.pad_w, k=k, k_pad=k_pad,
         input_offset=fields["input_offset"], output_offset=fields["output_offset"],
         act_min=fields["act_min"], act_max=fields["act_max"], bias=fields["bias"], bias64=fields["bias64"],
         # the proven-range requantization needs no multiplier/shift arrays
         multiplier=fields["multiplier"] if rq == "NULL" else "NULL",
         shift=fields["shift"] if rq == "NULL" else "NULL", rq=rq))
-    macs = geom["batches"] * geom["out_h"] * geom["out_w"] * out_c * k
+    macs = g.batches * g.out_h * g.out_w * out_c * k
     layout = ctx.array(f"{weights.name}_{'mve' if ctx.mve else 'dsp'}", w)
     return Call(f"mm_conv_gemm_{sfx}", [params, inp, layout, out, SCRATCH], "mm_conv_gemm.h",
-                scratch_shape=dict(in_c=geom["in_c"], k_h=geom["k_h"], k_w=geom["k_w"]), macs=macs, raster_block=2)
+                scratch_shape=dict(in_c=g.in_c, k_h=g.k_h, k_w=g.k_w), macs=macs, raster_block=2)
 
 
-def _fast_requantization(op, ctx, weights, fields, out_c) -> str:
+def _fast_requantization(op, ctx, weights, qa: ConvQuant, bias: np.ndarray) -> str:
     """{M, C, E} per channel for the kernel's SMMLAR requantization, or "NULL" where the
     compile-time bound on the accumulator does not prove it exact (see mm_conv_gemm.h)."""
-    from mcu_mot.codegen.ops.common import channel_multipliers, qparams
-    inp, out = op.inputs[0], op.outputs[0]
-    mult, shift = (np.asarray(v, np.int64) for v in channel_multipliers(op, inp, weights, out, out_c))
-    _, in_zp = qparams(op, inp)
-    _, out_zp = qparams(op, out)
-    w = weights.data.reshape(out_c, -1).astype(np.int64)
-    bias = op.inputs[2].data.astype(np.int64).ravel() if len(op.inputs) > 2 and op.inputs[2] is not None \
-        else np.zeros(out_c, np.int64)
-    folded = bias - in_zp * w.sum(axis=1)
-    bound = np.abs(folded) + np.abs(w).sum(axis=1) * 128      # |acc| for any int8 input
-    e = -shift
-    if not (np.all(e >= 1) and np.all(e <= 31) and np.all(mult >= 0)):
+    w = weights.data.reshape(qa.multiplier.size, -1).astype(np.int64)
+    fast = fast_requant_s8(qa, fold_bias(bias, w, qa.input_offset, "int64"), w)
+    if fast is None:
         return "NULL"
-    c = (1 << (e - 1)) + out_zp * (1 << e)
-    if not (np.all(2 * bound < (1 << 30)) and np.all(bound + np.abs(c) + 2 < (1 << 30))):
-        return "NULL"
-    return ctx.array(f"{op.name}_rq", np.stack([mult, c, e], axis=1).astype(np.int32))
+    return ctx.array(f"{op.name}_rq", np.stack([fast.multiplier, fast.constant, fast.exponent],
+                                               axis=1).astype(np.int32))
 
 
-def _fast_requantization_s16(op, ctx, weights, out_c) -> tuple[str, str]:
+def _fast_requantization_s16(op, ctx, weights, qa: ConvQuant, bias: np.ndarray) -> tuple[str, str]:
     """int16x8: (rq, int32 bias) arrays, both padded to channel quads, for the kernel's
     one-instruction requantization SMMULR / VRMULH(acc + bias, R << (32 - T)) where the compiler proves
     that every accumulator fits int32 and 16 <= T <= 32 (T = 15 - shift, R the 16-bit reduced
     multiplier TFLM uses); ("NULL", "NULL") otherwise."""
-    from mcu_mot.codegen.ops.common import channel_multipliers
-    inp, out = op.inputs[0], op.outputs[0]
-    mult, shift = (np.asarray(v, np.int64) for v in channel_multipliers(op, inp, weights, out, out_c))
-    reduced = np.where(mult < 0x7FFF0000, (mult + (1 << 15)) >> 16, 0x7FFF)
-    total = 15 - shift
-    w = weights.data.reshape(out_c, -1).astype(np.int64)
-    bias = op.inputs[2].data.astype(np.int64).ravel() if len(op.inputs) > 2 and op.inputs[2] is not None \
-        else np.zeros(out_c, np.int64)
-    bound = np.abs(bias) + np.abs(w).sum(axis=1) * 32768      # |acc + bias| for any int16 input
-    if not (np.all(total >= 16) and np.all(total <= 32) and np.all(bound < (1 << 31) - 1)):
+    out_c = qa.multiplier.size
+    rq = fast_requant_s16(qa, bias, weights.data.reshape(out_c, -1))
+    if rq is None:
         return "NULL", "NULL"
     pad = -out_c % 4
-    rq = np.concatenate([reduced << (32 - total), np.zeros(pad, np.int64)]).astype(np.int32)
+    rq = np.concatenate([rq, np.zeros(pad, np.int64)]).astype(np.int32)
     b32 = np.concatenate([bias, np.zeros(pad, np.int64)]).astype(np.int32)
     return ctx.array(f"{op.name}_rq16", rq), ctx.array(f"{op.name}_bias32", b32)

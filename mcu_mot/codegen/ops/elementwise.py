@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from mcu_mot.ir.quantize import quantize_multiplier
+from mcu_mot.codegen.analysis import add_quant, float_range, mul_quant
 from mcu_mot.codegen.lowering import Call, lowers, unsupported
-from mcu_mot.codegen.ops.common import SUFFIX, fused_range, qparams
+from mcu_mot.codegen.ops.common import SUFFIX
 
 MAX_BCAST_DIMS = 8
-FLT_MAX = float(np.finfo(np.float32).max)
 
 
 def broadcast_loops(op, shape_a, shape_b, shape_out):
@@ -98,15 +97,6 @@ def inplace_slot(op):
     return None
 
 
-def float_range(op):
-    """TFLM CalculateActivationRange<float>: unbounded sides are +-FLT_MAX, not inf."""
-    fused = int(op.options.get("fused_activation_function", 0))
-    lo, hi = {0: (-FLT_MAX, FLT_MAX), 1: (0.0, FLT_MAX), 2: (-1.0, 1.0), 3: (0.0, 6.0)}.get(fused, (None, None))
-    if lo is None:
-        raise unsupported(op, f"fused activation {fused}")
-    return lo, hi
-
-
 def _check(op):
     if len(op.inputs) != 2 or len(op.outputs) != 1 or any(t is None for t in op.inputs):
         raise unsupported(op, "expects two inputs and one output")
@@ -120,24 +110,6 @@ def _check(op):
         if t.dtype != "float32" and t.quant is not None and t.quant.per_channel:
             raise unsupported(op, f"tensor '{t.name}' is per-channel quantized")
     return a, b, out, SUFFIX[out.dtype]
-
-
-def checked_multiplier(op, real: float, what: str = "rescaling factor") -> tuple[int, int]:
-    """QuantizeMultiplier, refusing factors >= 2^31: the left shift would exceed 31 bits
-    (undefined in C, and different between TFLM builds for x86 and Arm)."""
-    if not np.isfinite(real):
-        raise unsupported(op, f"{what} {real!r} is not finite (degenerate scales)")
-    mult, shift = quantize_multiplier(real)
-    if shift > 31:
-        raise unsupported(op, f"{what} {real:.6g} is too large (degenerate output scale)")
-    return mult, shift
-
-
-def _smaller_than_one(op, real: float) -> tuple[int, int]:
-    """TFLM QuantizeMultiplierSmallerThanOneExp: aborts unless 0 < real < 1."""
-    if not 0.0 < real < 1.0:
-        raise unsupported(op, f"rescaling factor {real!r} is outside (0, 1)")
-    return quantize_multiplier(real)
 
 
 def _f32_call(op, ctx, a, b, out, name):
@@ -154,24 +126,13 @@ def lower_add_sub(op, ctx):
     name = op.opcode.lower()
     if sfx == "f32":
         return _f32_call(op, ctx, a, b, out, name)
-    s1, z1 = qparams(op, a)
-    s2, z2 = qparams(op, b)
-    so, zo = qparams(op, out)
-    left_shift = 15 if sfx == "s16" else 20
-    # TFLM's ADD Prepare computes these in double; the reference interpreter's SUB
-    # matches the same double arithmetic (checked by sweeping scales in the tests)
-    twice_max = 2.0 * max(s1, s2)
-    r1, r2 = s1 / twice_max, s2 / twice_max
-    ro = twice_max / ((1 << left_shift) * so)
-    m1, sh1 = _smaller_than_one(op, r1)
-    m2, sh2 = _smaller_than_one(op, r2)
-    mo, sho = _smaller_than_one(op, ro)
-    act_min, act_max = fused_range(op, out)
+    q = add_quant(op)
     params = ctx.struct(f"{op.name}_p", "mm_add_params", dict(
         size=out.size, bcast=broadcast_struct(op, ctx, a, b, out),
-        input1_offset=-z1, input2_offset=-z2, output_offset=zo, left_shift=left_shift,
-        input1_multiplier=m1, input1_shift=sh1, input2_multiplier=m2, input2_shift=sh2,
-        output_multiplier=mo, output_shift=sho, act_min=act_min, act_max=act_max))
+        input1_offset=q.input1_offset, input2_offset=q.input2_offset, output_offset=q.output_offset,
+        left_shift=q.left_shift, input1_multiplier=q.input1_multiplier, input1_shift=q.input1_shift,
+        input2_multiplier=q.input2_multiplier, input2_shift=q.input2_shift,
+        output_multiplier=q.output_multiplier, output_shift=q.output_shift, act_min=q.act_min, act_max=q.act_max))
     return Call(f"mm_{name}_{sfx}", [params, operand(ctx, a), operand(ctx, b), out],
                 "mm_elementwise.h", macs=out.size, inplace=inplace_slot(op))
 
@@ -181,16 +142,10 @@ def lower_mul(op, ctx):
     a, b, out, sfx = _check(op)
     if sfx == "f32":
         return _f32_call(op, ctx, a, b, out, "mul")
-    s1, z1 = qparams(op, a)
-    s2, z2 = qparams(op, b)
-    so, zo = qparams(op, out)
-    if sfx == "s16" and (z1, z2, zo) != (0, 0, 0):
-        raise unsupported(op, f"int16 MUL needs zero points 0 (got {z1}, {z2}, {zo})")
-    mult, shift = checked_multiplier(op, s1 * s2 / so)
-    act_min, act_max = fused_range(op, out)
+    q = mul_quant(op)
     params = ctx.struct(f"{op.name}_p", "mm_mul_params", dict(
         size=out.size, bcast=broadcast_struct(op, ctx, a, b, out),
-        input1_offset=-z1, input2_offset=-z2, output_offset=zo,
-        output_multiplier=mult, output_shift=shift, act_min=act_min, act_max=act_max))
+        input1_offset=q.input1_offset, input2_offset=q.input2_offset, output_offset=q.output_offset,
+        output_multiplier=q.output_multiplier, output_shift=q.output_shift, act_min=q.act_min, act_max=q.act_max))
     return Call(f"mm_mul_{sfx}", [params, operand(ctx, a), operand(ctx, b), out],
                 "mm_elementwise.h", macs=out.size, inplace=inplace_slot(op))

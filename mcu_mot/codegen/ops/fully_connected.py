@@ -5,8 +5,9 @@ blocked weight layout (see fc_blocked_layout and mm_fully_connected.h).
 """
 import numpy as np
 
+from mcu_mot.codegen.analysis import fc_geometry, fc_quant, fold_bias, fused_range
 from mcu_mot.codegen.lowering import Call, lowers, unsupported
-from mcu_mot.codegen.ops.common import channel_multipliers, fused_range, kernel_suffix, qparams, folded_bias
+from mcu_mot.codegen.ops.common import kernel_suffix
 
 
 @lowers("FULLY_CONNECTED")
@@ -22,9 +23,8 @@ def lower_fully_connected(op, ctx):
         raise unsupported(op, "non-constant weights")
     if op.options.get("weights_format", 0) != 0:
         raise unsupported(op, "shuffled weights format")
-    out_depth, in_depth = weights.shape[-2], weights.shape[-1]
-    batches = inp.size // in_depth
-    macs = batches * in_depth * out_depth
+    g = fc_geometry(op)
+    batches, in_depth, out_depth, macs = g.batches, g.in_depth, g.out_depth, g.macs
     act_min, act_max = fused_range(op, out)
     if sfx == "f32":
         params = ctx.struct(f"{op.name}_p", "mm_fc_f32_params", dict(
@@ -35,20 +35,19 @@ def lower_fully_connected(op, ctx):
                     "mm_fully_connected.h", macs=macs)
     if weights.dtype != "int8":
         raise unsupported(op, f"{weights.dtype} weights")
-    _, in_zp = qparams(op, inp)
-    _, out_zp = qparams(op, out)
-    w_zp = int(weights.quant.zero_point[0]) if weights.quant.scale.size == 1 else 0
-    mult, shift = channel_multipliers(op, inp, weights, out, out_depth)
+    q = fc_quant(op, out_depth)
+    w_zp = q.weights_zp
     w = weights.data.reshape(out_depth, in_depth)
     if w_zp == 0:
-        bias_vals = folded_bias(bias, w, -in_zp, "int32" if sfx == "s8" else "int64")
+        raw = bias.data.astype(np.int64) if bias is not None else np.zeros(out_depth, np.int64)
+        bias_vals = fold_bias(raw, w, q.input_offset, "int32" if sfx == "s8" else "int64")
     else:
         bias_vals = bias.data if bias is not None else np.zeros(out_depth, np.int64)
     fields = dict(batches=batches, in_depth=in_depth, out_depth=out_depth,
-                  input_offset=-in_zp, filter_offset=-w_zp, output_offset=out_zp,
+                  input_offset=q.input_offset, filter_offset=-w_zp, output_offset=q.output_zp,
                   act_min=act_min, act_max=act_max,
-                  multiplier=ctx.array(f"{op.name}_mult", mult),
-                  shift=ctx.array(f"{op.name}_shift", shift))
+                  multiplier=ctx.array(f"{op.name}_mult", q.multiplier),
+                  shift=ctx.array(f"{op.name}_shift", q.shift))
     if sfx == "s8":
         fields.update(bias=ctx.array(f"{op.name}_bias", np.asarray(bias_vals, np.int32)), bias64="NULL")
     else:

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mcu_mot.codegen.analysis import fused_range, window_geometry
 from mcu_mot.codegen.lowering import SCRATCH, Call, scratch_size, unsupported
-from mcu_mot.codegen.ops.common import fused_range
 
-_SAME = 0
 
 
 def is_hybrid(op) -> bool:
@@ -112,22 +111,14 @@ def lower_fully_connected_hybrid(op, ctx):
 
 
 def _geometry(op, inp, out, k_h, k_w):
-    from mcu_mot.codegen.ops.common import tflm_padding
     for t in (inp, out):
         if len(t.shape) != 4:
             raise unsupported(op, f"tensor '{t.name}' has shape {t.shape}, expected 4-D NHWC")
-    batches, in_h, in_w, in_c = (int(d) for d in inp.shape)
-    _, out_h, out_w, out_c = (int(d) for d in out.shape)
-    if out.shape[0] != batches:
+    if out.shape[0] != inp.shape[0]:
         raise unsupported(op, f"output shape {out.shape} does not match input {inp.shape}")
-    o = op.options
-    s_h, s_w = int(o.get("stride_h", 1)), int(o.get("stride_w", 1))
-    d_h, d_w = int(o.get("dilation_h_factor", 1)), int(o.get("dilation_w_factor", 1))
-    padding = int(o.get("padding", _SAME))
-    return dict(batches=batches, in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
-                k_h=k_h, k_w=k_w, stride_h=s_h, stride_w=s_w, dil_h=d_h, dil_w=d_w,
-                pad_h=tflm_padding(op, padding, s_h, d_h, in_h, k_h),
-                pad_w=tflm_padding(op, padding, s_w, d_w, in_w, k_w))
+    g = window_geometry(op, inp, out, k_h, k_w, k_c=1)
+    return {n: getattr(g, n) for n in ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w",
+                                       "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w")}
 
 
 def lower_conv_2d_hybrid(op, ctx):

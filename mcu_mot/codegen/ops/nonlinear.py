@@ -1,13 +1,10 @@
-"""SOFTMAX, LOGISTIC and TANH lowerings (int8, int16, float32), bit-exact with TFLM.
+"""LOGISTIC and TANH lowerings (int8, int16, float32), bit-exact with TFLM, and the exact
+gemmlowp fixed-point and float32 libm emulation they and SOFTMAX (softmax.py) share.
 
 Everything TFLM derives from the quantization parameters is computed here:
 - int8 LOGISTIC / TANH: TFLM evaluates gemmlowp fixed-point logistic/tanh per
   element; the input has only 256 values, so the whole function is evaluated
   here (exact integer emulation below) into a 256-entry table.
-- int8 SOFTMAX: exp() of every possible (x - max) difference is tabulated here;
-  the per-row reciprocal stays on the device (mm_softmax.c).
-- int16 SOFTMAX: TFLM's two 513-entry LUTs (exp and 1/(1+x)), generated with
-  the same float32 arithmetic as TFLM's LUTPopulate (libm expf when available).
 - int16 LOGISTIC / TANH: TFLM's multiplier/shift; the device interpolates
   TFLM's 256-entry Q0.16 sigmoid table (kept in mm_nonlinear.c).
 """
@@ -15,23 +12,19 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import functools
 import math
 
 import numpy as np
 
 from mcu_mot.codegen.lowering import Call, lowers, unsupported
-from mcu_mot.codegen.ops.common import kernel_suffix, qparams
-from mcu_mot.ir.quantize import quantize_multiplier, tflite_round
+from mcu_mot.codegen.analysis import input_radius, qparams
+from mcu_mot.codegen.ops.common import kernel_suffix
+from mcu_mot.ir.quantize import tflite_round, wrap_int32
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 # ---------------------------------------------------------------- gemmlowp fixed point (int32 raw)
-def _wrap32(x: int) -> int:
-    return (x + (1 << 31)) % (1 << 32) - (1 << 31)
-
-
 def _trunc_div(a: int, b: int) -> int:
     q = abs(a) // abs(b)
     return q if (a >= 0) == (b > 0) else -q
@@ -43,7 +36,7 @@ def srdhm(a: int, b: int) -> int:
         return INT32_MAX
     ab = a * b
     nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
-    return _wrap32(_trunc_div(ab + nudge, 1 << 31))
+    return wrap_int32(_trunc_div(ab + nudge, 1 << 31))
 
 
 def rdpot(x: int, exponent: int) -> int:
@@ -73,19 +66,19 @@ def multiply_by_quantized_multiplier(x: int, mult: int, shift: int) -> int:
     """TFLM MultiplyByQuantizedMultiplier(int32) with double rounding."""
     left = shift if shift > 0 else 0
     right = -shift if shift < 0 else 0
-    return rdpot(srdhm(_wrap32(x * (1 << left)), mult), right)
+    return rdpot(srdhm(wrap_int32(x * (1 << left)), mult), right)
 
 
 def _exp_quarter(a: int) -> int:
     """exp(x) for x in [-1/4, 0), Q0.31."""
     constant_term, one_third = 1895147668, 715827883
-    x = _wrap32(a + (1 << 28))
+    x = wrap_int32(a + (1 << 28))
     x2 = srdhm(x, x)
     x3 = srdhm(x2, x)
     x4 = srdhm(x2, x2)
     x4_over_4 = rdpot(x4, 2)
-    poly = rdpot(_wrap32(srdhm(_wrap32(x4_over_4 + x3), one_third) + x2), 1)
-    return _wrap32(constant_term + srdhm(constant_term, _wrap32(x + poly)))
+    poly = rdpot(wrap_int32(srdhm(wrap_int32(x4_over_4 + x3), one_third) + x2), 1)
+    return wrap_int32(constant_term + srdhm(constant_term, wrap_int32(x + poly)))
 
 
 _EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
@@ -95,9 +88,9 @@ _EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308
 def exp_on_negative_values(a: int, int_bits: int) -> int:
     frac = 31 - int_bits
     quarter = 1 << (frac - 2)
-    a_mod = _wrap32((a & (quarter - 1)) - quarter)
+    a_mod = wrap_int32((a & (quarter - 1)) - quarter)
     result = _exp_quarter(rescale(a_mod, int_bits, 0))
-    remainder = _wrap32(a_mod - a)
+    remainder = wrap_int32(a_mod - a)
     for exponent, multiplier in _EXP_BARREL:
         if int_bits > exponent and remainder & (1 << (frac + exponent)):
             result = srdhm(result, multiplier)
@@ -110,10 +103,10 @@ def _newton_reciprocal(a: int) -> int:
     """The shared Newton-Raphson core: ~ 1/(1+a) in Q2.29 (F2)."""
     s = a + INT32_MAX
     half_den = _trunc_div(s + (1 if s >= 0 else -1), 2)
-    x = _wrap32(1515870810 + srdhm(half_den, -1010580540))
+    x = wrap_int32(1515870810 + srdhm(half_den, -1010580540))
     for _ in range(3):
-        one_minus = _wrap32((1 << 29) - srdhm(half_den, x))
-        x = _wrap32(x + rescale(srdhm(x, one_minus), 4, 2))
+        one_minus = wrap_int32((1 << 29) - srdhm(half_den, x))
+        x = wrap_int32(x + rescale(srdhm(x, one_minus), 4, 2))
     return x
 
 
@@ -122,14 +115,14 @@ def one_over_one_plus_x(a: int) -> int:
 
 
 def one_minus_x_over_one_plus_x(a: int) -> int:
-    return rescale(_wrap32(_newton_reciprocal(a) - (1 << 29)), 2, 0)
+    return rescale(wrap_int32(_newton_reciprocal(a) - (1 << 29)), 2, 0)
 
 
 def fixed_logistic(a: int, int_bits: int) -> int:
     if a == 0:
         return 1 << 30
     pos = one_over_one_plus_x(exp_on_negative_values(-abs(a), int_bits))
-    return pos if a > 0 else _wrap32(INT32_MAX - pos)
+    return pos if a > 0 else wrap_int32(INT32_MAX - pos)
 
 
 def fixed_tanh(a: int, int_bits: int) -> int:
@@ -198,16 +191,6 @@ def lut_populate_int16(input_scale, input_zp, output_scale, output_zp, transform
     return lut
 
 
-@functools.lru_cache(maxsize=None)
-def softmax_int16_luts() -> tuple[np.ndarray, np.ndarray]:
-    """The exp LUT (on [-10, 0]) and 1/(1+x) LUT (on [0, 1]) of TFLM's int16 softmax."""
-    rng = 65535
-    exp_lut = lut_populate_int16(F(10.0) / F(rng), 32767, F(2.0) / F(rng), 0, expf)
-    recip_lut = lut_populate_int16(F(1.0) / F(rng), -32768, F(2.0) / F(rng), 0,
-                                   lambda v: F(1.0) / (F(1.0) + F(v)))
-    return exp_lut, recip_lut
-
-
 def checked_log2(x: float):
     """TFLM CheckedLog2 in float32: (rounded log2, is a power of two)."""
     x_log2 = logf(x) * (F(1.0) / logf(F(2.0)))
@@ -215,18 +198,12 @@ def checked_log2(x: float):
     return int(rounded), abs(float(x_log2 - rounded)) < float(F(1e-3))
 
 
-def input_radius(int_bits: int, left_shift: int, total_bits: int = 31) -> int:
-    """TFLM CalculateInputRadius (double arithmetic, floor)."""
-    v = 1.0 * ((1 << int_bits) - 1) * (1 << (total_bits - int_bits)) / (1 << left_shift)
-    return int(math.floor(v))
-
-
 # ---------------------------------------------------------------- int8 LOGISTIC / TANH tables
 def _frexp_multiplier(real: float):
     """TFLM Logistic/Tanh Prepare: frexp + round, no renormalisation when q rounds to 1."""
     q, shift = math.frexp(real)
     m = int(tflite_round(q * (1 << 31)))
-    return _wrap32(m), shift
+    return wrap_int32(m), shift
 
 
 def int8_activation_lut(kind: str, s_in: float, z_in: int) -> np.ndarray:
@@ -303,68 +280,3 @@ def lower_logistic_tanh(op, ctx):
     params = ctx.struct(f"{op.name}_p", "mm_nonlinear_params",
                         dict(input_multiplier=mult, input_left_shift=shift))
     return Call(f"mm_{kind}_s16", [params, inp, out, str(n)], "mm_nonlinear.h", inplace=(0, 0))
-
-
-# ---------------------------------------------------------------- SOFTMAX
-def softmax_s8_exp_table(op, s_in: float, beta: float):
-    """TFLM int8 softmax: (diff_min, table[d] = exp_on_negative_values(rescale(-d)) for d in 0..255)."""
-    real = min(float(beta) * float(s_in) * float(1 << (31 - 5)), float((1 << 31) - 1))
-    if real <= 1.0:
-        raise unsupported(op, f"beta * input scale {beta * s_in} is too small")
-    mult, left_shift = quantize_multiplier(real)
-    diff_min = -input_radius(5, left_shift)
-    table = np.zeros(256, np.int32)
-    for d in range(256):
-        if -d >= diff_min:
-            rescaled = srdhm(_wrap32(-d * (1 << left_shift)), mult)
-            table[d] = exp_on_negative_values(rescaled, 5)
-    return diff_min, table
-
-
-@lowers("SOFTMAX")
-def lower_softmax(op, ctx):
-    inp, out = op.inputs[0], op.outputs[0]
-    sfx = kernel_suffix(op, inp)
-    if not inp.shape:
-        raise unsupported(op, "scalar input")
-    depth = int(inp.shape[-1])
-    outer = inp.size // depth if depth else 0
-    beta = float(op.options.get("beta", 1.0))
-    if sfx == "f32":
-        if out.dtype != "float32":
-            raise unsupported(op, f"float32 input with {out.dtype} output")
-        params = ctx.struct(f"{op.name}_p", "mm_softmax_params", dict(
-            outer=outer, depth=depth, input_multiplier=0, input_shift=0, diff_min=0,
-            exp_table="NULL", exp_lut="NULL", recip_lut="NULL", beta=beta))
-        return Call("mm_softmax_f32", [params, inp, out], "mm_softmax.h", inplace=(0, 0))
-    s_in, z_in = qparams(op, inp)
-    s_out, z_out = qparams(op, out)
-    if sfx == "s8":
-        if out.dtype == "int8":
-            if z_out != -128 or np.float32(s_out) != np.float32(1.0 / 256):
-                raise unsupported(op, f"int8 output must have scale 1/256 and zero point -128")
-            kernel, inplace = "mm_softmax_s8", (0, 0)
-        elif out.dtype == "int16":
-            if z_out != -32768 or abs(s_out - 1.0 / 65536) > 0.001 / 65536:
-                raise unsupported(op, "int16 output must have scale 1/65536 and zero point -32768")
-            kernel, inplace = "mm_softmax_s8_s16", None
-        else:
-            raise unsupported(op, f"int8 input with {out.dtype} output")
-        diff_min, table = softmax_s8_exp_table(op, s_in, beta)
-        params = ctx.struct(f"{op.name}_p", "mm_softmax_params", dict(
-            outer=outer, depth=depth, input_multiplier=0, input_shift=0, diff_min=diff_min,
-            exp_table=ctx.array(f"{op.name}_exp", table, "int32"), exp_lut="NULL", recip_lut="NULL",
-            beta=0.0))
-        return Call(kernel, [params, inp, out], "mm_softmax.h", inplace=inplace)
-    # int16 -> int16
-    if out.dtype != "int16":
-        raise unsupported(op, f"int16 input with {out.dtype} output")
-    if z_in != 0 or z_out != 0 or abs(s_out - 1.0 / 32768) > 0.001 / 32768:
-        raise unsupported(op, "int16 softmax needs zero points 0 and output scale 1/32768")
-    mult, shift = quantize_multiplier(float(s_in) * float(np.float32(beta)) / (10.0 / 65535.0))
-    exp_lut, recip_lut = softmax_int16_luts()
-    params = ctx.struct(f"{op.name}_p", "mm_softmax_params", dict(
-        outer=outer, depth=depth, input_multiplier=mult, input_shift=shift, diff_min=0,
-        exp_table="NULL", exp_lut=ctx.array("mm_softmax_exp_lut", exp_lut, "int16"),
-        recip_lut=ctx.array("mm_softmax_recip_lut", recip_lut, "int16"), beta=0.0))
-    return Call("mm_softmax_s16", [params, inp, out], "mm_softmax.h", inplace=(0, 0))

@@ -8,8 +8,9 @@ at run time (shift = floor(log2(count)) clamped, multiplier << shift / count).
 import numpy as np
 
 from mcu_mot.codegen.lowering import Call, lowers, unsupported
-from mcu_mot.codegen.ops.common import kernel_suffix, qparams
-from mcu_mot.ir.quantize import quantize_multiplier
+from mcu_mot.codegen.analysis import qparams
+from mcu_mot.codegen.ops.common import kernel_suffix
+from mcu_mot.ir.quantize import quantize_multiplier, wrap_int32
 
 GROUPS = 4  # MM_REDUCE_GROUPS in mm_reduce.h
 
@@ -84,7 +85,7 @@ def lower_mean(op, ctx):
         s_in, z_in = qparams(op, inp)
         s_out, z_out = qparams(op, out)
         mult, shift = mean_multiplier(op, s_in, s_out, count)
-        zc = (z_in * count + (1 << 31)) % (1 << 32) - (1 << 31)
+        zc = wrap_int32(z_in * count)
         fields.update(zp_times_count=zc, multiplier=mult, shift=shift, output_zp=z_out)
     params = ctx.struct(f"{op.name}_p", "mm_reduce_params", fields)
     return Call(f"mm_mean_{sfx}", [params, inp, out], "mm_reduce.h", macs=inp.size)

@@ -1,4 +1,7 @@
-"""RESHAPE / SQUEEZE / EXPAND_DIMS: views of their input, no code and no copy."""
+"""RESHAPE / SQUEEZE / EXPAND_DIMS: views of their input, no code and no copy.
+
+The one lowering module without a C kernel family (no mm_reshape.c): it returns an
+Alias, which the memory plan resolves by giving the view the source's bytes."""
 from mcu_mot.codegen.lowering import Alias, lowers, unsupported
 
 

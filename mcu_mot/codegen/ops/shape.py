@@ -11,7 +11,7 @@ import numpy as np
 
 from mcu_mot.codegen.lowering import Call, lowers, unsupported
 from mcu_mot.codegen.lowering import c_float
-from mcu_mot.codegen.ops.common import qparams
+from mcu_mot.codegen.analysis import qparams
 
 CONCAT_SUFFIX = {"int8": "s8", "int16": "s16", "int32": "s32", "int64": "s64",
                  "float32": "f32", "bool": "u8"}

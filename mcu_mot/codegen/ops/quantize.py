@@ -7,8 +7,8 @@ DEQUANTIZE int8/int16 -> float.
 from __future__ import annotations
 
 from mcu_mot.codegen.lowering import Call, lowers, unsupported
-from mcu_mot.codegen.ops.common import SUFFIX, qparams
-from mcu_mot.codegen.ops.elementwise import checked_multiplier
+from mcu_mot.codegen.analysis import checked_multiplier, qparams
+from mcu_mot.codegen.ops.common import SUFFIX
 
 _ESIZE = {"int8": 1, "int16": 2, "float32": 4}
 
