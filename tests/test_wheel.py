@@ -81,12 +81,15 @@ def work(tmp_path_factory):
     return tmp_path_factory.mktemp("wheel")
 
 
+def _copy_checkout(dest: Path) -> Path:
+    """A copy of the checkout, so building leaves no build/ or egg-info in it."""
+    shutil.copytree(ROOT, dest, ignore=_ignore_top, symlinks=True)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def source(work):
-    """A copy of the checkout, so building leaves no build/ or egg-info in it."""
-    src = work / "src"
-    shutil.copytree(ROOT, src, ignore=_ignore_top, symlinks=True)
-    return src
+    return _copy_checkout(work / "src")
 
 
 @pytest.fixture(scope="module")
@@ -196,8 +199,9 @@ def test_wheel_and_sdist_carry_the_data_files(dist):
     assert set(want) | {"LICENSE", "setup.py", "pyproject.toml", "MANIFEST.in", "mcu_mot/version.py"} <= in_sdist
 
 
-def test_pip_install_dot_ships_the_data_files(work, source, user):
+def test_pip_install_dot_ships_the_data_files(work, user):
     """`pip install .` (not editable) into a fresh venv: the data come from the installed package."""
+    source = _copy_checkout(work / "src-dot")
     py = _fresh_venv(work / "venv-dot")
     _lend_dependencies(py)          # setuptools for --no-build-isolation
     _run([sys.executable, "-m", "pip", "--python", py, "--disable-pip-version-check", "-q", "install",
@@ -208,6 +212,21 @@ def test_pip_install_dot_ships_the_data_files(work, source, user):
     assert package == (_site_packages(py) / "mcu_mot").resolve() and data == package / "_data"
     r = _run([py.parent / "mcu-mot", "boards"], cwd=cwd, env=env)
     assert BOARD in r.stdout
+
+
+def test_editable_install_uses_the_checkout_live(work, user):
+    """`pip install -e .` (scripts/setup.sh): nothing copied, the checkout's folders used as they are."""
+    source = _copy_checkout(work / "src-editable")
+    py = _fresh_venv(work / "venv-editable")
+    _lend_dependencies(py)
+    _run([sys.executable, "-m", "pip", "--python", py, "--disable-pip-version-check", "-q", "install",
+          "--no-deps", "--no-index", "--no-build-isolation", "-e", source], cwd=work, env=_clean_env())
+    cwd, env = user
+    r = _run([py, "-c", "import mcu_mot.resources as r; print(r.PACKAGE); print(r.DATA_ROOT); print(r.INSTALLED)"],
+             cwd=cwd, env=env)
+    package, data, installed = r.stdout.split()
+    assert Path(package) == source.resolve() / "mcu_mot" and Path(data) == source.resolve()
+    assert installed == "False" and not (source / "mcu_mot" / "_data").exists()
 
 
 # ---------------------------------------------------------------- the installed wheel at work
