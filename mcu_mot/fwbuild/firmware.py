@@ -21,7 +21,7 @@ import sys
 import threading
 from pathlib import Path
 
-from mcu_mot.resources import DATA_ROOT, KERNELS, RUNTIME, SCONSTRUCT, TEMPLATES
+from mcu_mot.resources import KERNELS, RUNTIME, SCONSTRUCT, TEMPLATES
 from mcu_mot.errors import MotError
 from mcu_mot.version import __version__
 from mcu_mot.fileio import atomic_write
@@ -316,8 +316,8 @@ _ACTION = re.compile(r"^(CC|AS|LINK) (.+)$")
 def _run_scons(out: Path, cfg: dict, jobs: int, total: int, say) -> list[str]:
     cmd = [sys.executable, "-m", "SCons", "-Q", "--no-site-dir", "-f", str(SCONSTRUCT),
            f"-j{max(1, int(jobs))}", f"MM_CONFIG={out / 'build.json'}"]
+    # the SConstruct imports the mcu_mot it ships with (a checkout's or the installed package): no PYTHONPATH
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(DATA_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     actions, lines = [], []
     # SCons gets its own process group (its compilers and linker inherit it) and a parent-death
     # signal: if this process is killed, interrupted or fails, nothing of the build keeps running
