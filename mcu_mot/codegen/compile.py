@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mcu_mot.resources import KERNELS, PACKAGE, TEMPLATES
 from mcu_mot.errors import MotError
+from mcu_mot.version import __version__
 from mcu_mot.ir import read_tflite
 from mcu_mot.ir.passes import run_passes
 from mcu_mot.plan import plan_memory
@@ -115,6 +116,7 @@ def generate(model_path, backend: str = "portable", board: str = "host", isa: st
     report = {
         "model": model_path.name,
         "model_sha256": digest,
+        "mcu_mot_version": __version__,
         "backend": backend,
         "board": board,
         "isa": isa,
