@@ -222,6 +222,7 @@ MM_INLINE void conv_s8_mve_pair(const mm_conv_gemm_params *p, const pixel_pair *
                                 const int8_t *pb, const int8_t *w, int8_t *out)
 {
     const int32_t kp = p->k_pad, out_c = p->out_c;
+    const int two = q->two;
     int8_t *o0 = out + pair_pixel(p, q) * out_c, *o1 = o0 + out_c;
     for (int32_t c = 0; c < out_c; c += 4) {
         int32_t acc[8];
@@ -231,16 +232,16 @@ MM_INLINE void conv_s8_mve_pair(const mm_conv_gemm_params *p, const pixel_pair *
         const int32x4_t rb = mve_requantize(vldrwq_s32(acc + 4), p, c);
         if (c + 4 <= out_c) {
             vstrbq_s32(o0 + c, ra);
-            if (q->two) vstrbq_s32(o1 + c, rb);
+            if (two) vstrbq_s32(o1 + c, rb);
         } else {              /* the last 1-3 channels: predicated stores */
             const mve_pred16_t keep = vctp32q((uint32_t)(out_c - c));
             vstrbq_p_s32(o0 + c, ra, keep);
-            if (q->two) vstrbq_p_s32(o1 + c, rb, keep);
+            if (two) vstrbq_p_s32(o1 + c, rb, keep);
         }
     }
 }
 
-static void conv_gemm_s8_mve(const mm_conv_gemm_params *p, const int8_t *in, const int8_t *w, int8_t *out,
+MM_INLINE void conv_gemm_s8_mve(const mm_conv_gemm_params *p, const int8_t *in, const int8_t *w, int8_t *out,
                              void *scratch)
 {
     const int32_t kp = p->k_pad, img_size = p->in_h * p->in_w * p->in_c;
@@ -251,15 +252,17 @@ static void conv_gemm_s8_mve(const mm_conv_gemm_params *p, const int8_t *in, con
                         p->pad_h == 0 && p->pad_w == 0 && p->k == kp &&
                         p->out_h == p->in_h && p->out_w == p->in_w);
     for (pixel_pair q = pair_first(p); q.batch < p->batches; pair_next(p, &q)) {
+        const int8_t *xa = pa, *xb;
         if (direct) {
-            const int8_t *xa = in + pair_pixel(p, &q) * kp;
-            conv_s8_mve_pair(p, &q, xa, q.two ? xa + kp : xa, w, out);
+            xa = in + pair_pixel(p, &q) * kp;
+            xb = q.two ? xa + kp : xa;
         } else {
             const int8_t *img = in + q.batch * img_size;
             build_patch(p, img, q.oy0, q.ox0, pa, PATCH_S8, zp);
             if (q.two) build_patch(p, img, q.oy1, q.ox1, pb, PATCH_S8, zp);
-            conv_s8_mve_pair(p, &q, pa, q.two ? pb : pa, w, out);
+            xb = q.two ? pb : pa;
         }
+        conv_s8_mve_pair(p, &q, xa, xb, w, out);
     }
 }
 
@@ -268,6 +271,7 @@ MM_INLINE void conv_s16_mve_pair(const mm_conv_gemm_params *p, const pixel_pair 
                                  const int16_t *qb, const int8_t *w, int16_t *out)
 {
     const int32_t kp = p->k_pad, out_c = p->out_c;
+    const int two = q->two;
     int16_t *o0 = out + pair_pixel(p, q) * out_c, *o1 = o0 + out_c;
     if (p->rq) {     /* proven: every accumulator fits int32 (bias: int32, padded to quads) */
         for (int32_t c = 0; c < out_c; c += 4) {
@@ -278,7 +282,7 @@ MM_INLINE void conv_s16_mve_pair(const mm_conv_gemm_params *p, const pixel_pair 
             const int32x4_t rb = mve_requantize_s16(vldrwq_s32(acc + 4), p, c);
             const mve_pred16_t keep = vctp32q((uint32_t)(out_c - c));
             vstrhq_p_s32(o0 + c, ra, keep);
-            if (q->two) vstrhq_p_s32(o1 + c, rb, keep);
+            if (two) vstrhq_p_s32(o1 + c, rb, keep);
         }
         return;
     }
@@ -296,7 +300,7 @@ MM_INLINE void conv_s16_mve_pair(const mm_conv_gemm_params *p, const pixel_pair 
         }
         for (int r = 0; r < 4 && c + r < out_c; ++r) {
             o0[c + r] = out_s16(p, acc[r], c + r);
-            if (q->two) o1[c + r] = out_s16(p, acc[4 + r], c + r);
+            if (two) o1[c + r] = out_s16(p, acc[4 + r], c + r);
         }
     }
 }
@@ -346,7 +350,7 @@ MM_INLINE void conv_s8_dsp_pair(const mm_conv_gemm_params *p, const pixel_pair *
     }
 }
 
-static void conv_gemm_s8_dsp(const mm_conv_gemm_params *p, const int8_t *in, const int8_t *w, int8_t *out,
+MM_INLINE void conv_gemm_s8_dsp(const mm_conv_gemm_params *p, const int8_t *in, const int8_t *w, int8_t *out,
                              void *scratch)
 {
     const int32_t kp = p->k_pad, img_size = p->in_h * p->in_w * p->in_c;

@@ -140,7 +140,7 @@ MM_INLINE void dw3_mve_group(const int8_t *const *t8, int32_t c, const int16_t *
         vstrbq_s16(o + c, r);
 }
 
-static void dw3_s8_mve(const mm_dw3x3_params *p, const int8_t *in, int8_t *out, void *scratch)
+MM_INLINE void dw3_s8_mve(const mm_dw3x3_params *p, const int8_t *in, int8_t *out, void *scratch)
 {
     const int32_t in_c = p->in_c;
     int8_t *pad = (int8_t *)scratch;

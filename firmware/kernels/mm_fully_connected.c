@@ -73,7 +73,7 @@ MM_INLINE int16_t fc_out_s16(const mm_fc_params *p, int64_t acc, int32_t c)
 
 #if MM_TARGET_ISA == MM_ISA_DSP
 /* ---- DSP (Cortex-M4/M7/M33): 4 rows per input load (mm_dot_4x1_*), 16 MACs per 21 instructions */
-static void fc_blocked_s8_dsp(const mm_fc_params *p, const int8_t *in, const int8_t *w, int8_t *out)
+MM_INLINE void fc_blocked_s8_dsp(const mm_fc_params *p, const int8_t *in, const int8_t *w, int8_t *out)
 {
     const int32_t depth = p->in_depth, out_depth = p->out_depth;
     const int32_t ng = depth >> 2, rem = depth & 3, nblk = out_depth >> 2;
@@ -82,20 +82,26 @@ static void fc_blocked_s8_dsp(const mm_fc_params *p, const int8_t *in, const int
         int8_t *o = out + b * out_depth;
         const int8_t *wp = w;
         for (int32_t c = 0; c < nblk * 4; c += 4) {
-            int32_t a[4] = {p->bias[c], p->bias[c + 1], p->bias[c + 2], p->bias[c + 3]};
+            mm_acc4 a = {p->bias[c], p->bias[c + 1], p->bias[c + 2], p->bias[c + 3]};
             const int8_t *xp = x;
             const int8_t *const xend = x + 8 * (ng >> 1);
             while (xp != xend) {
-                mm_dot_4x1_s8(a, &xp, &wp);
-                mm_dot_4x1_s8(a, &xp, &wp);
+                mm_dot_4x1_s8(&a, &xp, &wp);
+                mm_dot_4x1_s8(&a, &xp, &wp);
             }
-            if (ng & 1) mm_dot_4x1_s8(a, &xp, &wp);
+            if (ng & 1) mm_dot_4x1_s8(&a, &xp, &wp);
             for (int32_t k = 0; k < rem; ++k) {
                 const int32_t xk = xp[k];
-                for (int r = 0; r < 4; ++r) a[r] += wp[r * rem + k] * xk;
+                a.a0 += wp[k] * xk;
+                a.a1 += wp[rem + k] * xk;
+                a.a2 += wp[2 * rem + k] * xk;
+                a.a3 += wp[3 * rem + k] * xk;
             }
             wp += 4 * rem;
-            for (int r = 0; r < 4; ++r) o[c + r] = fc_out_s8(p, a[r], c + r);
+            o[c] = fc_out_s8(p, a.a0, c);
+            o[c + 1] = fc_out_s8(p, a.a1, c + 1);
+            o[c + 2] = fc_out_s8(p, a.a2, c + 2);
+            o[c + 3] = fc_out_s8(p, a.a3, c + 3);
         }
         for (int32_t c = nblk * 4; c < out_depth; ++c, wp += depth)  /* leftover rows: plain row-major */
             o[c] = fc_out_s8(p, mm_dot_s8(p->bias[c], x, wp, depth), c);
@@ -105,7 +111,7 @@ static void fc_blocked_s8_dsp(const mm_fc_params *p, const int8_t *in, const int
 /* |int16 * int8| <= 2^22: 127 groups (508 products) cannot overflow an int32 partial sum */
 #define FC_S16_CHUNK 127
 
-static void fc_blocked_s16_dsp(const mm_fc_params *p, const int16_t *in, const int8_t *w, int16_t *out)
+MM_INLINE void fc_blocked_s16_dsp(const mm_fc_params *p, const int16_t *in, const int8_t *w, int16_t *out)
 {
     const int32_t depth = p->in_depth, out_depth = p->out_depth;
     const int32_t ng = depth >> 2, rem = depth & 3, nblk = out_depth >> 2;
@@ -118,17 +124,17 @@ static void fc_blocked_s16_dsp(const mm_fc_params *p, const int16_t *in, const i
             const int16_t *xp = x;
             for (int32_t left = ng; left > 0;) {
                 const int32_t n = left < FC_S16_CHUNK ? left : FC_S16_CHUNK;
-                int32_t a[4] = {0, 0, 0, 0};
+                mm_acc4 a = {0, 0, 0, 0};
                 left -= n;
                 for (int32_t g = n >> 1; g > 0; --g) {
-                    mm_dot_4x1_s16(a, &xp, &wp);
-                    mm_dot_4x1_s16(a, &xp, &wp);
+                    mm_dot_4x1_s16(&a, &xp, &wp);
+                    mm_dot_4x1_s16(&a, &xp, &wp);
                 }
-                if (n & 1) mm_dot_4x1_s16(a, &xp, &wp);
-                s0 += a[0];
-                s1 += a[1];
-                s2 += a[2];
-                s3 += a[3];
+                if (n & 1) mm_dot_4x1_s16(&a, &xp, &wp);
+                s0 += a.a0;
+                s1 += a.a1;
+                s2 += a.a2;
+                s3 += a.a3;
             }
             for (int32_t k = 0; k < rem; ++k) {
                 const int32_t xk = xp[k];
@@ -161,7 +167,7 @@ static void fc_blocked_s16_dsp(const mm_fc_params *p, const int16_t *in, const i
 }
 #elif MM_TARGET_ISA == MM_ISA_MVE
 /* ---- Helium (Cortex-M55): VMLADAVA on 4 rows per input vector */
-static void fc_blocked_s8_mve(const mm_fc_params *p, const int8_t *in, const int8_t *w, int8_t *out)
+MM_INLINE void fc_blocked_s8_mve(const mm_fc_params *p, const int8_t *in, const int8_t *w, int8_t *out)
 {
     const int32_t depth = p->in_depth, out_depth = p->out_depth;
     const int32_t ng = depth >> 4, rem = depth & 15;
@@ -196,12 +202,24 @@ static void fc_blocked_s8_mve(const mm_fc_params *p, const int8_t *in, const int
             o[c + 2] = fc_out_s8(p, a2, c + 2);
             o[c + 3] = fc_out_s8(p, a3, c + 3);
         }
-        for (; c < out_depth; ++c, wp += 16 * (ng + (rem > 0)))   /* leftover rows, padded to 16 */
-            o[c] = fc_out_s8(p, mm_dot_s8(p->bias[c], x, wp, depth), c);
+        for (; c < out_depth; ++c) {
+            int32_t acc = p->bias[c];
+            const int8_t *xp = x;
+            for (int32_t g = ng; g > 0; --g) {
+                acc = vmladavaq_s8(acc, vldrbq_s8(xp), vldrbq_s8(wp));
+                xp += 16;
+                wp += 16;
+            }
+            if (rem) {
+                acc = vmladavaq_s8(acc, vldrbq_z_s8(xp, tail), vldrbq_s8(wp));
+                wp += 16;
+            }
+            o[c] = fc_out_s8(p, acc, c);
+        }
     }
 }
 
-static void fc_blocked_s16_mve(const mm_fc_params *p, const int16_t *in, const int8_t *w, int16_t *out)
+MM_INLINE void fc_blocked_s16_mve(const mm_fc_params *p, const int16_t *in, const int8_t *w, int16_t *out)
 {
     const int32_t depth = p->in_depth, out_depth = p->out_depth;
     const int32_t ng = depth >> 3, rem = depth & 7;

@@ -318,7 +318,10 @@ MM_ISA_INLINE void mm_dot_2x2_s16(const int16_t *a, const int16_t *b, const int8
 }
 #endif
 
-/* a[0..3] += 4 input columns x 4 weight rows of FULLY_CONNECTED's blocked layout (the block's
+/* four accumulators by name (a struct, not an array, so that they stay in registers) */
+typedef struct { int32_t a0, a1, a2, a3; } mm_acc4;
+
+/* a->a0..a3 += 4 input columns x 4 weight rows of FULLY_CONNECTED's blocked layout (the block's
  * 4 words, row by row), advancing *xp by 4 inputs and *wp by 16 bytes. int8: one input word
  * (SXTB16 / ROR 8 pairs), weights as they are; int16: two input words (pairs straight from
  * memory), weight bytes of each word stored w0 w2 w1 w3. On the device hand-scheduled: GCC
@@ -335,8 +338,8 @@ MM_ISA_INLINE void mm_dot_2x2_s16(const int16_t *a, const int16_t *b, const int8
     "sxtb16 %[w1], %[w1]\n\t"                                                      \
     "smlad  %[" B "], %[w1], %[" XA "], %[" B "]\n\t"                              \
     "smlad  %[" B "], %[t], %[" XB "], %[" B "]\n\t"
-MM_ISA_INLINE void mm_dot_4x1_s8(int32_t *a, const int8_t **xpp, const int8_t **wpp) {
-    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+MM_ISA_INLINE void mm_dot_4x1_s8(mm_acc4 *a, const int8_t **xpp, const int8_t **wpp) {
+    int32_t a0 = a->a0, a1 = a->a1, a2 = a->a2, a3 = a->a3;
     const int8_t *xp = *xpp, *wp = *wpp;
     int32_t xa, xb, w0, w1, t;
     __asm__("ldr    %[xa], [%[xp]], #4\n\t"
@@ -347,12 +350,12 @@ MM_ISA_INLINE void mm_dot_4x1_s8(int32_t *a, const int8_t **xpp, const int8_t **
               [wp] "+r"(wp), [xa] "=&r"(xa), [xb] "=&r"(xb), [w0] "=&r"(w0), [w1] "=&r"(w1), [t] "=&r"(t)
             :
             : "memory");
-    a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3;
+    a->a0 = a0; a->a1 = a1; a->a2 = a2; a->a3 = a3;
     *xpp = xp;
     *wpp = wp;
 }
-MM_ISA_INLINE void mm_dot_4x1_s16(int32_t *a, const int16_t **xpp, const int8_t **wpp) {
-    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+MM_ISA_INLINE void mm_dot_4x1_s16(mm_acc4 *a, const int16_t **xpp, const int8_t **wpp) {
+    int32_t a0 = a->a0, a1 = a->a1, a2 = a->a2, a3 = a->a3;
     const int16_t *xp = *xpp;
     const int8_t *wp = *wpp;
     int32_t xa, xb, w0, w1, t;
@@ -363,24 +366,30 @@ MM_ISA_INLINE void mm_dot_4x1_s16(int32_t *a, const int16_t **xpp, const int8_t 
               [wp] "+r"(wp), [xa] "=&r"(xa), [xb] "=&r"(xb), [w0] "=&r"(w0), [w1] "=&r"(w1), [t] "=&r"(t)
             :
             : "memory");
-    a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3;
+    a->a0 = a0; a->a1 = a1; a->a2 = a2; a->a3 = a3;
     *xpp = xp;
     *wpp = wp;
 }
 #undef MM_FC_ROW2
 #else
-MM_ISA_INLINE void mm_dot_4x1_s8(int32_t *a, const int8_t **xpp, const int8_t **wpp) {
+MM_ISA_INLINE void mm_dot_4x1_s8(mm_acc4 *a, const int8_t **xpp, const int8_t **wpp) {
     const int32_t xv = mm_read_s32(*xpp);
     const int32_t xe = mm_sxtb16(xv), xo = mm_sxtb16_ror8(xv);
     const int8_t *wp = *wpp;
-    for (int r = 0; r < 4; ++r) a[r] = mm_smlad_s8x4(a[r], mm_read_s32(wp + 4 * r), xe, xo);
+    a->a0 = mm_smlad_s8x4(a->a0, mm_read_s32(wp), xe, xo);
+    a->a1 = mm_smlad_s8x4(a->a1, mm_read_s32(wp + 4), xe, xo);
+    a->a2 = mm_smlad_s8x4(a->a2, mm_read_s32(wp + 8), xe, xo);
+    a->a3 = mm_smlad_s8x4(a->a3, mm_read_s32(wp + 12), xe, xo);
     *xpp += 4;
     *wpp += 16;
 }
-MM_ISA_INLINE void mm_dot_4x1_s16(int32_t *a, const int16_t **xpp, const int8_t **wpp) {
+MM_ISA_INLINE void mm_dot_4x1_s16(mm_acc4 *a, const int16_t **xpp, const int8_t **wpp) {
     const int32_t x01 = mm_read_s32(*xpp), x23 = mm_read_s32(*xpp + 2);
     const int8_t *wp = *wpp;
-    for (int r = 0; r < 4; ++r) a[r] = mm_smlad_s8x4(a[r], mm_read_s32(wp + 4 * r), x01, x23);
+    a->a0 = mm_smlad_s8x4(a->a0, mm_read_s32(wp), x01, x23);
+    a->a1 = mm_smlad_s8x4(a->a1, mm_read_s32(wp + 4), x01, x23);
+    a->a2 = mm_smlad_s8x4(a->a2, mm_read_s32(wp + 8), x01, x23);
+    a->a3 = mm_smlad_s8x4(a->a3, mm_read_s32(wp + 12), x01, x23);
     *xpp += 4;
     *wpp += 16;
 }
