@@ -267,8 +267,8 @@ MM_INLINE void conv_gemm_s8_mve(const mm_conv_gemm_params *p, const int8_t *in, 
 }
 
 /* all channels of one pixel pair, int16x8 */
-MM_INLINE void conv_s16_mve_pair(const mm_conv_gemm_params *p, const pixel_pair *q, const int16_t *pa,
-                                 const int16_t *qb, const int8_t *w, int16_t *out)
+MM_INLINE void conv_s16_pair(const mm_conv_gemm_params *p, const pixel_pair *q, const int16_t *pa,
+                             const int16_t *qb, const int8_t *w, int16_t *out)
 {
     const int32_t kp = p->k_pad, out_c = p->out_c;
     const int two = q->two;
@@ -364,8 +364,8 @@ MM_INLINE void conv_gemm_s8_dsp(const mm_conv_gemm_params *p, const int8_t *in, 
 }
 
 /* all channels of one pixel pair, int16x8 */
-MM_INLINE void conv_s16_dsp_pair(const mm_conv_gemm_params *p, const pixel_pair *q, const int16_t *pa,
-                                 const int16_t *qb, const int8_t *w, int16_t *out)
+MM_INLINE void conv_s16_pair(const mm_conv_gemm_params *p, const pixel_pair *q, const int16_t *pa,
+                             const int16_t *qb, const int8_t *w, int16_t *out)
 {
     const int32_t kp = p->k_pad, out_c = p->out_c, groups = kp / 4;
     const int two = q->two;
@@ -414,7 +414,7 @@ void mm_conv_gemm_s8(const mm_conv_gemm_params *p, const int8_t *in, const int8_
 #endif
 }
 
-/* int16x8: the same int16 patches on both ISAs */
+/* int16x8: the same int16 patches on both ISAs, conv_s16_pair the ISA's channel loop */
 void mm_conv_gemm_s16(const mm_conv_gemm_params *p, const int16_t *in, const int8_t *w, int16_t *out,
                       void *scratch)
 {
@@ -424,11 +424,7 @@ void mm_conv_gemm_s16(const mm_conv_gemm_params *p, const int16_t *in, const int
         const int16_t *img = in + q.batch * img_size;
         build_patch(p, img, q.oy0, q.ox0, pa, PATCH_S16, 0);
         if (q.two) build_patch(p, img, q.oy1, q.ox1, pb, PATCH_S16, 0);
-#if MM_TARGET_ISA == MM_ISA_MVE
-        conv_s16_mve_pair(p, &q, pa, q.two ? pb : pa, w, out);
-#else
-        conv_s16_dsp_pair(p, &q, pa, q.two ? pb : pa, w, out);
-#endif
+        conv_s16_pair(p, &q, pa, q.two ? pb : pa, w, out);
     }
 }
 
