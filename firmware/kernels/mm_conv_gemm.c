@@ -104,52 +104,56 @@ MM_INLINE void build_patch(const mm_conv_gemm_params *p, const void *img, int32_
 }
 
 /* Output pixels two at a time in raster order, batch after batch:
- *   for (pixel_pair q = pair_first(p); q.batch < p->batches; pair_next(p, &q)) */
+ *   for (pixel_pair q = pair_first(p); q.batch < p->batches; pair_next(&q))
+ * The output geometry is kept in the iterator (registers), not reread from *p. */
 typedef struct {
-    int32_t batch, pix;         /* the batch, the first pixel's index in it */
+    int32_t out_w, n_pix;       /* the output's width and pixels per batch */
+    int32_t batch, base, pix;   /* the batch, its first pixel's index, the pair's first pixel in it */
     int32_t oy0, ox0, oy1, ox1; /* the two pixels; the second only when `two` */
     int two;
 } pixel_pair;
 
-MM_INLINE void pair_second(const mm_conv_gemm_params *p, pixel_pair *q)
+MM_INLINE void pair_second(pixel_pair *q)
 {
     q->oy1 = q->oy0;
     q->ox1 = q->ox0 + 1;
-    if (q->ox1 == p->out_w) {
+    if (q->ox1 == q->out_w) {
         q->ox1 = 0;
         ++q->oy1;
     }
-    q->two = q->pix + 1 < p->out_h * p->out_w;
+    q->two = q->pix + 1 < q->n_pix;
 }
 
 MM_INLINE pixel_pair pair_first(const mm_conv_gemm_params *p)
 {
-    pixel_pair q = {p->out_h * p->out_w > 0 ? 0 : p->batches, 0, 0, 0, 0, 0, 0};
-    pair_second(p, &q);
+    const int32_t n_pix = p->out_h * p->out_w;
+    pixel_pair q = {p->out_w, n_pix, n_pix > 0 ? 0 : p->batches, 0, 0, 0, 0, 0, 0, 0};
+    pair_second(&q);
     return q;
 }
 
-MM_INLINE void pair_next(const mm_conv_gemm_params *p, pixel_pair *q)
+MM_INLINE void pair_next(pixel_pair *q)
 {
     q->pix += 2;
-    if (q->pix >= p->out_h * p->out_w) {
+    if (q->pix >= q->n_pix) {
         ++q->batch;
+        q->base += q->n_pix;
         q->pix = q->oy0 = q->ox0 = 0;
     } else {
         q->oy0 = q->oy1;
         q->ox0 = q->ox1 + 1;
-        if (q->ox0 == p->out_w) {
+        if (q->ox0 == q->out_w) {
             q->ox0 = 0;
             ++q->oy0;
         }
     }
-    pair_second(p, q);
+    pair_second(q);
 }
 
 /* index of the pair's first output pixel in the whole output */
-MM_INLINE int32_t pair_pixel(const mm_conv_gemm_params *p, const pixel_pair *q)
+MM_INLINE int32_t pair_pixel(const pixel_pair *q)
 {
-    return q->batch * p->out_h * p->out_w + q->pix;
+    return q->base + q->pix;
 }
 
 MM_INLINE int8_t out_s8(const mm_conv_gemm_params *p, int32_t acc, int32_t c)
@@ -223,7 +227,7 @@ MM_INLINE void conv_s8_mve_pair(const mm_conv_gemm_params *p, const pixel_pair *
 {
     const int32_t kp = p->k_pad, out_c = p->out_c;
     const int two = q->two;
-    int8_t *o0 = out + pair_pixel(p, q) * out_c, *o1 = o0 + out_c;
+    int8_t *o0 = out + pair_pixel(q) * out_c, *o1 = o0 + out_c;
     for (int32_t c = 0; c < out_c; c += 4) {
         int32_t acc[8];
         for (int k = 0; k < 4; ++k) acc[k] = acc[4 + k] = p->bias[c + k < out_c ? c + k : c];
@@ -251,10 +255,10 @@ MM_INLINE void conv_gemm_s8_mve(const mm_conv_gemm_params *p, const int8_t *in, 
     const int direct = (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
                         p->pad_h == 0 && p->pad_w == 0 && p->k == kp &&
                         p->out_h == p->in_h && p->out_w == p->in_w);
-    for (pixel_pair q = pair_first(p); q.batch < p->batches; pair_next(p, &q)) {
+    for (pixel_pair q = pair_first(p); q.batch < p->batches; pair_next(&q)) {
         const int8_t *xa = pa, *xb;
         if (direct) {
-            xa = in + pair_pixel(p, &q) * kp;
+            xa = in + pair_pixel(&q) * kp;
             xb = q.two ? xa + kp : xa;
         } else {
             const int8_t *img = in + q.batch * img_size;
@@ -272,7 +276,7 @@ MM_INLINE void conv_s16_pair(const mm_conv_gemm_params *p, const pixel_pair *q, 
 {
     const int32_t kp = p->k_pad, out_c = p->out_c;
     const int two = q->two;
-    int16_t *o0 = out + pair_pixel(p, q) * out_c, *o1 = o0 + out_c;
+    int16_t *o0 = out + pair_pixel(q) * out_c, *o1 = o0 + out_c;
     if (p->rq) {     /* proven: every accumulator fits int32 (bias: int32, padded to quads) */
         for (int32_t c = 0; c < out_c; c += 4) {
             int32_t acc[8];
@@ -321,7 +325,7 @@ MM_INLINE void conv_s8_dsp_pair(const mm_conv_gemm_params *p, const pixel_pair *
 {
     const int32_t kp = p->k_pad, out_c = p->out_c, groups = kp / 4, lo = p->act_min, hi = p->act_max;
     const int two = q->two;
-    int8_t *o0 = out + pair_pixel(p, q) * out_c, *o1 = o0 + out_c;
+    int8_t *o0 = out + pair_pixel(q) * out_c, *o1 = o0 + out_c;
     if (p->rq) {
         for (int32_t c = 0; c < out_c; c += 2) {
             const int32_t c1 = c + 1 < out_c ? c + 1 : c;
@@ -355,7 +359,7 @@ MM_INLINE void conv_gemm_s8_dsp(const mm_conv_gemm_params *p, const int8_t *in, 
 {
     const int32_t kp = p->k_pad, img_size = p->in_h * p->in_w * p->in_c;
     int16_t *pa = (int16_t *)scratch, *pb = pa + kp;
-    for (pixel_pair q = pair_first(p); q.batch < p->batches; pair_next(p, &q)) {
+    for (pixel_pair q = pair_first(p); q.batch < p->batches; pair_next(&q)) {
         const int8_t *img = in + q.batch * img_size;
         build_patch(p, img, q.oy0, q.ox0, pa, PATCH_S8_TO_S16, 0);
         if (q.two) build_patch(p, img, q.oy1, q.ox1, pb, PATCH_S8_TO_S16, 0);
@@ -369,7 +373,7 @@ MM_INLINE void conv_s16_pair(const mm_conv_gemm_params *p, const pixel_pair *q, 
 {
     const int32_t kp = p->k_pad, out_c = p->out_c, groups = kp / 4;
     const int two = q->two;
-    int16_t *o0 = out + pair_pixel(p, q) * out_c, *o1 = o0 + out_c;
+    int16_t *o0 = out + pair_pixel(q) * out_c, *o1 = o0 + out_c;
     if (p->rq) {     /* proven: every acc + bias fits int32; one SMMULR requantizes */
         const int32_t lo = p->act_min, hi = p->act_max;
         for (int32_t c = 0; c < out_c; c += 2) {
@@ -420,7 +424,7 @@ void mm_conv_gemm_s16(const mm_conv_gemm_params *p, const int16_t *in, const int
 {
     const int32_t kp = p->k_pad, img_size = p->in_h * p->in_w * p->in_c;
     int16_t *pa = (int16_t *)scratch, *pb = pa + kp;
-    for (pixel_pair q = pair_first(p); q.batch < p->batches; pair_next(p, &q)) {
+    for (pixel_pair q = pair_first(p); q.batch < p->batches; pair_next(&q)) {
         const int16_t *img = in + q.batch * img_size;
         build_patch(p, img, q.oy0, q.ox0, pa, PATCH_S16, 0);
         if (q.two) build_patch(p, img, q.oy1, q.ox1, pb, PATCH_S16, 0);
