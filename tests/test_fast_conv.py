@@ -117,3 +117,29 @@ def test_gemm_conv_boundaries_on_the_device(tmp_path, board, mode):
     if (mode, isa) != ("int8", "mve"):       # Helium int8 has one (vector) requantization
         assert ".rq = NULL" in model_c and ".rq = mmw_" in model_c
     assert_device_bit_exact(path, board, tmp_path / "build", n=2)
+
+
+def _grouped(x):
+    """Grouped convs run the portable mm_conv kernel, whose unclipped windows are mm_dot_s8 runs
+    (SXTB16/SMLAD on DSP, VMLADAVA on Helium): 5 and 8 channels per group, clipped windows."""
+    import keras
+    L = keras.layers
+    x = L.Conv2D(8, 3, padding="same", groups=2, name="grp_a")(x)
+    return L.Conv2D(6, (3, 1), strides=(2, 1), padding="same", groups=2, activation="relu", name="grp_b")(x)
+
+
+@pytest.mark.parametrize("mode", ["int8", "int16"])
+def test_grouped_conv_dsp_path_on_host(tmp_path, mode):
+    path = save(convert(keras_model(_grouped, (6, 5, 10), seed=7), mode), tmp_path, f"grouped_{mode}")
+    from mcu_mot.codegen.compile import generate
+    kernels = [layer["kernel"] for layer in generate(path, isa="dsp").report["layers"]]
+    assert kernels.count(f"mm_conv_{'s8' if mode == 'int8' else 's16'}") == 2, kernels
+    assert_bit_exact(path, n=3, isa="dsp")
+
+
+@needs_tools
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["qemu-mps2-an386", "qemu-mps3-an547"])
+def test_grouped_conv_on_the_device(tmp_path, board):
+    path = save(convert(keras_model(_grouped, (6, 5, 10), seed=7), "int8"), tmp_path, "grouped_int8")
+    assert_device_bit_exact(path, board, tmp_path / "build", n=2)

@@ -56,127 +56,141 @@ MM_INLINE int32_t addsub_core(const mm_add_params *p, int32_t x, int32_t y, int 
  * fits in 32 bits (|a| < 2^30: int8 inputs shifted by 20, their rescaled sum; int16 inputs
  * with offset 0 shifted by 15). RoundingDivideByPOT(v, e) = (v - [v < 0 and e > 0] +
  * 2^(e-1)) >> e. */
-#if MM_HAVE_MVE
-/* v + (v < 0 and e > 0 ? -1 : 0), ne = all ones when e > 0 */
-#define EW_FIX(v, ne) vaddq_s32(v, vandq_s32(vshrq_n_s32(v, 31), ne))
-#define EW_ADDSUB_BODY(LD, ST, SUB)                                                        \
-    do {                                                                                   \
-        int32x4_t x = vqrdmulhq_n_s32(vshlq_r_s32(vaddq_n_s32(LD(a), o1), ls), m1);        \
-        int32x4_t y = vqrdmulhq_n_s32(vshlq_r_s32(vaddq_n_s32(LD(b), o2), ls), m2);        \
-        x = vrshlq_n_s32(EW_FIX(x, ne1), -e1);                                             \
-        y = vrshlq_n_s32(EW_FIX(y, ne2), -e2);                                             \
-        int32x4_t r = vqrdmulhq_n_s32(SUB ? vsubq_s32(x, y) : vaddq_s32(x, y), mo);        \
-        r = vaddq_n_s32(vrshlq_n_s32(EW_FIX(r, neo), -eo), zo);                            \
-        ST(o, vminq_s32(vmaxq_s32(r, lo), hi));                                            \
-    } while (0)
-#define MM_ADDSUB_MVE(NAME, T, LD, LDZ, ST, STP, SUB)                                     \
-    static void NAME(const mm_add_params *q, int32_t n, const T *a, const T *b, T *o)    \
-    {                                                                                     \
-        const int32_t ls = q->left_shift, o1 = q->input1_offset, o2 = q->input2_offset;   \
-        const int32_t m1 = q->input1_multiplier, m2 = q->input2_multiplier;               \
-        const int32_t mo = q->output_multiplier, zo = q->output_offset;                   \
-        const int32_t e1 = -q->input1_shift, e2 = -q->input2_shift, eo = -q->output_shift; \
-        const int32x4_t ne1 = vdupq_n_s32(e1 ? -1 : 0), ne2 = vdupq_n_s32(e2 ? -1 : 0);   \
-        const int32x4_t neo = vdupq_n_s32(eo ? -1 : 0);                                   \
-        const int32x4_t lo = vdupq_n_s32(q->act_min), hi = vdupq_n_s32(q->act_max);       \
-        for (int32_t i = n >> 2; i > 0; --i, a += 4, b += 4, o += 4)                      \
-            EW_ADDSUB_BODY(LD, ST, SUB);                                                  \
-        if (n & 3) {                                                                      \
-            const mve_pred16_t pr = vctp32q((uint32_t)(n & 3));                           \
-            EW_ADDSUB_BODY(EW_LDZ_##T, EW_STP_##T, SUB);                                  \
-        }                                                                                 \
+#if MM_TARGET_ISA == MM_ISA_MVE
+/* the row's constants, hoisted */
+typedef struct {
+    int32_t ls, o1, o2, m1, m2, mo, zo, e1, e2, eo;
+    int32x4_t ne1, ne2, neo, lo, hi;   /* ne = all ones when e > 0 */
+} ew_consts;
+
+MM_INLINE ew_consts ew_consts_of(const mm_add_params *q)
+{
+    ew_consts k;
+    k.ls = q->left_shift;
+    k.o1 = q->input1_offset;
+    k.o2 = q->input2_offset;
+    k.m1 = q->input1_multiplier;
+    k.m2 = q->input2_multiplier;
+    k.mo = q->output_multiplier;
+    k.zo = q->output_offset;
+    k.e1 = -q->input1_shift;
+    k.e2 = -q->input2_shift;
+    k.eo = -q->output_shift;
+    k.ne1 = vdupq_n_s32(k.e1 ? -1 : 0);
+    k.ne2 = vdupq_n_s32(k.e2 ? -1 : 0);
+    k.neo = vdupq_n_s32(k.eo ? -1 : 0);
+    k.lo = vdupq_n_s32(q->act_min);
+    k.hi = vdupq_n_s32(q->act_max);
+    return k;
+}
+
+/* v + (v < 0 and e > 0 ? -1 : 0) */
+MM_INLINE int32x4_t ew_fix(int32x4_t v, int32x4_t ne) { return vaddq_s32(v, vandq_s32(vshrq_n_s32(v, 31), ne)); }
+
+/* 4 lanes of ADD (sub = 0) or SUB (sub = 1) */
+MM_INLINE int32x4_t ew_addsub4(const ew_consts *k, int32x4_t a, int32x4_t b, int sub)
+{
+    int32x4_t x = vqrdmulhq_n_s32(vshlq_r_s32(vaddq_n_s32(a, k->o1), k->ls), k->m1);
+    int32x4_t y = vqrdmulhq_n_s32(vshlq_r_s32(vaddq_n_s32(b, k->o2), k->ls), k->m2);
+    x = vrshlq_n_s32(ew_fix(x, k->ne1), -k->e1);
+    y = vrshlq_n_s32(ew_fix(y, k->ne2), -k->e2);
+    int32x4_t r = vqrdmulhq_n_s32(sub ? vsubq_s32(x, y) : vaddq_s32(x, y), k->mo);
+    r = vaddq_n_s32(vrshlq_n_s32(ew_fix(r, k->neo), -k->eo), k->zo);
+    return vminq_s32(vmaxq_s32(r, k->lo), k->hi);
+}
+
+/* the fast row when it applies (unit strides: always on Helium); 1 when done */
+MM_INLINE int addsub_fast_s8(const mm_add_params *q, int32_t n, const int8_t *a, int32_t as, const int8_t *b,
+                             int32_t bs, int8_t *o, int sub)
+{
+    if (as != 1 || bs != 1) return 0;
+    const ew_consts k = ew_consts_of(q);
+    for (int32_t i = n >> 2; i > 0; --i, a += 4, b += 4, o += 4)
+        vstrbq_s32(o, ew_addsub4(&k, vldrbq_s32(a), vldrbq_s32(b), sub));
+    if (n & 3) {
+        const mve_pred16_t pr = vctp32q((uint32_t)(n & 3));
+        vstrbq_p_s32(o, ew_addsub4(&k, vldrbq_z_s32(a, pr), vldrbq_z_s32(b, pr), sub), pr);
     }
-#define EW_LDZ_int8_t(p) vldrbq_z_s32(p, pr)
-#define EW_STP_int8_t(p, v) vstrbq_p_s32(p, v, pr)
-#define EW_LDZ_int16_t(p) vldrhq_z_s32(p, pr)
-#define EW_STP_int16_t(p, v) vstrhq_p_s32(p, v, pr)
-MM_ADDSUB_MVE(addsub_fast_s8_add, int8_t, vldrbq_s32, vldrbq_z_s32, vstrbq_s32, vstrbq_p_s32, 0)
-MM_ADDSUB_MVE(addsub_fast_s8_sub, int8_t, vldrbq_s32, vldrbq_z_s32, vstrbq_s32, vstrbq_p_s32, 1)
-MM_ADDSUB_MVE(addsub_fast_s16_add, int16_t, vldrhq_s32, vldrhq_z_s32, vstrhq_s32, vstrhq_p_s32, 0)
-MM_ADDSUB_MVE(addsub_fast_s16_sub, int16_t, vldrhq_s32, vldrhq_z_s32, vstrhq_s32, vstrhq_p_s32, 1)
-#define MM_ADDSUB_FAST_OK(q, T) 1
-#elif MM_HAVE_DSP
-#if MM_NATIVE_DSP
-MM_INLINE int32_t ew_smmulr(int32_t a, int32_t b)
-{
-    int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
-    return r;
+    return 1;
 }
-#else
-MM_INLINE int32_t ew_smmulr(int32_t a, int32_t b)
+
+MM_INLINE int addsub_fast_s16(const mm_add_params *q, int32_t n, const int16_t *a, int32_t as, const int16_t *b,
+                              int32_t bs, int16_t *o, int sub)
 {
-    return (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32);
+    if (as != 1 || bs != 1) return 0;
+    const ew_consts k = ew_consts_of(q);
+    for (int32_t i = n >> 2; i > 0; --i, a += 4, b += 4, o += 4)
+        vstrhq_s32(o, ew_addsub4(&k, vldrhq_s32(a), vldrhq_s32(b), sub));
+    if (n & 3) {
+        const mve_pred16_t pr = vctp32q((uint32_t)(n & 3));
+        vstrhq_p_s32(o, ew_addsub4(&k, vldrhq_z_s32(a, pr), vldrhq_z_s32(b, pr), sub), pr);
+    }
+    return 1;
 }
-#endif
-/* int8: any offsets; int16: offsets 0, so that 2 * (x << 15) fits in 32 bits */
-#define MM_ADDSUB_FAST_OK(q, T)                                                           \
-    (sizeof(T) == 1 ? (q)->left_shift == 20                                               \
-                    : ((q)->left_shift == 15 && (q)->input1_offset == 0 && (q)->input2_offset == 0))
+#elif MM_TARGET_ISA == MM_ISA_DSP
 /* fm = -1 when e > 0, else 0 */
 MM_INLINE int32_t ew_rdbp(int32_t v, int32_t fm, int32_t h, int32_t e)
 {
     v += (v >> 31) & fm;
     return (v + h) >> e;
 }
-#define MM_ADDSUB_DSP(NAME, T, SUB)                                                       \
-    static void NAME(const mm_add_params *q, int32_t n, const T *a, const T *b, T *o)    \
-    {                                                                                     \
-        const int32_t sh = q->left_shift + 1;                                             \
-        const int32_t k1 = (int32_t)((uint32_t)q->input1_offset << sh);                   \
-        const int32_t k2 = (int32_t)((uint32_t)q->input2_offset << sh);                   \
-        const int32_t m1 = q->input1_multiplier, m2 = q->input2_multiplier;               \
-        const int32_t mo = q->output_multiplier, zo = q->output_offset;                   \
-        const int32_t e1 = -q->input1_shift, e2 = -q->input2_shift, eo = -q->output_shift; \
-        const int32_t s1 = e1 ? -1 : 0, s2 = e2 ? -1 : 0, so = eo ? -1 : 0;               \
-        const int32_t h1 = e1 ? 1 << (e1 - 1) : 0, h2 = e2 ? 1 << (e2 - 1) : 0;           \
-        const int32_t ho = eo ? 1 << (eo - 1) : 0;                                        \
-        const int32_t lo = q->act_min, hi = q->act_max;                                   \
-        for (int32_t i = 0; i < n; ++i) {                                                 \
-            const int32_t x = ew_rdbp(ew_smmulr((int32_t)((uint32_t)a[i] << sh) + k1, m1), s1, h1, e1); \
-            const int32_t y = ew_rdbp(ew_smmulr((int32_t)((uint32_t)b[i] << sh) + k2, m2), s2, h2, e2); \
-            const int32_t raw = SUB ? x - y : x + y;                                      \
-            const int32_t r = ew_rdbp(ew_smmulr(raw * 2, mo), so, ho, eo) + zo;           \
-            o[i] = (T)mm_clamp_i32(r, lo, hi);                                            \
-        }                                                                                 \
+/* The fast row when it applies (unit strides; int8: any offsets; int16: offsets 0, so that
+ * 2 * (x << 15) fits in 32 bits); 1 when done. One definition per element type. */
+#define MM_ADDSUB_DSP(NAME, T, LEFT_SHIFT_OK)                                                  \
+    MM_INLINE int NAME(const mm_add_params *q, int32_t n, const T *a, int32_t as, const T *b,  \
+                       int32_t bs, T *o, int sub)                                              \
+    {                                                                                          \
+        if (as != 1 || bs != 1 || !(LEFT_SHIFT_OK)) return 0;                                  \
+        const int32_t sh = q->left_shift + 1;                                                  \
+        const int32_t k1 = (int32_t)((uint32_t)q->input1_offset << sh);                        \
+        const int32_t k2 = (int32_t)((uint32_t)q->input2_offset << sh);                        \
+        const int32_t m1 = q->input1_multiplier, m2 = q->input2_multiplier;                    \
+        const int32_t mo = q->output_multiplier, zo = q->output_offset;                        \
+        const int32_t e1 = -q->input1_shift, e2 = -q->input2_shift, eo = -q->output_shift;     \
+        const int32_t s1 = e1 ? -1 : 0, s2 = e2 ? -1 : 0, so = eo ? -1 : 0;                    \
+        const int32_t h1 = e1 ? 1 << (e1 - 1) : 0, h2 = e2 ? 1 << (e2 - 1) : 0;                \
+        const int32_t ho = eo ? 1 << (eo - 1) : 0;                                             \
+        const int32_t lo = q->act_min, hi = q->act_max;                                        \
+        for (int32_t i = 0; i < n; ++i) {                                                      \
+            const int32_t x = ew_rdbp(mm_smmulr((int32_t)((uint32_t)a[i] << sh) + k1, m1), s1, h1, e1); \
+            const int32_t y = ew_rdbp(mm_smmulr((int32_t)((uint32_t)b[i] << sh) + k2, m2), s2, h2, e2); \
+            const int32_t raw = sub ? x - y : x + y;                                           \
+            const int32_t r = ew_rdbp(mm_smmulr(raw * 2, mo), so, ho, eo) + zo;                \
+            o[i] = (T)mm_clamp_i32(r, lo, hi);                                                 \
+        }                                                                                      \
+        return 1;                                                                              \
     }
-MM_ADDSUB_DSP(addsub_fast_s8_add, int8_t, 0)
-MM_ADDSUB_DSP(addsub_fast_s8_sub, int8_t, 1)
-MM_ADDSUB_DSP(addsub_fast_s16_add, int16_t, 0)
-MM_ADDSUB_DSP(addsub_fast_s16_sub, int16_t, 1)
-#endif
-
-#if MM_HAVE_DSP || MM_HAVE_MVE
-#define MM_ADDSUB_FAST(T, sub)                                                            \
-    if (as == 1 && bs == 1 && MM_ADDSUB_FAST_OK(&q, T)) {                                \
-        if (sizeof(T) == 1)                                                               \
-            (sub ? addsub_fast_s8_sub : addsub_fast_s8_add)(&q, n, (const int8_t *)av,   \
-                (const int8_t *)bv, (int8_t *)ov);                                        \
-        else                                                                              \
-            (sub ? addsub_fast_s16_sub : addsub_fast_s16_add)(&q, n, (const int16_t *)av, \
-                (const int16_t *)bv, (int16_t *)ov);                                      \
-        return;                                                                           \
-    }
+MM_ADDSUB_DSP(addsub_fast_s8, int8_t, q->left_shift == 20)
+MM_ADDSUB_DSP(addsub_fast_s16, int16_t, q->left_shift == 15 && q->input1_offset == 0 && q->input2_offset == 0)
 #else
-#define MM_ADDSUB_FAST(T, sub)
+/* plain targets: no fast row */
+#define MM_ADDSUB_PLAIN(NAME, T)                                                               \
+    MM_INLINE int NAME(const mm_add_params *q, int32_t n, const T *a, int32_t as, const T *b,  \
+                       int32_t bs, T *o, int sub)                                              \
+    {                                                                                          \
+        (void)q, (void)n, (void)a, (void)as, (void)b, (void)bs, (void)o, (void)sub;            \
+        return 0;                                                                              \
+    }
+MM_ADDSUB_PLAIN(addsub_fast_s8, int8_t)
+MM_ADDSUB_PLAIN(addsub_fast_s16, int16_t)
 #endif
 
-#define MM_ADDSUB_ROW(name, T, sub)                                                       \
+#define MM_ADDSUB_ROW(name, T, FAST, sub)                                                 \
     static void name(const void *pv, int32_t n, const void *av, int32_t as,              \
                      const void *bv, int32_t bs, void *ov)                                \
     {                                                                                     \
         const mm_add_params q = *(const mm_add_params *)pv; /* local: out may alias */  \
-        MM_ADDSUB_FAST(T, sub)                                                            \
         const T *a = (const T *)av, *b = (const T *)bv;                                   \
         T *o = (T *)ov;                                                                   \
+        if (FAST(&q, n, a, as, b, bs, o, sub)) return;                                    \
         for (int32_t i = 0; i < n; ++i, a += as, b += bs)                                 \
             o[i] = (T)addsub_core(&q, *a, *b, sub);                                       \
     }
 
-MM_ADDSUB_ROW(add_row_s8, int8_t, 0)
-MM_ADDSUB_ROW(add_row_s16, int16_t, 0)
-MM_ADDSUB_ROW(sub_row_s8, int8_t, 1)
-MM_ADDSUB_ROW(sub_row_s16, int16_t, 1)
+MM_ADDSUB_ROW(add_row_s8, int8_t, addsub_fast_s8, 0)
+MM_ADDSUB_ROW(add_row_s16, int16_t, addsub_fast_s16, 0)
+MM_ADDSUB_ROW(sub_row_s8, int8_t, addsub_fast_s8, 1)
+MM_ADDSUB_ROW(sub_row_s16, int16_t, addsub_fast_s16, 1)
 
 void mm_add_s8(const mm_add_params *p, const int8_t *a, const int8_t *b, int8_t *out)
 {

@@ -3,8 +3,8 @@
  * Zero-point corrections are folded into `bias` at compile time
  * (bias[c] + input_offset * sum(w[c,:])), so the inner loop is a plain dot product.
  *
- * The _dsp and _mve kernels (symmetric weights only) read a weight layout the
- * compiler builds for them (codegen/ops/fully_connected.py, fc_blocked_layout):
+ * The _blocked kernels (symmetric weights, DSP and Helium targets) read a weight
+ * layout the compiler builds for the target ISA (codegen/ops/fully_connected.py, fc_blocked_layout):
  * output rows in blocks of 4, each block stored group by group (G input
  * columns of row 0, of row 1, of row 2, of row 3, then the next G columns), so
  * one pointer walks 4 rows and every input load serves 4 rows; the rows left
@@ -41,13 +41,8 @@ typedef struct {
 void mm_fully_connected_s8(const mm_fc_params *p, const int8_t *in, const int8_t *w, int8_t *out);
 void mm_fully_connected_s16(const mm_fc_params *p, const int16_t *in, const int8_t *w, int16_t *out);
 void mm_fully_connected_f32(const mm_fc_f32_params *p, const float *in, const float *w, float *out);
-#if MM_HAVE_DSP
-void mm_fully_connected_s8_dsp(const mm_fc_params *p, const int8_t *in, const int8_t *w, int8_t *out);
-void mm_fully_connected_s16_dsp(const mm_fc_params *p, const int16_t *in, const int8_t *w, int16_t *out);
-#endif
-#if MM_HAVE_MVE
-void mm_fully_connected_s8_mve(const mm_fc_params *p, const int8_t *in, const int8_t *w, int8_t *out);
-void mm_fully_connected_s16_mve(const mm_fc_params *p, const int16_t *in, const int8_t *w, int16_t *out);
-#endif
+/* the blocked layout, DSP and Helium targets only */
+void mm_fully_connected_blocked_s8(const mm_fc_params *p, const int8_t *in, const int8_t *w, int8_t *out);
+void mm_fully_connected_blocked_s16(const mm_fc_params *p, const int16_t *in, const int8_t *w, int16_t *out);
 
 #endif

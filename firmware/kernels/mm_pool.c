@@ -73,71 +73,83 @@ MM_INLINE int32_t pool_avg(int32_t acc, int32_t count)
     return acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
 }
 
-#if MM_HAVE_DSP || MM_HAVE_MVE
 /* int8 average pool: channel sums in 16-bit lanes (windows of at most 256 pixels cannot
- * overflow them); raster order, each pixel's channel block written after its window is read. */
+ * overflow them); raster order, each pixel's channel block written after its window is read.
+ * avg_channels_s8 does the channels its ISA path covers, from channel 0 on, and returns how
+ * many; `base` is the window's first pixel. */
+#if MM_TARGET_ISA == MM_ISA_MVE
+/* Helium: 16 channels at a time, the last block predicated: all of them */
+MM_INLINE int32_t avg_channels_s8(int32_t depth, const int8_t *base, int32_t nrows, int32_t ncols,
+                                  int32_t row_step, int32_t count, int32_t lo, int32_t hi, int8_t *out)
+{
+    for (int32_t c = 0; c < depth; c += 16) {
+        const mve_pred16_t p0 = vctp16q((uint32_t)(depth - c));
+        const mve_pred16_t p1 = vctp16q((uint32_t)(depth - c > 8 ? depth - c - 8 : 0));
+        int16x8_t s0 = vdupq_n_s16(0), s1 = vdupq_n_s16(0);
+        const int8_t *row = base + c;
+        for (int32_t fy = 0; fy < nrows; ++fy, row += row_step) {
+            const int8_t *px = row;
+            for (int32_t fx = 0; fx < ncols; ++fx, px += depth) {
+                s0 = vaddq_s16(s0, vldrbq_z_s16(px, p0));
+                s1 = vaddq_s16(s1, vldrbq_z_s16(px + 8, p1));
+            }
+        }
+        int16_t sums[16];
+        vst1q_s16(sums, s0);
+        vst1q_s16(sums + 8, s1);
+        const int32_t n = depth - c < 16 ? depth - c : 16;
+        for (int32_t k = 0; k < n; ++k)
+            out[c + k] = (int8_t)mm_clamp_i32(pool_avg(sums[k], count), lo, hi);
+    }
+    return depth;
+}
+#elif MM_TARGET_ISA == MM_ISA_DSP
+/* DSP: 4 channels a word, SXTAB16 sums of channels (c, c+2) and (c+1, c+3); depth & ~3 of them */
+MM_INLINE int32_t avg_channels_s8(int32_t depth, const int8_t *base, int32_t nrows, int32_t ncols,
+                                  int32_t row_step, int32_t count, int32_t lo, int32_t hi, int8_t *out)
+{
+    int32_t c = 0;
+    for (; c + 4 <= depth; c += 4) {
+        int32_t se = 0, so = 0;
+        const int8_t *row = base + c;
+        for (int32_t fy = 0; fy < nrows; ++fy, row += row_step) {
+            const int8_t *px = row;
+            for (int32_t fx = 0; fx < ncols; ++fx, px += depth) {
+                const int32_t v = mm_read_s32(px);
+                se = mm_sxtab16(se, v);
+                so = mm_sxtab16_ror8(so, v);
+            }
+        }
+        out[c] = (int8_t)mm_clamp_i32(pool_avg((int16_t)se, count), lo, hi);
+        out[c + 1] = (int8_t)mm_clamp_i32(pool_avg((int16_t)so, count), lo, hi);
+        out[c + 2] = (int8_t)mm_clamp_i32(pool_avg(se >> 16, count), lo, hi);
+        out[c + 3] = (int8_t)mm_clamp_i32(pool_avg(so >> 16, count), lo, hi);
+    }
+    return c;
+}
+#endif
+
+#if MM_TARGET_ISA != MM_ISA_PLAIN
 static void avg_pool_s8_fast(const mm_pool_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t depth = p->depth, lo = p->act_min, hi = p->act_max;
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *ib = in + (size_t)b * p->in_h * p->in_w * depth;
         for (int32_t oy = 0; oy < p->out_h; ++oy) {
-            for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            for (int32_t ox = 0; ox < p->out_w; ++ox, out += depth) {
                 const mm_window w = mm_pool_window(p, oy, ox);
                 const int32_t count = (w.y1 - w.y0) * (w.x1 - w.x0);
                 const int8_t *base = ib + ((size_t)(w.iy0 + w.y0) * p->in_w + w.ix0 + w.x0) * depth;
                 const int32_t ncols = w.x1 - w.x0, nrows = w.y1 - w.y0;
                 const int32_t row_step = p->in_w * depth;
-                int32_t c = 0;
-                if (count > 0) {
-#if MM_HAVE_MVE
-                    for (; c < depth; c += 16, out += 16) {
-                        const mve_pred16_t p0 = vctp16q((uint32_t)(depth - c));
-                        const mve_pred16_t p1 = vctp16q((uint32_t)(depth - c > 8 ? depth - c - 8 : 0));
-                        int16x8_t s0 = vdupq_n_s16(0), s1 = vdupq_n_s16(0);
-                        const int8_t *row = base + c;
-                        for (int32_t fy = 0; fy < nrows; ++fy, row += row_step) {
-                            const int8_t *px = row;
-                            for (int32_t fx = 0; fx < ncols; ++fx, px += depth) {
-                                s0 = vaddq_s16(s0, vldrbq_z_s16(px, p0));
-                                s1 = vaddq_s16(s1, vldrbq_z_s16(px + 8, p1));
-                            }
-                        }
-                        int16_t sums[16];
-                        vst1q_s16(sums, s0);
-                        vst1q_s16(sums + 8, s1);
-                        const int32_t n = depth - c < 16 ? depth - c : 16;
-                        for (int32_t k = 0; k < n; ++k)
-                            out[k] = (int8_t)mm_clamp_i32(pool_avg(sums[k], count), lo, hi);
-                    }
-                    out -= c - depth;  /* c overshot depth by the last block's padding */
-                    continue;
-#else
-                    for (; c + 4 <= depth; c += 4) {
-                        int32_t se = 0, so = 0;  /* channels (c, c+2) and (c+1, c+3) */
-                        const int8_t *row = base + c;
-                        for (int32_t fy = 0; fy < nrows; ++fy, row += row_step) {
-                            const int8_t *px = row;
-                            for (int32_t fx = 0; fx < ncols; ++fx, px += depth) {
-                                const int32_t v = mm_read_s32(px);
-                                se = mm_sxtab16(se, v);
-                                so = mm_sxtab16_ror8(so, v);
-                            }
-                        }
-                        *out++ = (int8_t)mm_clamp_i32(pool_avg((int16_t)se, count), lo, hi);
-                        *out++ = (int8_t)mm_clamp_i32(pool_avg((int16_t)so, count), lo, hi);
-                        *out++ = (int8_t)mm_clamp_i32(pool_avg(se >> 16, count), lo, hi);
-                        *out++ = (int8_t)mm_clamp_i32(pool_avg(so >> 16, count), lo, hi);
-                    }
-#endif
-                }
+                int32_t c = count > 0 ? avg_channels_s8(depth, base, nrows, ncols, row_step, count, lo, hi, out) : 0;
                 for (; c < depth; ++c) {
                     int32_t acc = 0;
                     const int8_t *row = base + c;
                     for (int32_t fy = 0; fy < nrows; ++fy, row += row_step)
                         for (int32_t fx = 0; fx < ncols; ++fx) acc += row[fx * depth];
                     if (count > 0) acc = pool_avg(acc, count);
-                    *out++ = (int8_t)mm_clamp_i32(acc, lo, hi);
+                    out[c] = (int8_t)mm_clamp_i32(acc, lo, hi);
                 }
             }
         }
@@ -149,7 +161,7 @@ static MM_AVG_POOL_INT(avg_pool_s8_plain, int8_t)
 
 void mm_avg_pool_s8(const mm_pool_params *p, const int8_t *in, int8_t *out)
 {
-#if MM_HAVE_DSP || MM_HAVE_MVE
+#if MM_TARGET_ISA != MM_ISA_PLAIN
     if (p->filter_h * p->filter_w <= 256) {
         avg_pool_s8_fast(p, in, out);
         return;

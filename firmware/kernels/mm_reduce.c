@@ -1,35 +1,52 @@
 /* mm_reduce.c - portable MEAN kernels. */
 #include "mm_reduce.h"
 
-#define MM_FOR_KEEP(p)                                                          \
-    for (int32_t k0 = 0; k0 < p->keep_dims[0]; ++k0)                            \
-    for (int32_t k1 = 0; k1 < p->keep_dims[1]; ++k1)                            \
-    for (int32_t k2 = 0; k2 < p->keep_dims[2]; ++k2)                            \
-    for (int32_t k3 = 0; k3 < p->keep_dims[3]; ++k3)
+/* A walk over a 4-d nest of (dims, strides) in row-major order: the offset of the current
+ * element, moved on by nest_next (an odometer; no statement macros, so it can be stepped). */
+typedef struct {
+    int32_t idx[MM_REDUCE_GROUPS];
+    int32_t off;
+} mm_nest;
 
-#define MM_KEEP_OFFSET(p) \
-    (k0 * p->keep_strides[0] + k1 * p->keep_strides[1] + k2 * p->keep_strides[2] + k3 * p->keep_strides[3])
+MM_INLINE int32_t nest_count(const int32_t *dims)
+{
+    int32_t n = 1;
+    for (int d = 0; d < MM_REDUCE_GROUPS; ++d) n *= dims[d];
+    return n;
+}
 
-#define MM_FOR_RED(p)                                                           \
-    for (int32_t r0 = 0; r0 < p->red_dims[0]; ++r0)                             \
-    for (int32_t r1 = 0; r1 < p->red_dims[1]; ++r1)                             \
-    for (int32_t r2 = 0; r2 < p->red_dims[2]; ++r2)                             \
-    for (int32_t r3 = 0; r3 < p->red_dims[3]; ++r3)
+MM_INLINE mm_nest nest_start(void)
+{
+    mm_nest it = {{0, 0, 0, 0}, 0};
+    return it;
+}
 
-#define MM_RED_OFFSET(p) \
-    (r0 * p->red_strides[0] + r1 * p->red_strides[1] + r2 * p->red_strides[2] + r3 * p->red_strides[3])
+MM_INLINE void nest_next(mm_nest *it, const int32_t *dims, const int32_t *strides)
+{
+    for (int d = MM_REDUCE_GROUPS - 1; d >= 0; --d) {
+        it->off += strides[d];
+        if (++it->idx[d] < dims[d]) return;
+        it->off -= strides[d] * dims[d];
+        it->idx[d] = 0;
+    }
+}
 
-#define MM_MEAN_INT(NAME, T, LO, HI)                                            \
-void NAME(const mm_reduce_params *p, const T *in, T *out)                       \
-{                                                                               \
-    MM_FOR_KEEP(p) {                                                            \
-        const T *base = in + MM_KEEP_OFFSET(p);                                 \
-        uint32_t sum = 0;                                                       \
-        MM_FOR_RED(p) { sum += (uint32_t)(int32_t)base[MM_RED_OFFSET(p)]; }     \
-        const int32_t shifted = (int32_t)(sum - (uint32_t)p->zp_times_count);   \
-        const int32_t r = mm_requantize(shifted, p->multiplier, p->shift) + p->output_zp; \
-        *out++ = (T)mm_clamp_i32(r, LO, HI);                                    \
-    }                                                                           \
+/* int8 / int16: the reduced elements summed in a wrapped 32-bit sum (TFLM's int32 accumulator) */
+#define MM_MEAN_INT(NAME, T, LO, HI)                                                  \
+void NAME(const mm_reduce_params *p, const T *in, T *out)                             \
+{                                                                                     \
+    const int32_t n_keep = nest_count(p->keep_dims), n_red = nest_count(p->red_dims); \
+    mm_nest k = nest_start();                                                         \
+    for (int32_t i = 0; i < n_keep; ++i, nest_next(&k, p->keep_dims, p->keep_strides)) { \
+        const T *base = in + k.off;                                                   \
+        uint32_t sum = 0;                                                             \
+        mm_nest r = nest_start();                                                     \
+        for (int32_t j = 0; j < n_red; ++j, nest_next(&r, p->red_dims, p->red_strides)) \
+            sum += (uint32_t)(int32_t)base[r.off];                                    \
+        const int32_t shifted = (int32_t)(sum - (uint32_t)p->zp_times_count);         \
+        const int32_t v = mm_requantize(shifted, p->multiplier, p->shift) + p->output_zp; \
+        *out++ = (T)mm_clamp_i32(v, LO, HI);                                          \
+    }                                                                                 \
 }
 
 MM_MEAN_INT(mm_mean_s8, int8_t, -128, 127)
@@ -38,10 +55,13 @@ MM_MEAN_INT(mm_mean_s16, int16_t, -32768, 32767)
 void mm_mean_f32(const mm_reduce_params *p, const float *in, float *out)
 {
     const float count = (float)p->count;
-    MM_FOR_KEEP(p) {
-        const float *base = in + MM_KEEP_OFFSET(p);
+    const int32_t n_keep = nest_count(p->keep_dims), n_red = nest_count(p->red_dims);
+    mm_nest k = nest_start();
+    for (int32_t i = 0; i < n_keep; ++i, nest_next(&k, p->keep_dims, p->keep_strides)) {
+        const float *base = in + k.off;
         float sum = 0.0f;
-        MM_FOR_RED(p) { sum += base[MM_RED_OFFSET(p)]; }
+        mm_nest r = nest_start();
+        for (int32_t j = 0; j < n_red; ++j, nest_next(&r, p->red_dims, p->red_strides)) sum += base[r.off];
         *out++ = sum / count;
     }
 }

@@ -138,7 +138,9 @@ def generate(model_path, backend: str = "portable", board: str = "host", isa: st
             summary.setdefault("reason", "no measured layer choices: every layer uses the portable kernels")
         summary["layers"] = {b: sum(1 for i in kernel_layers if used[i] == b) for b in ("portable", "cmsis-nn")}
         report["backend_choice"] = summary
-    return CompiledModel(files, sources, [KERNEL_DIR / h for h in headers], report, digest,
+    # a kernel's one-source-for-every-type body (mm_<kernel>.inc) goes with its header
+    incs = [s.with_suffix(".inc") for s in sources if s.with_suffix(".inc").is_file()]
+    return CompiledModel(files, sources, [KERNEL_DIR / h for h in headers] + incs, report, digest,
                          extra_sources=extra_sources, include_dirs=include_dirs, extra_root=cmsis_root)
 
 

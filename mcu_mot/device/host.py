@@ -23,7 +23,7 @@ RUNTIME = RUNTIME_DIR
 HOST_DIR = HOST_FIRMWARE
 RUNTIME_SOURCES = ("mm_protocol.c", "mm_cobs.c", "mm_crc32.c")
 HOST_SOURCES = ("mm_hal_host.c", "main_host.c")
-HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wtrigraphs", "-D_POSIX_C_SOURCE=200809L", "-ffp-contract=off", "-fwrapv", "-Wall", "-Wno-unused-function"]
+HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wtrigraphs", "-D_POSIX_C_SOURCE=200809L", "-ffp-contract=off", "-fwrapv", "-Wall", "-Wextra", "-Werror"]
 
 
 def _fingerprint() -> str:

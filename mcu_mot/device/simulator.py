@@ -162,8 +162,11 @@ def load(model_path, isa: str = "plain", backend: str = "portable") -> HostModel
                 (tmp / name).write_text(text)
             out = tmp / "model.so"
             emulate = ["-DMM_EMULATE_DSP=1"] if isa == "dsp" else []
+            # warning-free (tests/test_c_warnings.py); CMSIS-NN's files, compiled in the same
+            # command, are not held to -Werror
+            warn = ["-Wall", "-Wextra"] + ([] if compiled.extra_sources else ["-Werror"])
             from mcu_mot.fwbuild.sanitize import host_cflags   # MCU_MOT_SANITIZE=undefined,address (opt-in)
-            cmd = [host_compiler(), *host_cflags(HOST_CFLAGS, shared=True), *emulate, f"-I{KERNELS}", f"-I{tmp}",
+            cmd = [host_compiler(), *host_cflags(HOST_CFLAGS, shared=True), *warn, *emulate, f"-I{KERNELS}", f"-I{tmp}",
                    *(f"-I{d}" for d in compiled.include_dirs),
                    str(tmp / "model.c"), *map(str, compiled.kernel_sources), *map(str, compiled.extra_sources),
                    "-lm", "-o", str(out)]

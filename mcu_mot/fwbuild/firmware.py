@@ -36,6 +36,9 @@ TOOLCHAIN = "arm-none-eabi-gcc"
 COMMON_CFLAGS = ["-O2", "-g", "-Wall", "-ffunction-sections", "-fdata-sections", "-ffp-contract=off",
                  "-fwrapv", "-fno-common"]
 C_STD = ["-std=gnu11", "-Wtrigraphs"]
+# mcu_mot's own sources (model.c, startup.c, kernels, runtime) build warning-free; CMSIS-NN's
+# files and the user's extra sources keep COMMON_CFLAGS alone
+OWN_CFLAGS = ["-Wextra", "-Werror"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -158,19 +161,20 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
     if profile_hooks is None:
         profile_hooks = HOOKS.is_file()
     model_flags = ["-include", str(HOOKS)] if profile_hooks else []
-    sources = [{"src": str(gen / "model.c"), "obj": str(out / "obj" / "gen" / "model.o"), "ccflags": model_flags},
-               {"src": str(gen / "startup.c"), "obj": str(out / "obj" / "gen" / "startup.o")}]
+    sources = [{"src": str(gen / "model.c"), "obj": str(out / "obj" / "gen" / "model.o"),
+                "ccflags": model_flags + OWN_CFLAGS},
+               {"src": str(gen / "startup.c"), "obj": str(out / "obj" / "gen" / "startup.o"), "ccflags": OWN_CFLAGS}]
     if b.boot2:
         from mcu_mot.fwbuild.boot2 import boot2_source
         write_if_changed(gen / "boot2.S", boot2_source(cc, b, out / "obj" / "boot2"))
         sources.append({"src": str(gen / "boot2.S"), "obj": str(out / "obj" / "gen" / "boot2.o")})
     for p in sorted(set(compiled.kernel_sources)):
-        sources.append({"src": str(p), "obj": str(out / "obj" / "kernels" / (p.stem + ".o"))})
+        sources.append({"src": str(p), "obj": str(out / "obj" / "kernels" / (p.stem + ".o")), "ccflags": OWN_CFLAGS})
     for p in compiled.extra_sources:   # CMSIS-NN files (cmsis-nn/auto backends): only those the calls reach
         rel = Path(p).relative_to(compiled.extra_root) if compiled.extra_root else Path(Path(p).name)
         sources.append({"src": str(p), "obj": str(out / "obj" / "cmsis-nn" / rel.with_suffix(".o"))})
     for p in runtime_sources(b, omit):
-        sources.append({"src": str(p), "obj": str(out / "obj" / "runtime" / (p.stem + ".o"))})
+        sources.append({"src": str(p), "obj": str(out / "obj" / "runtime" / (p.stem + ".o")), "ccflags": OWN_CFLAGS})
     for p in extra_sources:
         p = Path(p).resolve()
         if not p.is_file():

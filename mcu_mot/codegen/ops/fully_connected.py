@@ -1,7 +1,8 @@
 """FULLY_CONNECTED lowering (int8, int16x8, float32).
 
-With symmetric weights the DSP and MVE targets get their own kernels and a
-blocked weight layout (see fc_blocked_layout and mm_fully_connected.h).
+With symmetric weights the DSP and MVE targets get the mm_fully_connected_blocked_*
+kernels (one per dtype, the ISA path chosen inside) and a blocked weight layout
+made here for the target ISA (see fc_blocked_layout and mm_fully_connected.h).
 """
 import numpy as np
 
@@ -56,7 +57,7 @@ def lower_fully_connected(op, ctx):
     if w_zp == 0 and ctx.dsp:
         variant = "mve" if ctx.mve else "dsp"
         layout = fc_blocked_layout(w.astype(np.int8), sfx, variant)
-        return Call(f"mm_fully_connected_{sfx}_{variant}",
+        return Call(f"mm_fully_connected_blocked_{sfx}",
                     [params, inp, ctx.array(f"{op.name}_w{variant}", layout, "int8"), out],
                     "mm_fully_connected.h", macs=macs)
     return Call(f"mm_fully_connected_{sfx}", [params, inp, ctx.weights(weights), out],
@@ -64,7 +65,8 @@ def lower_fully_connected(op, ctx):
 
 
 def fc_blocked_layout(w: np.ndarray, sfx: str, variant: str) -> np.ndarray:
-    """The weight layout of mm_fully_connected_{s8,s16}_{dsp,mve}: rows in blocks of 4 (the
+    """The weight layout of mm_fully_connected_blocked_{s8,s16} for `variant` (the target ISA,
+    dsp or mve): rows in blocks of 4 (the
     out_depth % 4 rows left over as blocks of 1), each block stored group by group (G columns
     of each of its rows in turn). dsp: G = 4, the in_depth % 4 tail of each row follows the
     block's groups, row by row; int16 groups are stored [w0 w2 w1 w3] (SXTB16 pairs).
