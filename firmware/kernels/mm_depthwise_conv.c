@@ -76,10 +76,6 @@ MM_INLINE int16_t dw_out_s16(const mm_dwconv_params *p, int64_t acc, int32_t c)
     return (int16_t)mm_clamp_i32(r, p->act_min, p->act_max);
 }
 
-#define MM_CAT_(a, b) a##_##b
-#define MM_CAT(a, b) MM_CAT_(a, b)
-#define MM_FN(name) MM_CAT(name, MM_SFX)
-
 #define MM_T int8_t
 #define MM_ACC int32_t
 #define MM_SFX s8

@@ -21,6 +21,12 @@
 #define MM_INLINE static inline
 #endif
 
+/* MM_FN(name) is name_<MM_SFX>: the function names of a kernel body written once and
+ * included once per type (mm_conv.inc, mm_depthwise_conv.inc, mm_transpose_conv.inc). */
+#define MM_CAT_(a, b) a##_##b
+#define MM_CAT(a, b) MM_CAT_(a, b)
+#define MM_FN(name) MM_CAT(name, MM_SFX)
+
 MM_INLINE int32_t mm_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
 MM_INLINE int32_t mm_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
 MM_INLINE int32_t mm_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
