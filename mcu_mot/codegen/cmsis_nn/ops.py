@@ -15,7 +15,8 @@ import numpy as np
 from mcu_mot.ir.quantize import wrap_int32
 from mcu_mot.codegen import analysis as A
 from mcu_mot.codegen.lowering import Call
-from mcu_mot.codegen.cmsis_nn import HEADER, NotCovered, ScratchContext, buffers, lowers
+from mcu_mot.codegen.cmsis_nn import buffers
+from mcu_mot.codegen.cmsis_nn.registry import HEADER, NotCovered, ScratchContext, lowers
 
 
 def _tile(h: int, w: int) -> str:
