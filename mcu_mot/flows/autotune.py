@@ -80,12 +80,11 @@ def profile_layers(model_path, board: str, backend: str, build_dir, progress=Non
     """Build `model_path` with one backend, run one inference on QEMU, and return
     {layer index: (instructions, backend that layer used)} and the total."""
     from mcu_mot.fwbuild import build
-    from mcu_mot.device.client import DeviceClient
     from mcu_mot.device.profile import build_profile, random_inputs_for_report
-    from mcu_mot.device.qemu import QemuInstance
+    from mcu_mot.device.target import QemuTarget
     report = build(model_path, board, build_dir, backend=backend, progress=progress)
     inputs = random_inputs_for_report(report, 1)
-    with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url, timeout=10.0, retries=3) as dev:
+    with QemuTarget(build_dir, board=board).connect(timeout=10.0, retries=3) as dev:
         dev.check_model(report["model_sha256"])
         _, profiles = dev.run(*inputs, profile=True)
         prof = build_profile(dev.info(), dev.layers(), [p[0] for p in profiles], [p[1] for p in profiles],
