@@ -4,9 +4,19 @@ A board file names the CPU and its compiler flags, the memories (with the real
 part's sizes), the clock, the UART, the profiling timer, how to flash it and,
 for emulated boards, the QEMU machine. `load_board(name)` returns a `Board`;
 an unknown name is a one-line `MotError` listing the known boards.
+
+`extends = "_base.toml"` (or a list) shares parts between files: the base is read first and the
+file's own keys win, table by table and key by key ([[memory]] regions merge by name). Files
+whose name starts with "_" are bases only, never boards. The schema is strict: an unknown key or
+a value of the wrong type is a one-line MotError naming the file and the key.
+
+What a board can run is derived here and nowhere else: `Board.isa` (kernel ISA level: plain,
+dsp, mve) and `Board.reference_board` (the emulated board that measures its core). See
+docs/boards.md.
 """
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -73,7 +83,6 @@ class Board:
     timer: dict = field(default_factory=dict)
     flash: dict = field(default_factory=dict)
     qemu: dict | None = None
-    raw: dict = field(default_factory=dict)
 
     # ---- derived ----
     @property
@@ -83,6 +92,33 @@ class Board:
     @property
     def emulated(self) -> bool:
         return self.qemu is not None
+
+    @property
+    def isa(self) -> str:
+        """The kernel ISA level the core runs: 'mve' (Helium), 'dsp' (the DSP extension) or
+        'plain' (C only; also the host)."""
+        features = set(self.features)
+        return "mve" if "mve" in features else "dsp" if "dsp" in features else "plain"
+
+    @property
+    def is_reference(self) -> bool:
+        """This emulated board measures its core for real boards without an emulator ([qemu] reference)."""
+        return bool(self.emulated and self.qemu.get("reference", False))
+
+    @property
+    def reference_board(self) -> str | None:
+        """The emulated board that measures this board's core (instruction counts on QEMU): the
+        board itself when it is emulated, else the shipped board flagged `reference = true` in
+        its [qemu] table with the same cpu and ISA level; None for the host or a core no shipped
+        emulator has."""
+        if self.is_host:
+            return None
+        if self.emulated:
+            return self.name
+        for b in list_boards():
+            if b.is_reference and b.cpu == self.cpu and b.isa == self.isa:
+                return b.name
+        return None
 
     @property
     def code_region(self) -> Region:
@@ -174,7 +210,8 @@ class Board:
 
 
 def board_names() -> list[str]:
-    return sorted(p.stem for p in BOARD_DIR.glob("*.toml"))
+    """The shipped boards (boards/*.toml); files named _*.toml are bases for `extends`, not boards."""
+    return sorted(p.stem for p in BOARD_DIR.glob("*.toml") if not p.name.startswith("_"))
 
 
 def list_boards() -> list[Board]:
@@ -189,13 +226,143 @@ def load_board(name) -> Board:
     path = Path(name)
     if not (name.endswith(".toml") and path.is_file()):
         path = BOARD_DIR / f"{name}.toml"
-        if not path.is_file():
+        if name.startswith("_") or not path.is_file():
             raise MotError(f"unknown board '{name}' (known: {', '.join(board_names())})")
+    return _validate(resolve(path), path)
+
+
+# ---------------------------------------------------------------- files, extends, schema
+
+def _read(path: Path) -> dict:
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
+        text = path.read_text()
+    except OSError as e:
+        raise MotError(f"{path}: cannot read board file: {e.strerror or e}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise MotError(f"{path}: cannot read board file: {e}") from None
-    return _validate(data, path)
+
+
+def _base_path(ref, child: Path) -> Path:
+    """`extends = ref` in `child`: a file next to `child`, else one of the shipped boards/ folder."""
+    name = ref if ref.endswith(".toml") else ref + ".toml"
+    for folder in (child.parent, BOARD_DIR):
+        p = folder / name
+        if p.is_file():
+            return p
+    raise _bad(child, f"extends '{ref}': no such file (looked in {child.parent} and {BOARD_DIR})")
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """`top` over `base`: tables merge key by key, [[memory]] regions by name, the rest is replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            out[key] = _merge(old, value)
+        elif key == "memory" and isinstance(value, list) and isinstance(old, list):
+            regions = [dict(r) for r in old]
+            index = {r.get("name"): i for i, r in enumerate(regions)}
+            for r in value:
+                i = index.get(r.get("name"))
+                if i is None:
+                    regions.append(dict(r))
+                else:
+                    regions[i] = _merge(regions[i], r)
+            out[key] = regions
+        else:
+            out[key] = value
+    return out
+
+
+def resolve(path, _chain: tuple = ()) -> dict:
+    """The data of one board file with its `extends` bases merged in (the file's own keys win),
+    every file checked against the schema."""
+    path = Path(path)
+    key = path.resolve()
+    if key in _chain:
+        loop = " -> ".join(p.name for p in _chain[_chain.index(key):] + (key,))
+        raise _bad(path, f"extends cycle: {loop}")
+    data = _read(path)
+    _check_schema(data, path)
+    refs = data.pop("extends", [])
+    merged: dict = {}
+    for ref in [refs] if isinstance(refs, str) else refs:
+        merged = _merge(merged, resolve(_base_path(ref, path), _chain + (key,)))
+    return _merge(merged, data)
+
+
+# the keys a board file may hold, with their types: "str", "int", "bool", "size" (an int or a
+# string like "512K"), "list[str]", "list[int]"; a dict is a table, a one-item list an array of tables
+SIZE = "size"
+SCHEMA = {
+    "extends": "str|list[str]",
+    "name": "str", "description": "str", "vendor": "str", "cpu": "str", "features": "list[str]",
+    "clock_hz": "int", "stack_size": SIZE, "heap_size": SIZE, "irqs": "int", "vtor": SIZE,
+    "caches": "bool", "boot2": "str",
+    "compiler": {"mcpu": "str", "mfpu": "str", "mfloat-abi": "str"},
+    "memory": [{"name": "str", "use": "str", "origin": SIZE, "length": SIZE}],
+    "uart": {"kind": "str", "base": "int", "baud": "int", "clock_hz": "int", "family": "str",
+             "tx": "str", "rx": "str", "af": "int", "clock_enable": "list[int]", "lpuart": "bool",
+             "tx_pin": "int", "rx_pin": "int"},
+    "timer": {"kind": "str", "unit": "str"},
+    "flash": {"method": "str", "target": "str", "config": "list[str]"},
+    "qemu": {"machine": "str", "cpu": "str", "extra_args": "list[str]", "reference": "bool"},
+}
+_TYPE_WORDS = {"str": "a string", "int": "an integer", "bool": "true or false",
+               SIZE: "a size (bytes, or like '128K'/'1M')", "list[str]": "a list of strings",
+               "list[int]": "a list of integers", "str|list[str]": "a file name or a list of them",
+               "table": "a table", "tables": "an array of tables ([[...]])"}
+
+
+def _is(value, kind: str) -> bool:
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == SIZE:
+        return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    if kind == "list[str]":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == "list[int]":
+        return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if kind == "str|list[str]":
+        return _is(value, "str") or _is(value, "list[str]")
+    raise AssertionError(kind)
+
+
+def _check_schema(data: dict, path: Path, schema: dict = SCHEMA, where: str = "") -> None:
+    """Every key known (else the closest known one is suggested), every value of its type."""
+    for key, value in data.items():
+        full = f"{where}.{key}" if where else key
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(schema)})"
+            table = ""
+            if where:
+                top = where.split("[")[0]
+                table = f" in [[{top}]] {where[len(top):]}" if "[" in where else f" in [{where}]"
+            raise _bad(path, f"unknown key '{key}'{table}{hint}")
+        kind = schema[key]
+        if isinstance(kind, dict):
+            if not isinstance(value, dict):
+                raise _bad(path, f"'{full}' must be {_TYPE_WORDS['table']} ([{full}]), got {_show(value)}")
+            _check_schema(value, path, kind, full)
+        elif isinstance(kind, list):
+            if not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
+                raise _bad(path, f"'{full}' must be {_TYPE_WORDS['tables']}, got {_show(value)}")
+            for i, item in enumerate(value):
+                _check_schema(item, path, kind[0], f"{full}[{i}]")
+        elif not _is(value, kind):
+            raise _bad(path, f"'{full}' must be {_TYPE_WORDS[kind]}, got {_show(value)}")
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return f"{text[:40] + '...' if len(text) > 43 else text} ({type(value).__name__})"
 
 
 # ---------------------------------------------------------------- validation
@@ -243,7 +410,7 @@ def _validate(d: dict, path: Path) -> Board:
     cpu = _req(d, "cpu", path)
     flash = dict(d.get("flash", {}))
     if cpu == "host":
-        return Board(name=name, description=desc, cpu="host", path=path, flash=flash or {"method": "none"}, raw=d)
+        return Board(name=name, description=desc, cpu="host", path=path, flash=flash or {"method": "none"})
     if cpu not in CPUS:
         raise _bad(path, f"unknown cpu '{cpu}' (choose from {', '.join(CPUS)})")
     features = tuple(d.get("features", []))
@@ -336,7 +503,7 @@ def _validate(d: dict, path: Path) -> Board:
                  mfpu=comp.get("mfpu"), float_abi=fabi, clock_hz=clock, memory=tuple(mem),
                  stack_size=stack, heap_size=heap, irqs=int(d.get("irqs", 32)), vtor=vtor,
                  caches=bool(d.get("caches", False)), boot2=boot2, uart=uart, timer=timer, flash=flash,
-                 qemu=dict(qemu) if qemu is not None else None, raw=d)
+                 qemu=dict(qemu) if qemu is not None else None)
 
 
 def _human(n: int) -> str:
@@ -345,18 +512,3 @@ def _human(n: int) -> str:
             return f"{n // k} {unit}B"
     return f"{n} B"
 
-
-def print_boards(console=None) -> None:
-    """The `mcu-mot boards` table."""
-    from rich.console import Console
-    from rich.table import Table
-    console = console or Console()
-    t = Table(title="boards")
-    for c in ("name", "cpu", "features", "flash", "RAM", "clock", "flash with", "description"):
-        t.add_column(c, justify="right" if c in ("flash", "RAM", "clock") else "left")
-    for b in list_boards():
-        s = b.summary()
-        clock = f"{s['clock_mhz']:g} MHz" if s["clock_mhz"] != "" else ""
-        t.add_row(s["name"], s["cpu"], s["features"], s["flash"], s["ram"], clock, s["flash_method"],
-                  s["description"])
-    console.print(t)

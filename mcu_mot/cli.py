@@ -90,29 +90,29 @@ def _cmd_size(args) -> None:
 
 
 def _cmd_flash(args) -> None:
-    from pathlib import Path
-    from mcu_mot.boards import load_board
-    from mcu_mot.device.session import build_report, start_detached, stop_emulator
+    from mcu_mot.device.session import stop_emulator
+    from mcu_mot.device.target import flash_target
     if args.stop:
         print("stopped the emulator" if stop_emulator(args.build_dir) else "no emulator was running")
         return
-    report = build_report(args.build_dir)
-    board = load_board(report["board"])
-    elf = Path(report.get("elf") or Path(args.build_dir) / "firmware.elf")
-    if board.emulated:
-        state = start_detached(args.build_dir)
-        print(f"{board.name}: QEMU running (pid {state['pid']}), UART at {state['port']}; "
+    target = flash_target(args.build_dir, port=args.port)
+    target.launch()
+    if target.kind == "qemu":
+        state = target.state
+        print(f"{target.name}: QEMU running (pid {state['pid']}), UART at {state['port']}; "
               f"stop it with: mcu-mot flash {args.build_dir} --stop")
         return
-    from mcu_mot.device.flasher import flash_hardware
-    cmd = flash_hardware(board, elf)
-    print(f"flashed {elf} to {board.name} ({cmd})")
+    print(f"flashed {target.elf} to {target.name} ({target.flashed_with})")
+    if args.port:
+        with target.connect() as dev:
+            dev.check_model(target.model_sha256[:8])
+            print(f"{target.name} answers on {dev.port}: it runs {target.report.get('model', 'the model')}")
 
 
 def _cmd_monitor(args) -> None:
-    from mcu_mot.device.session import open_device
+    from mcu_mot.device.target import target_for
     from mcu_mot.safetext import one_line
-    with open_device(args.build_dir, args.port) as dev:
+    with target_for(args.build_dir, port=args.port).connect() as dev:
         info = dev.info()
         print(f"connected to {dev.port}")
         for key, value in info.summary().items() if hasattr(info, "summary") else vars(info).items():
@@ -126,11 +126,12 @@ def _load_batch(path):
 
 def _cmd_profile(args) -> None:
     from mcu_mot.device import profile as prof
-    from mcu_mot.device.session import build_report, open_device
-    board = build_report(args.build_dir)["board"] if args.build_dir else None
+    from mcu_mot.device.target import target_for
+    target = target_for(args.build_dir, port=args.port).prepare()
+    board = target.board.name if target.board is not None else None
     inputs = _load_batch(args.input) if args.input else None
     prog, update = _progress("profiling")
-    with open_device(args.build_dir, args.port) as dev, prog:
+    with target.connect() as dev, prog:
         result = prof.profile(dev, runs=args.runs, inputs=inputs, board=board, progress=lambda i, n: update(i, n))
     prof.print_profile(result)
     if args.json:
@@ -144,7 +145,7 @@ def _cmd_run(args) -> None:
     from pathlib import Path
     from mcu_mot.flows.deploy import build_firmware as build
     from mcu_mot.device import profile as prof
-    from mcu_mot.device.session import open_device
+    from mcu_mot.device.target import target_for
     from mcu_mot.device.simulator import read_inputs, write_outputs
     arrays = read_inputs(args.input, 1)
     if args.build_dir:
@@ -156,7 +157,7 @@ def _cmd_run(args) -> None:
     with prog:
         report = build(args.model, args.board, out, backend=args.backend, progress=update)
     prog, update = _progress(f"running on {args.board}")
-    with open_device(out, args.port) as dev, prog:
+    with target_for(out, port=args.port, flash=True).connect() as dev, prog:   # real boards: flashed first
         dev.check_model(report["model_sha256"][:8])
         results, profiles = dev.run(*arrays, progress=update, profile=True)
         result = prof.build_profile(dev.info(), dev.layers(), [p[0] for p in profiles], [p[1] for p in profiles],
@@ -287,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("flash", help="flash a build (emulated boards: start QEMU in the background)")
     f.add_argument("build_dir")
-    f.add_argument("--port", help="unused for QEMU; real boards use the board file's flash tool")
+    f.add_argument("--port", help="real boards: after flashing (the board file's flash tool), check that the device "
+                                  "answers on this port with the build's model (emulated boards: QEMU's own port)")
     f.add_argument("--stop", action="store_true", help="stop the emulator started for this build")
     f.set_defaults(func=_cmd_flash)
 
@@ -336,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--input", required=True)
     r.add_argument("--output", required=True)
     r.add_argument("--profile", help="write the profile JSON here")
-    r.add_argument("--port", help="talk to this port instead of starting QEMU")
+    r.add_argument("--port", help="talk to this port instead of starting QEMU (a real board is flashed first)")
     r.add_argument("--build-dir")
     r.add_argument("--backend", default="auto", help=BACKEND_HELP)
     r.set_defaults(func=_cmd_run)

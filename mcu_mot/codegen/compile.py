@@ -26,13 +26,12 @@ BACKENDS = ("portable", "cmsis-nn", "auto")
 ISAS = ("plain", "dsp", "mve")   # index = MM_ISA_* level in firmware/kernels/mm_isa.h
 
 
-def board_isa(board: str) -> str:
-    """The kernel ISA level a board's core supports ('host' and unknown names: plain C)."""
+def board_isa(board) -> str:
+    """The kernel ISA level a board's core supports (the board model's Board.isa; 'host': plain C)."""
     if board in ("host", None):
         return "plain"
     from mcu_mot.boards import load_board
-    features = set(load_board(board).features)
-    return "mve" if "mve" in features else "dsp" if "dsp" in features else "plain"
+    return load_board(board).isa
 
 
 @dataclass

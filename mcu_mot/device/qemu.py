@@ -3,6 +3,8 @@
     with QemuInstance("qemu-mps2-an386", "build/firmware.elf") as q:
         with DeviceClient(q.url) as dev: ...
 
+(The commands and flows get their device from mcu_mot.device.target: QemuTarget wraps this.)
+
 The emulator counts instructions (`-icount shift=0`: one instruction per virtual ns), the UART
 is a TCP server on a free port of 127.0.0.1 (`socket://127.0.0.1:PORT` for pyserial). Teardown
 is reliable: terminate, kill after a grace period, also at interpreter exit and (Linux) when
@@ -43,20 +45,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def qemu_argv(board, elf, serial: str) -> list[str]:
-    """qemu-system-arm command line for `board` (a Board, a board name, or a dict with a
-    'qemu' table: machine, cpu, extra_args)."""
-    if isinstance(board, dict):
-        q = board.get("qemu") or {}
-        if "machine" not in q:
-            raise MotError(f"board '{board.get('name', '?')}' is not emulated (no [qemu] machine)")
-        argv = [QEMU, "-M", q["machine"]]
-        if q.get("cpu") or board.get("cpu"):
-            argv += ["-cpu", q.get("cpu") or board["cpu"]]
-        argv += ["-kernel", str(elf), "-nographic", "-monitor", "none", "-icount", "shift=0", "-serial", serial]
-        return argv + [str(a) for a in q.get("extra_args", q.get("extra", []))]
+def uart_server(port: int) -> str:
+    """QEMU's -serial argument for a UART that is a TCP server on 127.0.0.1:`port`."""
+    return f"tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on"
+
+
+def qemu_command(board, elf, port: int, extra_args=()) -> list[str]:
+    """The one command line every emulator is started with: the board file's (Board.qemu_argv,
+    counting instructions), the installed binary (MCU_MOT_QEMU) and the UART on `port`."""
     from mcu_mot.boards import load_board
-    return load_board(board).qemu_argv(elf, serial)
+    argv = load_board(board).qemu_argv(elf, uart_server(port))
+    return [qemu_binary()] + argv[1:] + [str(a) for a in extra_args]
 
 
 def _die_with_parent():  # runs in the child before exec
@@ -74,8 +73,11 @@ class QemuInstance:
     """One emulator process running `elf` on `board`; `url` is its UART for pyserial."""
 
     def __init__(self, board, elf, *, port: int | None = None, start_timeout: float = 20.0,
-                 extra_args=(), log_path=None):
+                 extra_args=(), log_path=None, detached: bool = False):
+        """detached: the emulator outlives this process (its own session, no stop at exit or
+        when this object goes away; `mcu-mot flash`); stop it by pid (session.stop_emulator)."""
         self.board = board
+        self.detached = detached
         self.elf = Path(elf)
         self.port = port
         self.start_timeout = start_timeout
@@ -87,8 +89,7 @@ class QemuInstance:
 
     @property
     def board_name(self) -> str:
-        b = self.board
-        return b.get("name", "?") if isinstance(b, dict) else getattr(b, "name", str(b))
+        return getattr(self.board, "name", str(self.board))
 
     @property
     def url(self) -> str:
@@ -104,26 +105,26 @@ class QemuInstance:
             return ""
 
     def start(self) -> "QemuInstance":
-        exe = qemu_binary()
+        qemu_binary()
         if not self.elf.is_file():
             raise MotError(f"firmware image not found: {self.elf} (run mcu-mot build first)")
         attempts = 1 if self.port else 3
         for attempt in range(attempts):
             port = self.port or free_port()
-            argv = qemu_argv(self.board, self.elf, f"tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on")
-            argv[0] = exe
-            self.argv = argv + self.extra_args
+            self.argv = qemu_command(self.board, self.elf, port, self.extra_args)
             if self.log_path:
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
                 self._log = open(self.log_path, "w+b")
             else:
                 self._log = tempfile.NamedTemporaryFile(prefix="mm-qemu-", suffix=".log", delete=False)
             # PR_SET_PDEATHSIG fires when the *thread* that forked exits: only from the main thread
-            orphan_guard = sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
+            orphan_guard = (not self.detached and sys.platform.startswith("linux")
+                            and threading.current_thread() is threading.main_thread())
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                         stderr=subprocess.STDOUT,
+                                         stderr=subprocess.STDOUT, start_new_session=self.detached,
                                          preexec_fn=_die_with_parent if orphan_guard else None)
-            _live.add(self)
+            if not self.detached:
+                _live.add(self)
             self.port = port
             err = self._wait_listening()
             if err is None:
@@ -146,6 +147,16 @@ class QemuInstance:
             except OSError:
                 time.sleep(0.05)
         return f"its UART port {self.port} did not open within {self.start_timeout:g} s"
+
+    def release(self) -> None:
+        """Leave a detached emulator running and forget it (its log file stays)."""
+        self.proc = None
+        if self._log is not None:
+            try:
+                self._log.close()
+            except Exception:
+                pass
+            self._log = None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -177,7 +188,7 @@ class QemuInstance:
 
     def __del__(self):
         try:
-            self.stop()
+            self.release() if self.detached else self.stop()
         except Exception:
             pass
 

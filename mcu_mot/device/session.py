@@ -1,14 +1,12 @@
-"""Which device a command talks to: a port the user names, or the emulator that
-`mcu-mot flash` left running for a build directory (state in BUILD_DIR/device.json),
-or a fresh emulator for the length of one command."""
+"""What a build folder tells the device side, and only when it can be trusted: its report.json
+(checked), the firmware.elf that report describes (hash-checked), and the emulator `mcu-mot flash`
+left running for it (BUILD_DIR/device.json: a pid and a port, trusted only if that pid is this
+user's emulator running that image). Which device a command talks to is mcu_mot.device.target."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -107,60 +105,7 @@ def stop_emulator(build_dir) -> bool:
     return True
 
 
-def start_detached(build_dir) -> dict:
-    """Start the emulator for a build in the background (it outlives this command)."""
-    from mcu_mot.boards import load_board
-    from mcu_mot.device.qemu import free_port, qemu_binary
-    report = build_report(build_dir)
-    board = load_board(report["board"])
-    elf = firmware_image(build_dir, report).resolve()
-    stop_emulator(build_dir)
-    port = free_port()
-    argv = board.qemu_argv(elf, f"tcp:127.0.0.1:{port},server=on,wait=off")
-    argv[0] = qemu_binary()
-    log = open(Path(build_dir) / "qemu.log", "wb")
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            text = (Path(build_dir) / "qemu.log").read_text(errors="replace").strip().splitlines()
-            raise MotError(f"qemu ({board.name}) did not start: {text[-1] if text else proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        raise MotError(f"qemu ({board.name}) did not open its UART port within 20 s")
-    state = {"pid": proc.pid, "port": f"socket://127.0.0.1:{port}", "board": board.name, "elf": str(elf)}
+def save_emulator(build_dir, state: dict) -> None:
+    """Record the detached emulator running this build (pid, port, board, elf) in device.json."""
     from mcu_mot.fileio import atomic_write
-    atomic_write(Path(build_dir) / STATE, json.dumps(state).encode())
-    return state
-
-
-@contextlib.contextmanager
-def open_device(build_dir=None, port: str | None = None, timeout: float = 1.0):
-    """A DeviceClient for `port`, or for the build dir's running emulator, or a temporary one."""
-    from mcu_mot.device.client import DeviceClient
-    from mcu_mot.device.qemu import QemuInstance
-    if port:
-        with DeviceClient(port, timeout=timeout) as dev:
-            yield dev
-        return
-    if build_dir is None:
-        raise MotError("name a --port, or a build directory whose board is emulated")
-    state = running_emulator(build_dir)
-    if state is not None:
-        with DeviceClient(state["port"], timeout=timeout) as dev:
-            yield dev
-        return
-    report = build_report(build_dir)
-    from mcu_mot.boards import load_board
-    board = load_board(report["board"])
-    if not board.emulated:
-        raise MotError(f"board '{board.name}' is real hardware: flash it and pass --port")
-    with QemuInstance(board, firmware_image(build_dir, report)) as q:
-        with DeviceClient(q.url, timeout=timeout) as dev:
-            yield dev
+    atomic_write(_trusted_dir(build_dir) / STATE, json.dumps(state).encode())

@@ -1,8 +1,8 @@
 """Backend auto: choose portable or CMSIS-NN per layer from MEASURED costs.
 
 With CMSIS_NN_PATH set, the model is built twice for an emulated board with the
-target's core (the board itself when it is emulated, else a reference board per
-CPU), once all-portable and once all-cmsis-nn; one inference of each runs on
+target's core (Board.reference_board: the board itself when it is emulated, else the
+emulated board its file flags as the reference for that core), once all-portable and once all-cmsis-nn; one inference of each runs on
 QEMU with per-layer profiling (instructions, -icount), and every layer takes
 the backend that cost fewer instructions (a tie keeps portable). The
 measurement is cached in <cache>/costs/<model sha[:16]>-<board>-<fingerprint>.json
@@ -23,24 +23,16 @@ from pathlib import Path
 
 from mcu_mot.errors import MotError
 
-REFERENCE_BOARDS = {
-    "cortex-m4": "qemu-mps2-an386",
-    "cortex-m55": "qemu-mps3-an547",
-    "cortex-m3": "qemu-mps2-an385",
-    "cortex-m33": "qemu-mps2-an505",
-}
 BACKENDS = ("portable", "cmsis-nn")
 
 
-def reference_board(board: str) -> str | None:
-    """The emulated board costs are measured on for `board` (None: no emulated core like it)."""
+def reference_board(board) -> str | None:
+    """The emulated board costs are measured on for `board` (None: no emulated core like it):
+    the board model's Board.reference_board."""
     if board in (None, "host"):
         return None
     from mcu_mot.boards import load_board
-    b = load_board(board)
-    if b.emulated:
-        return b.name
-    return REFERENCE_BOARDS.get(b.cpu)
+    return load_board(board).reference_board
 
 
 def fingerprint(cmsis_root: Path) -> str:
@@ -88,12 +80,11 @@ def profile_layers(model_path, board: str, backend: str, build_dir, progress=Non
     """Build `model_path` with one backend, run one inference on QEMU, and return
     {layer index: (instructions, backend that layer used)} and the total."""
     from mcu_mot.fwbuild import build
-    from mcu_mot.device.client import DeviceClient
     from mcu_mot.device.profile import build_profile, random_inputs_for_report
-    from mcu_mot.device.qemu import QemuInstance
+    from mcu_mot.device.target import QemuTarget
     report = build(model_path, board, build_dir, backend=backend, progress=progress)
     inputs = random_inputs_for_report(report, 1)
-    with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url, timeout=10.0, retries=3) as dev:
+    with QemuTarget(build_dir, board=board).connect(timeout=10.0, retries=3) as dev:
         dev.check_model(report["model_sha256"])
         _, profiles = dev.run(*inputs, profile=True)
         prof = build_profile(dev.info(), dev.layers(), [p[0] for p in profiles], [p[1] for p in profiles],

@@ -324,7 +324,7 @@ def _open_runner(stack: ExitStack, path: Path, board, port, build_dir, say):
         return _HostRunner(path)
     from mcu_mot.boards import load_board
     from mcu_mot.codegen.compile import generate, model_digest
-    from mcu_mot.device.client import DeviceClient
+    from mcu_mot.device.target import QemuTarget, SerialTarget
     b = load_board(board) if board is not None else None
     calls = [layer for layer in generate(path, "portable", b.name if b else "host").report["layers"]
              if layer["kernel"]]
@@ -332,14 +332,14 @@ def _open_runner(stack: ExitStack, path: Path, board, port, build_dir, say):
         if not b.emulated:
             raise MotError(f"board '{b.name}' is not emulated: flash the firmware for {path.name} and give its port")
         from mcu_mot.fwbuild import build
-        from mcu_mot.device.qemu import QemuInstance
         if build_dir is None:
             build_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mm-debug-"))
-        report = build(path, b, Path(build_dir), progress=say)
+        build(path, b, Path(build_dir), progress=say)
         say(0, 1, f"starting {b.name} (QEMU)")
-        q = stack.enter_context(QemuInstance(b, report["elf"]))
-        port = q.url
-    dev = stack.enter_context(DeviceClient(port))
+        target = QemuTarget(build_dir, board=b)
+    else:
+        target = SerialTarget(port, board=b)
+    dev = stack.enter_context(target.connect())
     dev.check_model(model_digest(path.read_bytes()))
     return _DeviceRunner(dev, calls, b.name if b else str(port))
 

@@ -103,15 +103,14 @@ def run_on_board(console, tfl, xq, yte, host_out, board: str, work: Path) -> boo
     from mcu_mot.fwbuild import build
     from mcu_mot.fwbuild.size import print_size_report, size_report
     from mcu_mot.device import profile as prof
-    from mcu_mot.device.client import DeviceClient
-    from mcu_mot.device.qemu import QemuInstance
+    from mcu_mot.device.target import QemuTarget
     from rich.progress import Progress
 
     console.print(f"[bold]5. building[/] firmware for {board} (arm-none-eabi-gcc, SCons)")
     report = build(tfl, board, work / board)
     print_size_report(size_report(report["elf"], board), console)
     console.print(f"[bold]6. running[/] {len(xq)} inputs on {board} (QEMU, serial link over TCP)")
-    with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url) as dev:
+    with QemuTarget(work / board, board=board).connect() as dev:
         with Progress(transient=True) as bar:
             task = bar.add_task("inferences", total=len(xq))
             (dev_out,), profiles = dev.run(xq, profile=True, progress=lambda i, n: bar.update(task, completed=i))

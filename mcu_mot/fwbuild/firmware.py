@@ -139,7 +139,7 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
     stage: link to OUT/obj/firmware.elf (what `build` does: it publishes the ELF together with
            report.json) instead of OUT/firmware.elf (a user's own SConstruct)
     """
-    from mcu_mot.codegen.compile import board_isa, generate
+    from mcu_mot.codegen.compile import generate
     b = _board_for_build(board)
     out = Path(out_dir).resolve()
     gen = out / "gen"
@@ -148,7 +148,7 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
     if not model_path.is_file():
         raise MotError(f"no such model file: {model_path}")
     # the Board itself decides the ISA: a board file given by path is not found again by its name
-    compiled = compiled or generate(model_path, backend, b.name, isa=board_isa(b))
+    compiled = compiled or generate(model_path, backend, b.name, isa=b.isa)
 
     gen.mkdir(parents=True, exist_ok=True)
     for name, text in compiled.files.items():

@@ -30,9 +30,8 @@ def measure(model_path, board: str, backend: str = "portable", build_dir=None, *
 
     build_dir: default a per-user folder in the cache (cache_dir()/build/bench/..., 0700)."""
     from mcu_mot.flows.deploy import build_firmware as build
-    from mcu_mot.device.client import DeviceClient
     from mcu_mot.device.profile import build_profile, random_inputs_for_report
-    from mcu_mot.device.qemu import QemuInstance
+    from mcu_mot.device.target import QemuTarget
     from mcu_mot.boards import load_board
     model_path = Path(model_path)
     b = load_board(board)
@@ -44,7 +43,7 @@ def measure(model_path, board: str, backend: str = "portable", build_dir=None, *
     build_dir = Path(build_dir)
     report = build(model_path, board, build_dir, backend=backend, progress=progress)
     inputs = random_inputs_for_report(report, n_inputs, seed)
-    with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url, timeout=10.0, retries=3) as dev:
+    with QemuTarget(build_dir, board=b).connect(timeout=10.0, retries=3) as dev:
         dev.check_model(report["model_sha256"])
         results, profiles = dev.run(*inputs, profile=True)
         prof = build_profile(dev.info(), dev.layers(), [p[0] for p in profiles], [p[1] for p in profiles],
