@@ -5,6 +5,7 @@ layout). A wheel (and so `pip install .`) carries them inside the package as mcu
 mcu_mot/resources.py looks first; an editable install (`pip install -e .`, scripts/setup.sh) copies
 nothing and uses the checkout's folders live. MANIFEST.in puts the same folders in the sdist.
 """
+
 import shutil
 from pathlib import Path
 

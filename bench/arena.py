@@ -6,6 +6,7 @@ TFLM figures come from its RecordingMicroAllocator (print_allocations): the
 
     .venv/bin/python bench/arena.py [--json arena.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,7 @@ import numpy as np
 def tflm_arena(path: Path) -> dict:
     """Run TFLM once and parse its allocation record from stderr (captured at the fd level)."""
     from tflite_micro.python.tflite_micro import runtime
+
     interp = runtime.Interpreter.from_file(str(path), arena_size=8 * 1024 * 1024)
     d = interp.get_input_details(0)
     interp.set_input(np.zeros(d["shape"], d["dtype"]), 0)
@@ -45,16 +47,18 @@ def tflm_arena(path: Path) -> dict:
 
 
 def main(argv=None) -> int:
+    from mcu_mot.codegen.compile import generate
     from mcu_mot.flows.bench.bench import _cached_model
     from mcu_mot.flows.bench.models import MODELS, build_tflite
     from mcu_mot.safedirs import private_dir
-    from mcu_mot.codegen.compile import generate
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--modes", nargs="*", default=["int8", "int16"])
     ap.add_argument("--json")
-    ap.add_argument("--cache", help="folder for the converted models (default: the per-user cache, "
-                                     "as mcu-mot bench uses)")
+    ap.add_argument(
+        "--cache", help="folder for the converted models (default: the per-user cache, as mcu-mot bench uses)"
+    )
     args = ap.parse_args(argv)
     rows = []
     for name in args.models:
@@ -62,16 +66,26 @@ def main(argv=None) -> int:
             path = build_tflite(name, mode, private_dir(args.cache)) if args.cache else _cached_model(name, mode)
             ours = generate(path).report["arena_bytes"]
             ref = tflm_arena(path)
-            rows.append({"model": name, "mode": mode, "ours": ours, "tflm_head": ref["head"],
-                         "tflm_total": ref["total"], "ratio": round(ours / ref["head"], 3)})
+            rows.append(
+                {
+                    "model": name,
+                    "mode": mode,
+                    "ours": ours,
+                    "tflm_head": ref["head"],
+                    "tflm_total": ref["total"],
+                    "ratio": round(ours / ref["head"], 3),
+                }
+            )
     from rich.console import Console
     from rich.table import Table
+
     table = Table(title="Activation arena: mcu_mot vs TFLite Micro (bytes)")
     for col in ("model", "mode", "mcu_mot arena", "TFLM planned (head)", "TFLM total", "ours/TFLM"):
         table.add_column(col, justify="right" if col not in ("model", "mode") else "left")
     for r in rows:
-        table.add_row(r["model"], r["mode"], f"{r['ours']:,}", f"{r['tflm_head']:,}", f"{r['tflm_total']:,}",
-                      f"{r['ratio']:.2f}x")
+        table.add_row(
+            r["model"], r["mode"], f"{r['ours']:,}", f"{r['tflm_head']:,}", f"{r['tflm_total']:,}", f"{r['ratio']:.2f}x"
+        )
     Console().print(table)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

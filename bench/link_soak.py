@@ -11,6 +11,7 @@ r of the chunks read is delayed up to 50 ms and r/10 of them is sent twice
 
     .venv/bin/python -m bench.link_soak --rates 0.1 1 5 --seconds 120 600 300 --target host qemu
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,6 +36,7 @@ def default_model(cache: Path) -> Path:
     import keras
     import tensorflow as tf
     from keras import layers as L
+
     keras.utils.set_random_seed(3)
     inp = keras.Input((32, 32, 3))
     x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
@@ -46,6 +48,7 @@ def default_model(cache: Path) -> Path:
     def rep():
         for _ in range(16):
             yield [rng.uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)]
+
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep
@@ -63,6 +66,7 @@ def random_inputs(model: Path, n: int, seed: int) -> list[np.ndarray]:
     """n samples over each input's full range (the generator profile and bench use)."""
     from mcu_mot.device.profile import random_arrays
     from mcu_mot.ir import read_tflite
+
     return random_arrays([(t.shape, t.dtype) for t in read_tflite(model).inputs], n, seed)
 
 
@@ -70,15 +74,38 @@ class Row(dict):
     pass
 
 
-def soak(device_port: int, rate: float, seconds: float, inputs, refs, *, seed: int, hang_after: float,
-         deadline: float, timeout: float, progress=None) -> Row:
+def soak(
+    device_port: int,
+    rate: float,
+    seconds: float,
+    inputs,
+    refs,
+    *,
+    seed: int,
+    hang_after: float,
+    deadline: float,
+    timeout: float,
+    progress=None,
+) -> Row:
     """One rate against one running device; returns the row of counts."""
-    from mcu_mot.errors import MotError
     from mcu_mot.device.client import DeviceClient
     from mcu_mot.device.faultproxy import FaultProxy, faults_at
+    from mcu_mot.errors import MotError
+
     n_pool = inputs[0].shape[0]
-    row = Row(rate=rate, requests=0, right=0, clear_errors=0, wrong=0, hangs=0, other=0, invokes_sent=0,
-              seconds=0.0, errors={}, latencies=[])
+    row = Row(
+        rate=rate,
+        requests=0,
+        right=0,
+        clear_errors=0,
+        wrong=0,
+        hangs=0,
+        other=0,
+        invokes_sent=0,
+        seconds=0.0,
+        errors={},
+        latencies=[],
+    )
     f = faults_at(rate)
     with FaultProxy(device_port, seed=seed, to_device=f, to_host=f) as proxy:
         client = None
@@ -100,8 +127,9 @@ def soak(device_port: int, rate: float, seconds: float, inputs, refs, *, seed: i
                     result["sent"] = c.transport.sent - before
                 except MotError as e:
                     result["error"] = str(e)
-                except BaseException as e:              # noqa: BLE001 - counted, never hidden
+                except BaseException as e:  # noqa: BLE001 - counted, never hidden
                     result["other"] = f"{type(e).__name__}: {e}"
+
             t = threading.Thread(target=work, daemon=True)
             start = time.monotonic()
             t.start()
@@ -140,8 +168,9 @@ def soak(device_port: int, rate: float, seconds: float, inputs, refs, *, seed: i
         if client is not None:
             row["redone"] = client.redone
             tr = client.transport
-            row["link"] = dict(sent=tr.sent, resent=tr.resent, naks=tr.naks, timeouts=tr.timeouts,
-                               reconnects=tr.reconnects)
+            row["link"] = dict(
+                sent=tr.sent, resent=tr.resent, naks=tr.naks, timeouts=tr.timeouts, reconnects=tr.reconnects
+            )
             client.close()
         row["seconds"] = time.monotonic() - t0
         row["faults"] = proxy.injected()
@@ -150,6 +179,7 @@ def soak(device_port: int, rate: float, seconds: float, inputs, refs, *, seed: i
 
 def device_invokes(port: int) -> int:
     from mcu_mot.device.client import DeviceClient
+
     with DeviceClient(f"socket://127.0.0.1:{port}", timeout=2.0, deadline=60.0) as c:
         return c.stats()["invokes"]
 
@@ -160,12 +190,14 @@ def run_target(target: str, model: Path, args, inputs, refs, work: Path, log) ->
         rate = pct / 100.0
         if target == "host":
             from mcu_mot.device.host import HostDevice
+
             dev = HostDevice(model).start()
             port = dev.port
             stop = dev.stop
         else:
-            from mcu_mot.fwbuild import build
             from mcu_mot.device.qemu import QemuInstance
+            from mcu_mot.fwbuild import build
+
             report = build(model, args.board, work / f"build-{args.board}")
             q = QemuInstance(args.board, report["elf"]).start()
             port = q.port
@@ -176,11 +208,24 @@ def run_target(target: str, model: Path, args, inputs, refs, work: Path, log) ->
             def progress(row):
                 if time.monotonic() - last[0] >= 30:
                     last[0] = time.monotonic()
-                    log(f"  {target} {pct:g}%: {row['requests']} requests, {row['right']} right, "
-                        f"{row['clear_errors']} errors, {row['wrong']} wrong, {row['hangs']} hangs")
+                    log(
+                        f"  {target} {pct:g}%: {row['requests']} requests, {row['right']} right, "
+                        f"{row['clear_errors']} errors, {row['wrong']} wrong, {row['hangs']} hangs"
+                    )
+
             seconds = args.seconds[k] if len(args.seconds) > 1 else args.seconds[0]
-            row = soak(port, rate, seconds, inputs, refs, seed=args.seed + k, hang_after=args.hang_after,
-                       deadline=args.deadline, timeout=args.timeout, progress=progress)
+            row = soak(
+                port,
+                rate,
+                seconds,
+                inputs,
+                refs,
+                seed=args.seed + k,
+                hang_after=args.hang_after,
+                deadline=args.deadline,
+                timeout=args.timeout,
+                progress=progress,
+            )
             row["target"] = target if target == "host" else args.board
             # how many INVOKEs the device ran vs the inferences the host attempted: never more
             row["device_invokes"] = device_invokes(port)
@@ -194,17 +239,42 @@ def run_target(target: str, model: Path, args, inputs, refs, work: Path, log) ->
 def print_table(rows: list[Row]) -> None:
     from rich.console import Console
     from rich.table import Table
+
     table = Table(title="Link soak: inference round trips through a damaged link (outputs checked against simulate)")
-    cols = ("target", "byte error rate", "seconds", "requests", "right replies", "clear errors",
-            "wrong accepted", "hangs", "other failures", "device INVOKEs / requests", "right %", "mean s", "max s")
+    cols = (
+        "target",
+        "byte error rate",
+        "seconds",
+        "requests",
+        "right replies",
+        "clear errors",
+        "wrong accepted",
+        "hangs",
+        "other failures",
+        "device INVOKEs / requests",
+        "right %",
+        "mean s",
+        "max s",
+    )
     for c in cols:
         table.add_column(c, justify="left" if c == "target" else "right")
     for r in rows:
         lat = r["latencies"] or [0.0]
-        table.add_row(r["target"], f"{100 * r['rate']:g} %", f"{r['seconds']:.0f}", str(r["requests"]),
-                      str(r["right"]), str(r["clear_errors"]), str(r["wrong"]), str(r["hangs"]), str(r["other"]),
-                      f"{r['device_invokes']} / {r['requests']}",
-                      f"{100 * r['right'] / max(1, r['requests']):.2f}", f"{np.mean(lat):.2f}", f"{max(lat):.2f}")
+        table.add_row(
+            r["target"],
+            f"{100 * r['rate']:g} %",
+            f"{r['seconds']:.0f}",
+            str(r["requests"]),
+            str(r["right"]),
+            str(r["clear_errors"]),
+            str(r["wrong"]),
+            str(r["hangs"]),
+            str(r["other"]),
+            f"{r['device_invokes']} / {r['requests']}",
+            f"{100 * r['right'] / max(1, r['requests']):.2f}",
+            f"{np.mean(lat):.2f}",
+            f"{max(lat):.2f}",
+        )
     Console(width=200).print(table)
     for r in rows:
         if r.get("first_errors"):
@@ -214,34 +284,59 @@ def print_table(rows: list[Row]) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.link_soak", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, nargs="+", default=[60.0],
-                    help="soak duration per rate and target (default 60); one value per rate, or one for all")
-    ap.add_argument("--rates", type=float, nargs="+", default=[0.1, 1.0, 5.0],
-                    help="byte error rates in percent (default 0.1 1 5)")
-    ap.add_argument("--target", nargs="+", choices=["host", "qemu"], default=["host", "qemu"],
-                    help="host build of the firmware and/or QEMU (default both)")
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.link_soak",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        nargs="+",
+        default=[60.0],
+        help="soak duration per rate and target (default 60); one value per rate, or one for all",
+    )
+    ap.add_argument(
+        "--rates", type=float, nargs="+", default=[0.1, 1.0, 5.0], help="byte error rates in percent (default 0.1 1 5)"
+    )
+    ap.add_argument(
+        "--target",
+        nargs="+",
+        choices=["host", "qemu"],
+        default=["host", "qemu"],
+        help="host build of the firmware and/or QEMU (default both)",
+    )
     ap.add_argument("-b", "--board", default="qemu-mps2-an386", help="emulated board (default qemu-mps2-an386)")
     ap.add_argument("--model", help=".tflite to run (default: a small 32x32x3 int8 classifier made once)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--deadline", type=float, default=30.0,
-                    help="the client's deadline: seconds without progress before a request fails (default 30)")
+    ap.add_argument(
+        "--deadline",
+        type=float,
+        default=30.0,
+        help="the client's deadline: seconds without progress before a request fails (default 30)",
+    )
     ap.add_argument("--timeout", type=float, default=1.0, help="longest wait for one reply (default 1 s)")
-    ap.add_argument("--hang-after", type=float, default=600.0,
-                    help="a request still running after this many seconds counts as a hang (default 600; the "
-                         "client's own bounds end every request well before)")
+    ap.add_argument(
+        "--hang-after",
+        type=float,
+        default=600.0,
+        help="a request still running after this many seconds counts as a hang (default 600; the "
+        "client's own bounds end every request well before)",
+    )
     ap.add_argument("--json", help="write the rows here")
-    ap.add_argument("--cache", help="folder for the model and the firmware build (default: the per-user "
-                                     "cache, link-soak/)")
+    ap.add_argument(
+        "--cache", help="folder for the model and the firmware build (default: the per-user cache, link-soak/)"
+    )
     args = ap.parse_args(argv)
     if len(args.seconds) not in (1, len(args.rates)):
         ap.error(f"--seconds takes one value or one per rate ({len(args.rates)})")
-    from mcu_mot.errors import MotError
     from mcu_mot.device.simulator import load
+    from mcu_mot.errors import MotError
+
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     try:
         from mcu_mot.safedirs import cache_subdir, private_dir
+
         cache = private_dir(args.cache) if args.cache else cache_subdir("link-soak")
         model = Path(args.model) if args.model else default_model(cache)
         inputs = random_inputs(model, 64, args.seed)

@@ -5,6 +5,7 @@ arena and instructions per inference from the same build.
 
     .venv/bin/python bench/quantization.py [-b qemu-mps2-an386] [--json q.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,17 +30,23 @@ def quantize_input(x, spec):
 
 
 def on_device(tfl: Path, board: str, x, y, work: Path) -> dict:
-    from mcu_mot.fwbuild import build
     from mcu_mot.device.client import DeviceClient
     from mcu_mot.device.qemu import QemuInstance
+    from mcu_mot.fwbuild import build
+
     report = build(tfl, board, work / tfl.stem)
     with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url) as dev:
         spec = dev.info().inputs[0]
         (out,), profiles = dev.run(quantize_input(x, spec), profile=True)
         unit = dev.info().unit_per_tick
     acc = float(np.mean(out.reshape(len(y), -1).argmax(-1) == y))
-    return {"accuracy": acc, "flash_bytes": report["flash_bytes"], "weights_bytes": report["flash"]["weights"],
-            "arena_bytes": report["arena_bytes"], "instructions": int(np.mean([p[0] for p in profiles]) * unit)}
+    return {
+        "accuracy": acc,
+        "flash_bytes": report["flash_bytes"],
+        "weights_bytes": report["flash"]["weights"],
+        "arena_bytes": report["arena_bytes"],
+        "instructions": int(np.mean([p[0] for p in profiles]) * unit),
+    }
 
 
 def main(argv=None) -> int:
@@ -49,9 +56,11 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     import keras
+
     from mcu_mot.flows.demo import digits_dataset, small_cnn
     from mcu_mot.optimize.ptq import quantize
     from mcu_mot.optimize.qat import convert_qat, train_qat
+
     work = Path(tempfile.mkdtemp(prefix="mm-quant-bench-"))
     (xtr, ytr), (xte, yte) = digits_dataset()
     keras.utils.set_random_seed(0)
@@ -60,6 +69,7 @@ def main(argv=None) -> int:
     model.fit(xtr, ytr, epochs=args.epochs, batch_size=32, verbose=0)
     calib = xtr[:200]
     import tensorflow as tf
+
     variants = {
         "float32 (our float kernels)": tf.lite.TFLiteConverter.from_keras_model(model).convert(),
         "PTQ int8": quantize(model, "int8", calib, progress=False),
@@ -70,20 +80,25 @@ def main(argv=None) -> int:
     }
     qat_model = train_qat(model, (xtr, ytr), epochs=2, progress=False)
     variants["QAT int8"] = convert_qat(qat_model)
-    rows = [{"variant": "float (Keras, host)",
-             "accuracy": float(np.mean(model.predict(xte, verbose=0).argmax(-1) == yte))}]
+    rows = [
+        {"variant": "float (Keras, host)", "accuracy": float(np.mean(model.predict(xte, verbose=0).argmax(-1) == yte))}
+    ]
     for name, data in variants.items():
         tfl = work / (name.split()[0].replace("(", "") + f"_{len(rows)}.tflite")
         tfl.write_bytes(data)
         rows.append({"variant": name, **on_device(tfl, args.board, xte, yte, work)})
     from rich.console import Console
     from rich.table import Table
+
     t = Table(title=f"digits ({len(yte)} test images) on {args.board}: accuracy measured on the device")
     for col in ("variant", "accuracy", "flash B", "weights B", "arena B", "instructions"):
         t.add_column(col, justify="left" if col == "variant" else "right")
     for r in rows:
-        t.add_row(r["variant"], f"{r['accuracy']:.4f}", *(f"{r[k]:,}" if k in r else "" for k in
-                  ("flash_bytes", "weights_bytes", "arena_bytes", "instructions")))
+        t.add_row(
+            r["variant"],
+            f"{r['accuracy']:.4f}",
+            *(f"{r[k]:,}" if k in r else "" for k in ("flash_bytes", "weights_bytes", "arena_bytes", "instructions")),
+        )
     Console(width=140).print(t)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -14,16 +14,18 @@ What a board can run is derived here and nowhere else: `Board.isa` (kernel ISA l
 dsp, mve) and `Board.reference_board` (the emulated board that measures its core). See
 docs/boards.md.
 """
+
 from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcu_mot.resources import BOARDS
+import tomllib
+
 from mcu_mot.errors import MotError
+from mcu_mot.resources import BOARDS
 
 BOARD_DIR = BOARDS
 
@@ -194,19 +196,46 @@ class Board:
         if not self.emulated:
             raise MotError(f"board '{self.name}' is not emulated (flash method: {self.flash.get('method')})")
         q = self.qemu
-        return (["qemu-system-arm", "-M", q["machine"], "-cpu", q.get("cpu", self.cpu),
-                 "-kernel", str(elf), "-nographic", "-monitor", "none", "-icount", "shift=0",
-                 "-serial", serial] + [str(a) for a in q.get("extra_args", [])])
+        return [
+            "qemu-system-arm",
+            "-M",
+            q["machine"],
+            "-cpu",
+            q.get("cpu", self.cpu),
+            "-kernel",
+            str(elf),
+            "-nographic",
+            "-monitor",
+            "none",
+            "-icount",
+            "shift=0",
+            "-serial",
+            serial,
+        ] + [str(a) for a in q.get("extra_args", [])]
 
     def summary(self) -> dict:
         """One row for `mcu-mot boards`."""
         if self.is_host:
-            return {"name": self.name, "cpu": "host", "features": "", "flash": "", "ram": "",
-                    "clock_mhz": "", "flash_method": "simulate", "description": self.description}
-        return {"name": self.name, "cpu": self.cpu, "features": ",".join(self.features),
-                "flash": _human(self.code_region.length), "ram": _human(self.ram_region.length),
-                "clock_mhz": self.clock_hz / 1e6, "flash_method": self.flash["method"],
-                "description": self.description}
+            return {
+                "name": self.name,
+                "cpu": "host",
+                "features": "",
+                "flash": "",
+                "ram": "",
+                "clock_mhz": "",
+                "flash_method": "simulate",
+                "description": self.description,
+            }
+        return {
+            "name": self.name,
+            "cpu": self.cpu,
+            "features": ",".join(self.features),
+            "flash": _human(self.code_region.length),
+            "ram": _human(self.ram_region.length),
+            "clock_mhz": self.clock_hz / 1e6,
+            "flash_method": self.flash["method"],
+            "description": self.description,
+        }
 
 
 def board_names() -> list[str]:
@@ -232,6 +261,7 @@ def load_board(name) -> Board:
 
 
 # ---------------------------------------------------------------- files, extends, schema
+
 
 def _read(path: Path) -> dict:
     try:
@@ -282,7 +312,7 @@ def resolve(path, _chain: tuple = ()) -> dict:
     path = Path(path)
     key = path.resolve()
     if key in _chain:
-        loop = " -> ".join(p.name for p in _chain[_chain.index(key):] + (key,))
+        loop = " -> ".join(p.name for p in _chain[_chain.index(key) :] + (key,))
         raise _bad(path, f"extends cycle: {loop}")
     data = _read(path)
     _check_schema(data, path)
@@ -298,22 +328,49 @@ def resolve(path, _chain: tuple = ()) -> dict:
 SIZE = "size"
 SCHEMA = {
     "extends": "str|list[str]",
-    "name": "str", "description": "str", "vendor": "str", "cpu": "str", "features": "list[str]",
-    "clock_hz": "int", "stack_size": SIZE, "heap_size": SIZE, "irqs": "int", "vtor": SIZE,
-    "caches": "bool", "boot2": "str",
+    "name": "str",
+    "description": "str",
+    "vendor": "str",
+    "cpu": "str",
+    "features": "list[str]",
+    "clock_hz": "int",
+    "stack_size": SIZE,
+    "heap_size": SIZE,
+    "irqs": "int",
+    "vtor": SIZE,
+    "caches": "bool",
+    "boot2": "str",
     "compiler": {"mcpu": "str", "mfpu": "str", "mfloat-abi": "str"},
     "memory": [{"name": "str", "use": "str", "origin": SIZE, "length": SIZE}],
-    "uart": {"kind": "str", "base": "int", "baud": "int", "clock_hz": "int", "family": "str",
-             "tx": "str", "rx": "str", "af": "int", "clock_enable": "list[int]", "lpuart": "bool",
-             "tx_pin": "int", "rx_pin": "int"},
+    "uart": {
+        "kind": "str",
+        "base": "int",
+        "baud": "int",
+        "clock_hz": "int",
+        "family": "str",
+        "tx": "str",
+        "rx": "str",
+        "af": "int",
+        "clock_enable": "list[int]",
+        "lpuart": "bool",
+        "tx_pin": "int",
+        "rx_pin": "int",
+    },
     "timer": {"kind": "str", "unit": "str"},
     "flash": {"method": "str", "target": "str", "config": "list[str]"},
     "qemu": {"machine": "str", "cpu": "str", "extra_args": "list[str]", "reference": "bool"},
 }
-_TYPE_WORDS = {"str": "a string", "int": "an integer", "bool": "true or false",
-               SIZE: "a size (bytes, or like '128K'/'1M')", "list[str]": "a list of strings",
-               "list[int]": "a list of integers", "str|list[str]": "a file name or a list of them",
-               "table": "a table", "tables": "an array of tables ([[...]])"}
+_TYPE_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "bool": "true or false",
+    SIZE: "a size (bytes, or like '128K'/'1M')",
+    "list[str]": "a list of strings",
+    "list[int]": "a list of integers",
+    "str|list[str]": "a file name or a list of them",
+    "table": "a table",
+    "tables": "an array of tables ([[...]])",
+}
 
 
 def _is(value, kind: str) -> bool:
@@ -344,7 +401,7 @@ def _check_schema(data: dict, path: Path, schema: dict = SCHEMA, where: str = ""
             table = ""
             if where:
                 top = where.split("[")[0]
-                table = f" in [[{top}]] {where[len(top):]}" if "[" in where else f" in [{where}]"
+                table = f" in [[{top}]] {where[len(top) :]}" if "[" in where else f" in [{where}]"
             raise _bad(path, f"unknown key '{key}'{table}{hint}")
         kind = schema[key]
         if isinstance(kind, dict):
@@ -366,6 +423,7 @@ def _show(value) -> str:
 
 
 # ---------------------------------------------------------------- validation
+
 
 def _bad(path: Path, msg: str) -> MotError:
     return MotError(f"board file {path.name}: {msg}")
@@ -402,8 +460,11 @@ def _stm32_pin(s: str, path: Path) -> tuple[int, int]:
 def _validate(d: dict, path: Path) -> Board:
     name = _req(d, "name", path)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
-        raise _bad(path, "name must be letters, digits, '.', '_' and '-' (it becomes a C string, "
-                         "a folder name and a command-line word)")
+        raise _bad(
+            path,
+            "name must be letters, digits, '.', '_' and '-' (it becomes a C string, "
+            "a folder name and a command-line word)",
+        )
     if name != path.stem:
         raise _bad(path, f"name '{name}' differs from the file name '{path.stem}'")
     desc = str(d.get("description", name))
@@ -436,14 +497,20 @@ def _validate(d: dict, path: Path) -> Board:
         use = r.get("use", "extra")
         if use not in ("code", "ram", "weights", "extra"):
             raise _bad(path, f"memory '{rname}': use must be code, ram, weights or extra")
-        mem.append(Region(rname, _size(_req(r, "origin", path, f"memory {rname}"), path, f"{rname}.origin"),
-                          _size(_req(r, "length", path, f"memory {rname}"), path, f"{rname}.length"), use))
+        mem.append(
+            Region(
+                rname,
+                _size(_req(r, "origin", path, f"memory {rname}"), path, f"{rname}.origin"),
+                _size(_req(r, "length", path, f"memory {rname}"), path, f"{rname}.length"),
+                use,
+            )
+        )
     for use in ("code", "ram"):
         n = sum(r.use == use for r in mem)
         if n != 1:
-            raise _bad(path, f"needs exactly one memory region with use = \"{use}\" (has {n})")
+            raise _bad(path, f'needs exactly one memory region with use = "{use}" (has {n})')
     if sum(r.use == "weights" for r in mem) > 1:
-        raise _bad(path, "at most one memory region may have use = \"weights\"")
+        raise _bad(path, 'at most one memory region may have use = "weights"')
     names = [r.name for r in mem]
     if len(set(names)) != len(names):
         raise _bad(path, "memory region names must be unique")
@@ -499,11 +566,28 @@ def _validate(d: dict, path: Path) -> Board:
     boot2 = d.get("boot2")
     if boot2 not in (None, "rp2040-generic-03h"):
         raise _bad(path, f"unknown boot2 '{boot2}'")
-    return Board(name=name, description=desc, cpu=cpu, path=path, features=features, mcpu=mcpu,
-                 mfpu=comp.get("mfpu"), float_abi=fabi, clock_hz=clock, memory=tuple(mem),
-                 stack_size=stack, heap_size=heap, irqs=int(d.get("irqs", 32)), vtor=vtor,
-                 caches=bool(d.get("caches", False)), boot2=boot2, uart=uart, timer=timer, flash=flash,
-                 qemu=dict(qemu) if qemu is not None else None)
+    return Board(
+        name=name,
+        description=desc,
+        cpu=cpu,
+        path=path,
+        features=features,
+        mcpu=mcpu,
+        mfpu=comp.get("mfpu"),
+        float_abi=fabi,
+        clock_hz=clock,
+        memory=tuple(mem),
+        stack_size=stack,
+        heap_size=heap,
+        irqs=int(d.get("irqs", 32)),
+        vtor=vtor,
+        caches=bool(d.get("caches", False)),
+        boot2=boot2,
+        uart=uart,
+        timer=timer,
+        flash=flash,
+        qemu=dict(qemu) if qemu is not None else None,
+    )
 
 
 def _human(n: int) -> str:
@@ -511,4 +595,3 @@ def _human(n: int) -> str:
         if n >= k and n % k == 0:
             return f"{n // k} {unit}B"
     return f"{n} B"
-

@@ -1,10 +1,13 @@
 """Files a command reads and writes: atomic output files (every file appears whole or not
 at all) and the one safe loader of user-supplied .npy / .npz arrays."""
+
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from mcu_mot.errors import MotError
 from mcu_mot.safetext import one_line
@@ -44,15 +47,13 @@ def load_arrays(path, what: str = "array file"):
     Never unpickles (allow_pickle=False): an object array is refused like any unreadable
     file, with a one-line MotError naming the file (and the member); a missing file is
     "<what> not found: <path>"."""
-    import numpy as np
     path = Path(path)
     if not path.is_file():
         raise MotError(f"{what} not found: {path}")
     try:
         loaded = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise MotError(one_line(f"{path}: not a readable .npy/.npz file ({type(exc).__name__}: {exc})", 300)) \
-            from None
+        raise MotError(one_line(f"{path}: not a readable .npy/.npz file ({type(exc).__name__}: {exc})", 300)) from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         return loaded
     arrays = {}
@@ -60,7 +61,10 @@ def load_arrays(path, what: str = "array file"):
         for k in loaded.files:
             try:
                 arrays[k] = loaded[k]
-            except Exception as exc:   # an object array (pickles are refused, never loaded), a corrupt member
-                raise MotError(one_line(f"{path}: member {one_line(k, 60)!r} is not a plain array "
-                                        f"({type(exc).__name__}: {exc})", 300)) from None
+            except Exception as exc:  # an object array (pickles are refused, never loaded), a corrupt member
+                raise MotError(
+                    one_line(
+                        f"{path}: member {one_line(k, 60)!r} is not a plain array ({type(exc).__name__}: {exc})", 300
+                    )
+                ) from None
     return arrays

@@ -7,6 +7,7 @@ same code runs from a checkout and from an installed wheel:
   firmware/, boards/ and SConstruct inside the package as mcu_mot/_data/;
 - a checkout or an editable install (`pip install -e .`, scripts/setup.sh): the repository root,
   so edits to those folders take effect at once."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -19,6 +19,7 @@ size and sha256, and a digest of itself. An entry is trusted only when all of th
 truncated, foreign or mismatched entry reads as absent and gets rebuilt; nothing here raises on
 a damaged file.
 """
+
 from __future__ import annotations
 
 import glob
@@ -34,13 +35,15 @@ from mcu_mot.errors import MotError
 from mcu_mot.fileio import atomic_write
 
 _CACHE_ADVICE = "another user could plant code that mcu-mot would load; use a folder only you can write"
-_BUILD_ADVICE = ("SCons would load its .sconsign.dblite, which another user could plant; "
-                 "use a build folder only you can write")
+_BUILD_ADVICE = (
+    "SCons would load its .sconsign.dblite, which another user could plant; use a build folder only you can write"
+)
 
 
 def _who(uid: int) -> str:
     try:
-        import pwd
+        import pwd  # noqa: PLC0415  (POSIX only: the message works without it)
+
         return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
     except (ImportError, KeyError):
         return f"uid {uid}"
@@ -67,9 +70,9 @@ def _secure_dir(path, what: str, advice: str, note: str = "") -> Path:
     """Create `path` (missing folders 0700) and check it and every folder above it; return it resolved."""
     try:
         path = Path(os.path.expanduser(str(path))).resolve()
-    except (OSError, RuntimeError) as exc:      # a symlink loop, an unreadable folder
+    except (OSError, RuntimeError) as exc:  # a symlink loop, an unreadable folder
         raise MotError(f"cannot use {what} {path}{note}: {exc}") from None
-    if not hasattr(os, "geteuid"):          # no POSIX owners (Windows): nothing to check
+    if not hasattr(os, "geteuid"):  # no POSIX owners (Windows): nothing to check
         path.mkdir(parents=True, exist_ok=True)
         return path
     cur = Path(path.anchor)
@@ -82,9 +85,9 @@ def _secure_dir(path, what: str, advice: str, note: str = "") -> Path:
         except FileNotFoundError:
             try:
                 os.mkdir(cur, 0o700)
-                os.chmod(cur, 0o700)        # exactly 0700 whatever the umask
+                os.chmod(cur, 0o700)  # exactly 0700 whatever the umask
             except FileExistsError:
-                pass                        # made meanwhile (another of our processes?): checked below
+                pass  # made meanwhile (another of our processes?): checked below
             except OSError as exc:
                 raise MotError(f"cannot create {what} {path}{note}: {exc.strerror or exc}") from None
             try:
@@ -150,6 +153,7 @@ def default_build_dir(kind: str, model_path, *parts: str) -> Path:
 
 # ---------------------------------------------------------------- cache files
 
+
 def write_cache_file(path, data: bytes, mode: int = 0o600) -> Path:
     """Write a cache file atomically (temp file in the same folder, fsync, rename) with `mode`."""
     return atomic_write(path, data, mode=mode, fsync=True)
@@ -185,8 +189,18 @@ def store_entry(folder: Path, key: str, suffix: str, data: bytes, info=None, mod
     key = safe_name(key, 200)
     name = key + suffix
     path = write_cache_file(Path(folder) / name, data, mode)
-    body = json.loads(json.dumps({"format": 1, "key": key, "file": name, "size": len(data),
-                                  "sha256": hashlib.sha256(data).hexdigest(), "info": info}))
+    body = json.loads(
+        json.dumps(
+            {
+                "format": 1,
+                "key": key,
+                "file": name,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "info": info,
+            }
+        )
+    )
     body["digest"] = _digest(body)
     write_cache_file(Path(folder) / f"{key}.json", (json.dumps(body, indent=1) + "\n").encode())
     _sweep(Path(folder), (name, f"{key}.json"))
@@ -205,10 +219,14 @@ def load_entry(folder: Path, key: str, suffix: str):
         if not isinstance(meta, dict):
             return None
         body = {k: v for k, v in meta.items() if k != "digest"}
-        if (meta.get("digest") != _digest(body) or meta.get("format") != 1 or meta.get("key") != key
-                or meta.get("file") != name):
+        if (
+            meta.get("digest") != _digest(body)
+            or meta.get("format") != 1
+            or meta.get("key") != key
+            or meta.get("file") != name
+        ):
             return None
-    except (ValueError, RecursionError):    # truncated, empty, not UTF-8, not JSON, absurdly nested
+    except (ValueError, RecursionError):  # truncated, empty, not UTF-8, not JSON, absurdly nested
         return None
     path = Path(folder) / name
     data = read_own_file(path)
@@ -227,4 +245,3 @@ def _sweep(folder: Path, names, age: float = 3600.0) -> None:
                     p.unlink()
             except OSError:
                 pass
-

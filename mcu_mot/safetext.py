@@ -20,15 +20,16 @@ like at each kind of sink:
 - `c_ident(hint)`: letters, digits and `_` only, for the hint part of a C identifier.
 - `check_c_fragment(text)`: a last guard on every value a C template renders.
 """
+
 from __future__ import annotations
 
 import hashlib
 import re
 import string
 
-MAX_NAME = 256        # characters a name keeps at read time
-_KEEP = 200           # ... of which this many when it is cut
-C_NAME_LIMIT = 200    # bytes of a name in a C string literal (the wire protocol carries <= 255)
+MAX_NAME = 256  # characters a name keeps at read time
+_KEEP = 200  # ... of which this many when it is cut
+C_NAME_LIMIT = 200  # bytes of a name in a C string literal (the wire protocol carries <= 255)
 C_COMMENT_LIMIT = 96  # characters of a name in a C comment
 
 _C_SAFE = frozenset(string.ascii_letters + string.digits + " _-.,:;/+=()@")
@@ -38,7 +39,7 @@ def _escape_char(ch: str) -> str:
     o = ord(ch)
     if ch == "\\":
         return "\\\\"
-    if 0xDC80 <= o <= 0xDCFF:          # an invalid UTF-8 byte (surrogateescape)
+    if 0xDC80 <= o <= 0xDCFF:  # an invalid UTF-8 byte (surrogateescape)
         return f"\\x{o - 0xDC00:02x}"
     if ch.isprintable():
         return ch
@@ -67,9 +68,9 @@ def clean_name(raw, fallback: str = "") -> str:
         data = text.encode("utf-8", "surrogatepass")
     if not text:
         return fallback
-    out = _escape(text[:MAX_NAME + 1])       # a longer one is cut anyway: escape no more of it
+    out = _escape(text[: MAX_NAME + 1])  # a longer one is cut anyway: escape no more of it
     if len(text) > MAX_NAME or len(out) > MAX_NAME:
-        digest = hashlib.sha256(data).hexdigest()[:12]   # of the whole name: distinct names stay distinct
+        digest = hashlib.sha256(data).hexdigest()[:12]  # of the whole name: distinct names stay distinct
         out = f"{out[:_KEEP]}...#{digest}"
     return out
 
@@ -80,7 +81,7 @@ def one_line(text, limit: int = 0) -> str:
     text = str(text)
     out = text if text.isprintable() else "".join(c if c.isprintable() else _escape_char(c) for c in text)
     if limit and len(out) > limit:
-        out = out[:max(0, limit - 3)] + "..."
+        out = out[: max(0, limit - 3)] + "..."
     return out
 
 
@@ -90,7 +91,7 @@ def c_text(s, limit: int = C_NAME_LIMIT) -> str:
     s = str(s)
     cut = len(s) > limit
     if cut:
-        s = s[:max(0, limit - 3)]
+        s = s[: max(0, limit - 3)]
     return "".join(c if c in _C_SAFE else "_" for c in s) + ("..." if cut else "")
 
 
@@ -100,7 +101,7 @@ def c_comment(s) -> str:
 
 def c_ident(hint, limit: int = 40) -> str:
     """Letters, digits and underscores from `hint` (at most `limit`), never empty."""
-    base = re.sub(r"[^A-Za-z0-9_]", "_", str(hint)[:4 * limit]).strip("_")[:limit]
+    base = re.sub(r"[^A-Za-z0-9_]", "_", str(hint)[: 4 * limit]).strip("_")[:limit]
     return base or "c"
 
 
@@ -114,6 +115,7 @@ def check_c_fragment(text: str) -> str:
     """`text` unchanged if it cannot alter the C around it, else ValueError."""
     m = _UNSAFE_FRAGMENT.search(text)
     if m is not None:
-        raise ValueError(f"unsafe text {one_line(m.group(0))!s} at {m.start()} in a generated C value "
-                         f"{one_line(text, 60)!r}")
+        raise ValueError(
+            f"unsafe text {one_line(m.group(0))!s} at {m.start()} in a generated C value {one_line(text, 60)!r}"
+        )
     return text

@@ -6,6 +6,7 @@ reference board), to check that rewriting board files (e.g. moving shared parts 
     PYTHONPATH=. python scripts/board_snapshot.py > after.json    # on the new ones
     diff before.json after.json
 """
+
 import dataclasses
 import json
 import sys

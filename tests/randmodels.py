@@ -1,6 +1,7 @@
 """Random Keras 3 model generator for the property tests: random layer stacks,
 strides, paddings, dilations, odd channel counts, depth multipliers, with and
 without bias, residual adds and concatenations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 def random_model(seed: int, max_blocks: int = 5):
     import keras
     from keras import layers as L
+
     rng = np.random.default_rng(seed)
     keras.utils.set_random_seed(seed)
     h = int(rng.integers(6, 17))
@@ -30,28 +32,47 @@ def random_model(seed: int, max_blocks: int = 5):
         pad = str(rng.choice(["same", "valid"]))
         if pad == "valid" and min(s - (kk - 1) * dil for s, kk in zip(spatial(t), k)) < 1:
             pad = "same"
-        return L.Conv2D(int(rng.choice([1, 3, 4, 5, 7, 8, 16])), k, strides=stride, padding=pad,
-                        dilation_rate=dil, use_bias=bool(rng.integers(0, 2)),
-                        activation=rng.choice([None, "relu", "relu6"]))(t)
+        return L.Conv2D(
+            int(rng.choice([1, 3, 4, 5, 7, 8, 16])),
+            k,
+            strides=stride,
+            padding=pad,
+            dilation_rate=dil,
+            use_bias=bool(rng.integers(0, 2)),
+            activation=rng.choice([None, "relu", "relu6"]),
+        )(t)
 
     def dwconv(t):
         k = int(rng.choice([1, 3]))
         stride = int(rng.choice([1, 2]))
         pad = "same" if min(spatial(t)) < 4 else str(rng.choice(["same", "valid"]))
-        return L.DepthwiseConv2D(k, strides=stride, padding=pad, depth_multiplier=int(rng.choice([1, 1, 2, 3])),
-                                 use_bias=bool(rng.integers(0, 2)))(t)
+        return L.DepthwiseConv2D(
+            k,
+            strides=stride,
+            padding=pad,
+            depth_multiplier=int(rng.choice([1, 1, 2, 3])),
+            use_bias=bool(rng.integers(0, 2)),
+        )(t)
 
     def bn_act(t):
         t = L.BatchNormalization()(t)
-        return rng.choice([L.ReLU(), L.ReLU(max_value=6.0), L.LeakyReLU(negative_slope=0.2),
-                           L.Activation("tanh"), L.Activation("sigmoid")])(t)
+        return rng.choice(
+            [
+                L.ReLU(),
+                L.ReLU(max_value=6.0),
+                L.LeakyReLU(negative_slope=0.2),
+                L.Activation("tanh"),
+                L.Activation("sigmoid"),
+            ]
+        )(t)
 
     def pool(t):
         if min(spatial(t)) < 2:
             return t
         cls = rng.choice([L.MaxPooling2D, L.AveragePooling2D])
-        return cls(int(rng.choice([2, 3])) if min(spatial(t)) >= 3 else 2, strides=int(rng.choice([1, 2])),
-                   padding="same")(t)
+        return cls(
+            int(rng.choice([2, 3])) if min(spatial(t)) >= 3 else 2, strides=int(rng.choice([1, 2])), padding="same"
+        )(t)
 
     def residual(t):
         y = L.Conv2D(int(t.shape[-1]), 3, padding="same")(t)

@@ -1,6 +1,7 @@
 """Board files as data: `extends` (merge, chains, cycles, missing bases), the strict schema
 (unknown keys with a suggestion, wrong types), every shipped board loads, bases are not boards,
 and what the board model alone derives (ISA level, reference board)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from mcu_mot.boards import BOARD_DIR, board_names, list_boards, load_board, resolve
 from mcu_mot.errors import MotError
 
-BASE = '''
+BASE = """
 vendor = "Acme"
 clock_hz = 10_000_000
 irqs = 16
@@ -42,7 +43,7 @@ kind = "dwt"
 [flash]
 method = "pyocd"
 target = "acme1"
-'''
+"""
 
 
 def _write(folder: Path, name: str, text: str) -> Path:
@@ -59,7 +60,10 @@ def _one_line(exc) -> str:
 
 def test_extends_merges_key_by_key_and_the_child_wins(tmp_path):
     _write(tmp_path, "_acme.toml", BASE)
-    p = _write(tmp_path, "acme-b.toml", '''
+    p = _write(
+        tmp_path,
+        "acme-b.toml",
+        """
 extends = "_acme.toml"
 name = "acme-b"
 cpu = "cortex-m3"
@@ -77,12 +81,16 @@ name = "sram2"
 use = "extra"
 origin = 0x30000000
 length = "16K"
-''')
+""",
+    )
     b = load_board(str(p))
-    assert b.clock_hz == 48_000_000 and b.irqs == 16                  # child wins, base fills in
+    assert b.clock_hz == 48_000_000 and b.irqs == 16  # child wins, base fills in
     assert b.uart == {"kind": "cmsdk-apb-uart", "base": 0x40004000, "baud": 9600}
     assert [(r.name, r.origin, r.length) for r in b.memory] == [
-        ("flash", 0, 256 << 10), ("ram", 0x20000000, 128 << 10), ("sram2", 0x30000000, 16 << 10)]
+        ("flash", 0, 256 << 10),
+        ("ram", 0x20000000, 128 << 10),
+        ("sram2", 0x30000000, 16 << 10),
+    ]
     assert b.flash == {"method": "pyocd", "target": "acme1"}
     assert "extends" not in resolve(p)
 
@@ -123,13 +131,16 @@ def test_missing_base_is_one_line(tmp_path):
     _one_line(e)
 
 
-@pytest.mark.parametrize("text, key, hint", [
-    ('clock_mhz = 25\n', "clock_mhz", "clock_hz"),
-    ('[uart]\nbsae = 1\n', "bsae", "base"),
-    ('[qemu]\nmachin = "mps2-an385"\n', "machin", "machine"),
-    ('[[memory]]\nname = "x"\norigin_ = 0\n', "origin_", "origin"),
-    ('[compiler]\nmfloat_abi = "hard"\n', "mfloat_abi", "mfloat-abi"),
-])
+@pytest.mark.parametrize(
+    "text, key, hint",
+    [
+        ("clock_mhz = 25\n", "clock_mhz", "clock_hz"),
+        ("[uart]\nbsae = 1\n", "bsae", "base"),
+        ('[qemu]\nmachin = "mps2-an385"\n', "machin", "machine"),
+        ('[[memory]]\nname = "x"\norigin_ = 0\n', "origin_", "origin"),
+        ('[compiler]\nmfloat_abi = "hard"\n', "mfloat_abi", "mfloat-abi"),
+    ],
+)
 def test_unknown_key_names_file_key_and_the_closest(tmp_path, text, key, hint):
     _write(tmp_path, "_acme.toml", BASE)
     p = _write(tmp_path, "typo.toml", 'extends = "_acme.toml"\nname = "typo"\ncpu = "cortex-m3"\n' + text)
@@ -146,18 +157,21 @@ def test_unknown_key_in_a_base_names_the_base(tmp_path):
         load_board(str(p))
 
 
-@pytest.mark.parametrize("text, what", [
-    ('irqs = "32"\n', "'irqs' must be an integer"),
-    ('caches = 1\n', "'caches' must be true or false"),
-    ('features = "dsp"\n', "'features' must be a list of strings"),
-    ('uart = 3\n', "'uart' must be a table"),
-    ('[uart]\nbaud = 1.5\n', "'uart.baud' must be an integer"),
-    ('[uart]\nclock_enable = ["a", 1]\n', "'uart.clock_enable' must be a list of integers"),
-    ('[[memory]]\nname = 3\n', "'memory[0].name' must be a string"),
-    ('[qemu]\nreference = "yes"\n', "'qemu.reference' must be true or false"),
-    ('stack_size = true\n', "'stack_size' must be a size"),
-    ('extends = 5\n', "'extends' must be a file name"),
-])
+@pytest.mark.parametrize(
+    "text, what",
+    [
+        ('irqs = "32"\n', "'irqs' must be an integer"),
+        ("caches = 1\n", "'caches' must be true or false"),
+        ('features = "dsp"\n', "'features' must be a list of strings"),
+        ("uart = 3\n", "'uart' must be a table"),
+        ("[uart]\nbaud = 1.5\n", "'uart.baud' must be an integer"),
+        ('[uart]\nclock_enable = ["a", 1]\n', "'uart.clock_enable' must be a list of integers"),
+        ("[[memory]]\nname = 3\n", "'memory[0].name' must be a string"),
+        ('[qemu]\nreference = "yes"\n', "'qemu.reference' must be true or false"),
+        ("stack_size = true\n", "'stack_size' must be a size"),
+        ("extends = 5\n", "'extends' must be a file name"),
+    ],
+)
 def test_wrong_types_are_one_line(tmp_path, text, what):
     _write(tmp_path, "_acme.toml", BASE)
     head = 'name = "typed"\ncpu = "cortex-m3"\n'
@@ -180,9 +194,11 @@ def test_every_shipped_board_loads_and_bases_are_not_boards():
     for base in bases:
         with pytest.raises(MotError, match="unknown board"):
             load_board(base[:-5])
-    from mcu_mot.cli import main
-    import io
     import contextlib
+    import io
+
+    from mcu_mot.cli import main
+
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["boards"]) == 0
@@ -200,27 +216,32 @@ def test_isa_and_reference_board_come_from_the_board_model():
     assert isa["qemu-mps2-an386"] == isa["nucleo-l4r5zi"] == isa["stm32f746g-disco"] == "dsp"
     assert isa["qemu-mps3-an547"] == "mve"
     ref = {b.name: b.reference_board for b in list_boards()}
-    assert ref["host"] is None and ref["rpi-pico"] is None                # nothing emulates an M0+
+    assert ref["host"] is None and ref["rpi-pico"] is None  # nothing emulates an M0+
     assert ref["nucleo-l4r5zi"] == ref["nrf52840dk"] == "qemu-mps2-an386"
-    assert ref["stm32f746g-disco"] is None                                # no M7 reference flagged
-    assert ref["qemu-netduinoplus2"] == "qemu-netduinoplus2"              # emulated: itself
+    assert ref["stm32f746g-disco"] is None  # no M7 reference flagged
+    assert ref["qemu-netduinoplus2"] == "qemu-netduinoplus2"  # emulated: itself
     # one reference per core, and it runs that core
     refs = [b for b in list_boards() if b.is_reference]
     assert len({b.cpu for b in refs}) == len(refs)
     from mcu_mot.codegen.compile import board_isa
     from mcu_mot.flows.autotune import reference_board
+
     for b in list_boards():
         assert board_isa(b.name) == b.isa and reference_board(b.name) == b.reference_board
 
 
 def test_a_users_board_file_finds_its_reference(tmp_path):
     _write(tmp_path, "_acme.toml", BASE)
-    p = _write(tmp_path, "m33.toml", '''extends = "_acme.toml"
+    p = _write(
+        tmp_path,
+        "m33.toml",
+        """extends = "_acme.toml"
 name = "m33"
 cpu = "cortex-m33"
 features = ["dsp"]
 [compiler]
 mcpu = "cortex-m33"
-''')
+""",
+    )
     b = load_board(str(p))
     assert b.isa == "dsp" and b.reference_board == "qemu-mps2-an505"

@@ -2,9 +2,9 @@
 the extremes (zero points at the ends of the range, scales 2^-20..2^20 off,
 so multipliers flush to zero, go above one, and everything saturates).
 Generated C and the TFLite Micro interpreter must still agree bit for bit."""
+
 import numpy as np
 import pytest
-
 from harness import assert_bit_exact, convert, keras_model, random_inputs, save
 
 REQUANTIZING = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL"}
@@ -15,8 +15,9 @@ SCALE_SENSITIVE = {"ADD", "SUB", "MUL"}
 
 def mutate_quantization(data: bytes, seed: int) -> bytes:
     """Rewrite scale/zero point of tensors produced by requantizing ops (object API of TF's schema)."""
-    from tensorflow.lite.python import schema_py_generated as schema
     import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
     rng = np.random.default_rng(seed)
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
     sg = model.subgraphs[0]
@@ -39,7 +40,8 @@ def mutate_quantization(data: bytes, seed: int) -> bytes:
             continue
         int16 = tensor.type == schema.TensorType.INT16
         touches_elementwise = names[codes[op.opcodeIndex]] in SCALE_SENSITIVE or any(
-            c in SCALE_SENSITIVE for c in consumers.get(t, []))
+            c in SCALE_SENSITIVE for c in consumers.get(t, [])
+        )
         if not touches_elementwise:
             q.scale = [float(np.float32(q.scale[0] * 2.0 ** rng.choice([-20, -9, -3, 0, 3, 9, 20])))]
         q.zeroPoint = [0 if int16 else int(rng.choice([-128, 127, -100, 0, 90]))]
@@ -50,24 +52,32 @@ def mutate_quantization(data: bytes, seed: int) -> bytes:
 
 def _fc_model():
     import keras
+
     return keras_model(lambda x: keras.layers.Dense(9)(keras.layers.Dense(13, activation="relu")(x)), (17,))
 
 
 def _conv_model():
     import keras
+
     L = keras.layers
-    return keras_model(lambda x: L.Conv2D(4, 1)(L.DepthwiseConv2D(3, padding="same")(
-        L.Conv2D(6, 3, strides=2, padding="same", activation="relu")(x))), (9, 7, 3))
+    return keras_model(
+        lambda x: L.Conv2D(4, 1)(
+            L.DepthwiseConv2D(3, padding="same")(L.Conv2D(6, 3, strides=2, padding="same", activation="relu")(x))
+        ),
+        (9, 7, 3),
+    )
 
 
 def _residual_model():
     import keras
+
     L = keras.layers
 
     def body(x):
         a = L.Conv2D(5, 1)(x)
         b = L.Conv2D(5, 3, padding="same")(x)
         return L.Multiply()([L.Add()([a, b]), L.Subtract()([a, b])])
+
     return keras_model(body, (6, 6, 2))
 
 

@@ -4,6 +4,7 @@ The firmware here is built with a test-only protocol stub (tests/firmware/stub_p
 echo, '?' -> one info line, 'R' -> run the model, 'F' -> fault) so the boards, startup code,
 linker scripts, drivers and timers are checked on their own; the real protocol has its own tests.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,23 +19,26 @@ from pathlib import Path
 
 import pytest
 
-from mcu_mot.resources import DATA_ROOT as ROOT
 from mcu_mot.errors import MotError
 from mcu_mot.fwbuild import board_names, build, load_board, size_report
 from mcu_mot.fwbuild.boot2 import crc32_mpeg2
+from mcu_mot.resources import DATA_ROOT as ROOT
 
 STUB = Path(__file__).parent / "firmware" / "stub_protocol.c"
 STUB_KW = dict(extra_sources=[STUB], omit=["mm_protocol.c"])
 TARGET_BOARDS = [b for b in board_names() if b != "host"]
 EMULATED = [b for b in TARGET_BOARDS if load_board(b).emulated]
 
-needs_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                               reason="arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi)")
-needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None,
-                                reason="qemu-system-arm not installed (Debian: qemu-system-arm)")
+needs_gcc = pytest.mark.skipif(
+    shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi)"
+)
+needs_qemu = pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed (Debian: qemu-system-arm)"
+)
 
 
 # ---------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
@@ -42,6 +46,7 @@ def models(tmp_path_factory):
     alone (128 KB + 16 B) cannot fit qemu-netduinoplus2's 128 KB SRAM."""
     from harness import convert, keras_model, save
     from keras import layers as L
+
     d = tmp_path_factory.mktemp("build-models")
     tiny = lambda x: L.Dense(4)(L.Flatten()(L.Conv2D(4, 3, activation="relu")(x)))  # noqa: E731
     return {
@@ -61,16 +66,28 @@ def stub_build(models, tmp_path_factory):
         if board not in cache:
             cache[board] = build(models["tiny"], board, root / board, **STUB_KW)
         return cache[board]
+
     return get
 
 
 # ---------------------------------------------------------------- boards
 
+
 def test_every_board_file_validates():
     names = board_names()
-    for required in ("host", "qemu-mps2-an385", "qemu-mps2-an386", "qemu-mps2-an500", "qemu-mps2-an505",
-                     "qemu-mps3-an547", "qemu-netduinoplus2", "stm32f746g-disco", "nucleo-l4r5zi",
-                     "nrf52840dk", "rpi-pico"):
+    for required in (
+        "host",
+        "qemu-mps2-an385",
+        "qemu-mps2-an386",
+        "qemu-mps2-an500",
+        "qemu-mps2-an505",
+        "qemu-mps3-an547",
+        "qemu-netduinoplus2",
+        "stm32f746g-disco",
+        "nucleo-l4r5zi",
+        "nrf52840dk",
+        "rpi-pico",
+    ):
         assert required in names
     for name in names:
         b = load_board(name)
@@ -114,7 +131,7 @@ def test_bad_board_file_is_one_line(tmp_path):
     p.write_text(text.replace('length = "4M"', 'length = "lots"', 1))
     with pytest.raises(MotError, match="must be a size"):
         load_board(str(p))
-    p.write_text(text.replace('origin = 0x20000000', 'origin = 0x00200000', 1))
+    p.write_text(text.replace("origin = 0x20000000", "origin = 0x00200000", 1))
     with pytest.raises(MotError, match="overlap"):
         load_board(str(p))
 
@@ -126,6 +143,7 @@ def test_host_board_is_not_built(tmp_path):
 
 # ---------------------------------------------------------------- build
 
+
 @needs_gcc
 @pytest.mark.parametrize("board", TARGET_BOARDS)
 def test_build_every_board(board, stub_build, models):
@@ -134,8 +152,18 @@ def test_build_every_board(board, stub_build, models):
     elf = Path(rep["elf"])
     assert elf.is_file() and elf.name == "firmware.elf"
     saved = json.loads((elf.parent / "report.json").read_text())
-    for key in ("model", "backend", "board", "arena_bytes", "weights_bytes", "layers", "flash_bytes", "ram_bytes",
-                "flash", "ram"):
+    for key in (
+        "model",
+        "backend",
+        "board",
+        "arena_bytes",
+        "weights_bytes",
+        "layers",
+        "flash_bytes",
+        "ram_bytes",
+        "flash",
+        "ram",
+    ):
         assert key in saved, key
     assert sum(rep["flash"].values()) == rep["flash_bytes"]
     assert sum(rep["ram"].values()) == rep["ram_bytes"]
@@ -145,27 +173,31 @@ def test_build_every_board(board, stub_build, models):
     assert all(r["overflow"] == 0 for r in rep["regions"].values())
 
     from elftools.elf.elffile import ELFFile
+
     with open(elf, "rb") as f:
         e = ELFFile(f)
         vec = e.get_section_by_name(".vectors")
-        sp, reset = (int.from_bytes(vec.data()[i:i + 4], "little") for i in (0, 4))
+        sp, reset = (int.from_bytes(vec.data()[i : i + 4], "little") for i in (0, 4))
         code, ram = b.code_region, b.ram_region
         assert vec["sh_addr"] == code.origin + (256 if b.boot2 else 0)
         assert ram.origin < sp <= ram.end and sp % 8 == 0
-        assert reset & 1 and code.origin <= reset < code.end          # Thumb, in flash
+        assert reset & 1 and code.origin <= reset < code.end  # Thumb, in flash
         syms = {s.name: s for s in e.get_section_by_name(".symtab").iter_symbols()}
         assert ram.origin <= syms["mm_arena"]["st_value"] < ram.end
         weights = [s for n, s in syms.items() if n.startswith("mmw_")]
-        wr = b.weights_region    # the code region, or the board's own weights region
+        wr = b.weights_region  # the code region, or the board's own weights region
         assert weights and all(wr.origin <= s["st_value"] < wr.end for s in weights)
         if b.boot2:
             image = e.get_section_by_name(".boot2").data()
             assert len(image) == 256 and crc32_mpeg2(image[:252]) == int.from_bytes(image[252:], "little")
 
 
-ISA_TARGETS = {"plain": "qemu-mps2-an385", "dsp": "qemu-mps2-an386", "mve": "qemu-mps3-an547"}   # M3, M4, M55
-ISA_WHAT = {"plain": "no DSP/MVE: Cortex-M0+/M3, host", "dsp": "Cortex-M4/M7/M33 layouts",
-            "mve": "Cortex-M55 Helium layouts"}
+ISA_TARGETS = {"plain": "qemu-mps2-an385", "dsp": "qemu-mps2-an386", "mve": "qemu-mps3-an547"}  # M3, M4, M55
+ISA_WHAT = {
+    "plain": "no DSP/MVE: Cortex-M0+/M3, host",
+    "dsp": "Cortex-M4/M7/M33 layouts",
+    "mve": "Cortex-M55 Helium layouts",
+}
 
 
 @needs_gcc
@@ -175,6 +207,7 @@ def test_model_c_refuses_every_other_isa_level(tmp_path, models):
     and then read its conv weights as the Helium layout; a plain model on a DSP core would plan the
     plain CMSIS-NN buffers for the DSP functions' needs."""
     from mcu_mot.codegen.compile import KERNEL_DIR, board_isa, generate
+
     cc = shutil.which("arm-none-eabi-gcc")
     for level in ISA_TARGETS:
         gen = tmp_path / level
@@ -189,16 +222,21 @@ def test_model_c_refuses_every_other_isa_level(tmp_path, models):
         targets += [("host", [host_cc]), ("host-dsp", [host_cc, "-DMM_EMULATE_DSP=1"])]
         for board, cmd in targets:
             target = board_isa(board) if board != "host-dsp" else "dsp"
-            r = subprocess.run([*cmd, "-fsyntax-only", "-std=gnu11", f"-I{gen}", f"-I{KERNEL_DIR}",
-                                str(gen / "model.c")], capture_output=True, text=True)
+            r = subprocess.run(
+                [*cmd, "-fsyntax-only", "-std=gnu11", f"-I{gen}", f"-I{KERNEL_DIR}", str(gen / "model.c")],
+                capture_output=True,
+                text=True,
+            )
             if target == level:
                 assert r.returncode == 0, (level, board, r.stderr)
                 continue
             assert r.returncode != 0, f"a {level} model.c compiled for {board} ({target})"
-            want = (f'#error "model.c was generated for ISA {level} ({ISA_WHAT[level]}) but is compiled for '
-                    f'{target}: regenerate it with mcu-mot compile -b <a board with this core>"')
+            want = (
+                f'#error "model.c was generated for ISA {level} ({ISA_WHAT[level]}) but is compiled for '
+                f'{target}: regenerate it with mcu-mot compile -b <a board with this core>"'
+            )
             assert want in r.stderr, (level, board, r.stderr)
-            assert r.stderr.count("error:") == 1, r.stderr      # that one error, nothing from the kernels
+            assert r.stderr.count("error:") == 1, r.stderr  # that one error, nothing from the kernels
 
 
 @needs_gcc
@@ -208,9 +246,9 @@ def test_incremental_build(tmp_path, models):
     assert any(a.startswith("LINK") for a in first["actions"])
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.suffix in (".o", ".elf", ".c", ".ld")}
     again = build(models["tiny"], "qemu-mps2-an386", out, **STUB_KW)
-    assert again["actions"] == []           # nothing recompiled, nothing relinked
+    assert again["actions"] == []  # nothing recompiled, nothing relinked
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
-    other = build(models["tiny2"], "qemu-mps2-an386", out, **STUB_KW)   # same layers, new weights
+    other = build(models["tiny2"], "qemu-mps2-an386", out, **STUB_KW)  # same layers, new weights
     # model.c and what includes model.h (its hash changed) are recompiled; kernels and drivers are not
     assert "CC gen/model.c" in other["actions"] and "LINK firmware.elf" in other["actions"]
     assert set(other["actions"]) <= {"CC gen/model.c", f"CC {STUB}", "LINK firmware.elf"}
@@ -228,7 +266,7 @@ def test_size_report_matches_elf_segments(stub_build, tmp_path):
             filesz += int(f[4], 16)
             if "W" in "".join(f[6:-1]):
                 memsz_w += int(f[5], 16)
-    again = size_report(elf)     # board found from the build directory
+    again = size_report(elf)  # board found from the build directory
     assert again["board"] == "qemu-mps2-an386" and again["split_from"] == "map"
     assert again["flash_bytes"] == filesz and again["ram_bytes"] == memsz_w
     assert sum(again["flash"].values()) == filesz and sum(again["ram"].values()) == memsz_w
@@ -236,8 +274,8 @@ def test_size_report_matches_elf_segments(stub_build, tmp_path):
     sec = {f[0]: int(f[1]) for f in (ln.split() for ln in sizes.splitlines()) if len(f) == 3 and f[0].startswith(".")}
     assert again["ram"]["stack"] == sec[".stack"]
     text_like = sum(v for k, v in sec.items() if k in (".vectors", ".text", ".rodata", ".ARM.exidx", ".ARM.extab"))
-    assert 0 <= filesz - (text_like + sec[".data"]) < 64     # only alignment padding between sections
-    alone = tmp_path / "alone.elf"            # no map, no build.json: split by symbol names
+    assert 0 <= filesz - (text_like + sec[".data"]) < 64  # only alignment padding between sections
+    alone = tmp_path / "alone.elf"  # no map, no build.json: split by symbol names
     shutil.copy(elf, alone)
     bare = size_report(alone)
     assert bare["split_from"] == "symbols" and "regions" not in bare
@@ -245,8 +283,11 @@ def test_size_report_matches_elf_segments(stub_build, tmp_path):
     assert bare["flash"]["weights"] == again["flash"]["weights"] == rep["weights_bytes"]
     assert abs(bare["flash"]["kernels"] - again["flash"]["kernels"]) < 64
     import io
+
     from rich.console import Console
+
     from mcu_mot.fwbuild.size import print_size_report
+
     buf = io.StringIO()
     print_size_report(again, Console(file=buf, width=120))
     assert "weights" in buf.getvalue() and "arena" in buf.getvalue()
@@ -261,8 +302,8 @@ def test_model_too_big_names_region_and_overflow(tmp_path, models):
     m = re.search(r"does not fit qemu-netduinoplus2: RAM region 'ram' \(131072 bytes\) overflows by (\d+) bytes", msg)
     assert m, msg
     log = (tmp_path / "fw" / "build.log").read_text()
-    assert f"region `ram' overflowed by {m.group(1)} bytes" in log     # the linker agrees
-    assert not (tmp_path / "fw" / "firmware.elf").exists()            # nothing to flash
+    assert f"region `ram' overflowed by {m.group(1)} bytes" in log  # the linker agrees
+    assert not (tmp_path / "fw" / "firmware.elf").exists()  # nothing to flash
 
 
 @needs_gcc
@@ -270,8 +311,11 @@ def test_missing_toolchain(tmp_path, models, monkeypatch):
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    with pytest.raises(MotError, match=r"arm-none-eabi-gcc not found on PATH: install the Debian packages "
-                                       r"gcc-arm-none-eabi"):
+    with pytest.raises(
+        MotError,
+        match=r"arm-none-eabi-gcc not found on PATH: install the Debian packages "
+        r"gcc-arm-none-eabi",
+    ):
         build(models["tiny"], "qemu-mps2-an386", tmp_path / "fw")
 
 
@@ -284,9 +328,14 @@ def test_user_sconstruct(tmp_path, models):
         "env = Environment()\n"
         f"elf = firmware(env, {str(models['tiny'])!r}, board='qemu-mps3-an547', build_dir='fw',\n"
         f"               extra_sources=[{str(stub)!r}], omit=['mm_protocol.c'])\n"
-        "Default(elf)\n")
-    run = lambda: subprocess.run([os.sys.executable, "-m", "SCons", "-Q"], cwd=tmp_path,  # noqa: E731
-                                 capture_output=True, text=True)
+        "Default(elf)\n"
+    )
+    run = lambda: subprocess.run(
+        [os.sys.executable, "-m", "SCons", "-Q"],
+        cwd=tmp_path,  # noqa: E731
+        capture_output=True,
+        text=True,
+    )
     r = run()
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "fw" / "firmware.elf").is_file()
@@ -299,6 +348,7 @@ def test_user_sconstruct(tmp_path, models):
 def test_flash_overflow(tmp_path):
     from harness import convert, keras_model, save
     from keras import layers as L
+
     big = save(convert(keras_model(lambda x: L.Dense(80)(L.Flatten()(x)), (64, 64, 4)), "int8"), tmp_path, "big")
     with pytest.raises(MotError, match=r"flash region 'flash' \(1048576 bytes\) overflows by \d+ bytes \(weights"):
         build(big, "qemu-netduinoplus2", tmp_path / "fw", **STUB_KW)
@@ -310,8 +360,14 @@ SHELLY = ";touch {m};$(touch {m})`touch {m}`|touch {m}&\"'\\ $CC *?~#<>{{}}[],x"
 
 
 def _mcu_mot(*args, cwd=None, timeout=300):
-    return subprocess.run([os.sys.executable, "-m", "mcu_mot", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return subprocess.run(
+        [os.sys.executable, "-m", "mcu_mot", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
 
 
 @needs_gcc
@@ -332,7 +388,7 @@ def test_model_name_with_shell_metacharacters_runs_no_code(tmp_path, models):
     """`mcu-mot run` derives its build folder from the model's file name (m;id>PWN;.tflite)."""
     model = tmp_path / "m;touch PWNED;$(touch PWNED)`touch PWNED`'.tflite"
     shutil.copy(models["tiny"], model)
-    out = tmp_path / f"{model.stem}-qemu-mps2-an386"         # what run does with the model's stem
+    out = tmp_path / f"{model.stem}-qemu-mps2-an386"  # what run does with the model's stem
     rep = build(model, "qemu-mps2-an386", out, **STUB_KW)
     assert not list(tmp_path.rglob("PWNED"))
     assert (out / "firmware.elf").is_file() and rep["elf"] == str(out / "firmware.elf")
@@ -344,29 +400,31 @@ def test_user_sconstruct_with_shell_metacharacters(tmp_path, models):
     holding `$` and quotes: every argument reaches the compiler as written."""
     marker = tmp_path / "PWNED"
     fw = "fw" + SHELLY.format(m=marker)
-    (tmp_path / "extra.c").write_text('const char *mm_test_define = MM_TEST_DEFINE;\n')
+    (tmp_path / "extra.c").write_text("const char *mm_test_define = MM_TEST_DEFINE;\n")
     (tmp_path / "SConstruct").write_text(
         "from mcu_mot.fwbuild.sconstools import firmware\n"
         "env = Environment()\n"
         f"elf = firmware(env, {str(models['tiny'])!r}, board='qemu-mps2-an386', build_dir={fw!r},\n"
         f"               extra_sources=[{str(STUB)!r}, 'extra.c'], omit=['mm_protocol.c'],\n"
         "               defines={'MM_TEST_DEFINE': '\"a$b `c` $(d) \\\\\"e\\\\\"\"'})\n"
-        "Default(elf)\n")
+        "Default(elf)\n"
+    )
     r = subprocess.run([os.sys.executable, "-m", "SCons", "-Q"], cwd=tmp_path, capture_output=True, text=True)
     assert not marker.exists()
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / fw / "firmware.elf").is_file()
     obj = (tmp_path / fw / "obj" / "extra" / "extra.o").read_bytes()
-    assert b'a$b `c` $(d) "e"\x00' in obj          # the C string literal, byte for byte
+    assert b'a$b `c` $(d) "e"\x00' in obj  # the C string literal, byte for byte
 
 
 def test_openocd_command_never_gets_tcl_code(tmp_path):
     from mcu_mot.device.flasher import flash_command
+
     board = load_board("stm32f746g-disco")
     assert board.flash["method"] == "openocd"
     argv = flash_command(board, tmp_path / "fw" / "firmware.elf")
     assert argv[-2:] == ["-c", f"program {{{tmp_path / 'fw' / 'firmware.elf'}}} verify reset exit"]
-    for bad in ("a b", "x[exec touch PWN]", "x$y", "x}; exec touch PWN; {", "x\\", "x\"y", "x;y", "x\ny"):
+    for bad in ("a b", "x[exec touch PWN]", "x$y", "x}; exec touch PWN; {", "x\\", 'x"y', "x;y", "x\ny"):
         with pytest.raises(MotError) as e:
             flash_command(board, tmp_path / bad / "firmware.elf")
         assert "\n" not in str(e.value) and "openocd" in str(e.value)
@@ -375,16 +433,19 @@ def test_openocd_command_never_gets_tcl_code(tmp_path):
 def test_flash_hardware_passes_openocd_a_safe_copy(tmp_path, monkeypatch):
     """A build folder whose path Tcl would interpret is flashed from a temporary copy."""
     from mcu_mot.device.flasher import flash_hardware
+
     bindir = tmp_path / "bin"
     bindir.mkdir()
     log = tmp_path / "openocd-args.json"
     fake = bindir / "openocd"
-    fake.write_text(f"#!{os.sys.executable}\n"
-                    "import json, re, sys\n"
-                    "script = sys.argv[-1]\n"
-                    "m = re.fullmatch(r'program [{](.*)[}] verify reset exit', script)\n"
-                    f"json.dump({{'argv': sys.argv[1:], 'data': open(m.group(1), 'rb').read().hex()}}, "
-                    f"open({str(log)!r}, 'w'))\n")
+    fake.write_text(
+        f"#!{os.sys.executable}\n"
+        "import json, re, sys\n"
+        "script = sys.argv[-1]\n"
+        "m = re.fullmatch(r'program [{](.*)[}] verify reset exit', script)\n"
+        f"json.dump({{'argv': sys.argv[1:], 'data': open(m.group(1), 'rb').read().hex()}}, "
+        f"open({str(log)!r}, 'w'))\n"
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ["PATH"])
     marker = tmp_path / "PWNED"
@@ -412,12 +473,20 @@ def test_board_file_by_path_keeps_size_breakdown(tmp_path, models):
     assert r.returncode == 1, r.stdout + r.stderr
     line = r.stderr.strip()
     assert "\n" not in line
-    assert re.search(r"tiny\.tflite does not fit myboard: flash region 'flash' \(4096 bytes\) overflows by \d+ "
-                     r"bytes \(weights \d+ \+ kernels \d+ \+ model \d+ \+ runtime \d+ bytes\); RAM region 'ram' "
-                     r"\(4096 bytes\) overflows by \d+ bytes \(arena \d+ \+ stack 16384", line), line
-    big = tmp_path / "boards" / "bigboard.toml"           # and a board file that fits builds and sizes
-    big.write_text(re.sub(r'(?m)^name = "qemu-mps2-an386"', 'name = "bigboard"',
-                          (ROOT / "boards" / "qemu-mps2-an386.toml").read_text()))
+    assert re.search(
+        r"tiny\.tflite does not fit myboard: flash region 'flash' \(4096 bytes\) overflows by \d+ "
+        r"bytes \(weights \d+ \+ kernels \d+ \+ model \d+ \+ runtime \d+ bytes\); RAM region 'ram' "
+        r"\(4096 bytes\) overflows by \d+ bytes \(arena \d+ \+ stack 16384",
+        line,
+    ), line
+    big = tmp_path / "boards" / "bigboard.toml"  # and a board file that fits builds and sizes
+    big.write_text(
+        re.sub(
+            r'(?m)^name = "qemu-mps2-an386"',
+            'name = "bigboard"',
+            (ROOT / "boards" / "qemu-mps2-an386.toml").read_text(),
+        )
+    )
     r = _mcu_mot("build", models["tiny"], "-b", big, "--backend", "portable", "-o", tmp_path / "fw2")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "for bigboard" in r.stdout
@@ -426,6 +495,7 @@ def test_board_file_by_path_keeps_size_breakdown(tmp_path, models):
 
 
 # ---------------------------------------------------------------- QEMU boot smoke test
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -437,6 +507,7 @@ def _free_port() -> int:
 def qemu_uart(board: str, elf):
     """Start QEMU with the UART on a TCP port; yield a pyserial port; always kill QEMU."""
     import serial
+
     port = _free_port()
     argv = load_board(board).qemu_argv(elf, f"tcp:127.0.0.1:{port},server=on,wait=off")
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -496,8 +567,8 @@ def test_qemu_boot(board, stub_build):
     with qemu_uart(board, rep["elf"]) as ser:
         info = _handshake(ser)
         m = re.search(rb"unit=(\d+) x1000=(\d+) clock=(\d+) layers=(\d+)", info)
-        assert m and int(m.group(1)) == 0                      # instructions, on QEMU
-        assert 1000 <= int(m.group(2)) <= 1_000_000            # calibrated at boot
+        assert m and int(m.group(1)) == 0  # instructions, on QEMU
+        assert 1000 <= int(m.group(2)) <= 1_000_000  # calibrated at boot
         assert int(m.group(3)) == load_board(board).clock_hz
         assert int(m.group(4)) == sum(1 for layer in rep["layers"] if layer["kernel"])
         ser.write(b"echo-me")
@@ -509,16 +580,23 @@ def test_qemu_boot(board, stub_build):
 @needs_gcc
 @needs_qemu
 @pytest.mark.qemu
-@pytest.mark.parametrize("board,cmd,cfsr", [
-    ("qemu-mps2-an386", b"F", rb"0x00010000"),    # undefined instruction (UFSR.UNDEFINSTR)
-    ("qemu-mps3-an547", b"S", rb"0x00100000"),    # stack overflow caught by MSPLIM (UFSR.STKOF)
-])
+@pytest.mark.parametrize(
+    "board,cmd,cfsr",
+    [
+        ("qemu-mps2-an386", b"F", rb"0x00010000"),  # undefined instruction (UFSR.UNDEFINSTR)
+        ("qemu-mps3-an547", b"S", rb"0x00100000"),  # stack overflow caught by MSPLIM (UFSR.STKOF)
+    ],
+)
 def test_qemu_fault_is_reported_then_resets(board, cmd, cfsr, stub_build):
     rep = stub_build(board)
     with qemu_uart(board, rep["elf"]) as ser:
         _handshake(ser)
         ser.write(cmd)
-        out = _read_until(ser, rb"mm-stub ready")               # rebooted after the report
-        assert re.search(rb"\x00MMFAULT exc=0x00000003 pc=0x[0-9a-f]{8} lr=0x[0-9a-f]{8} cfsr=" + cfsr
-                         + rb" addr=0x[0-9a-f]{8} reset\n\x00", out), out
-        assert re.search(rb"layers=\d+\n", _handshake(ser))     # and serves again
+        out = _read_until(ser, rb"mm-stub ready")  # rebooted after the report
+        assert re.search(
+            rb"\x00MMFAULT exc=0x00000003 pc=0x[0-9a-f]{8} lr=0x[0-9a-f]{8} cfsr="
+            + cfsr
+            + rb" addr=0x[0-9a-f]{8} reset\n\x00",
+            out,
+        ), out
+        assert re.search(rb"layers=\d+\n", _handshake(ser))  # and serves again

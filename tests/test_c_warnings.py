@@ -2,19 +2,18 @@
 distinct CPU among the boards (and for the host, plain and with the DSP instructions
 emulated), every board's runtime, startup.c and a generated model.c per ISA level
 (plain, dsp, mve), and the host firmware and simulator sources."""
+
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from harness import convert, keras_model, save
 
 from mcu_mot import boards
 from mcu_mot.fwbuild import firmware, sconstools
 from mcu_mot.resources import DATA_ROOT as ROOT
-
 
 WARN = ["-Wall", "-Wextra", "-Werror"]
 KERNELS = sorted((ROOT / "firmware" / "kernels").glob("*.c"))
@@ -25,6 +24,7 @@ def _layers(x):
     """A small int8 model reaching most fast paths: CONV_2D (gemm), grouped CONV_2D,
     DEPTHWISE 3x3 and 5x5, ADD, pools, TRANSPOSE_CONV, FULLY_CONNECTED, SOFTMAX."""
     import keras
+
     L = keras.layers
     y = L.Conv2D(8, 3, padding="same", activation="relu")(x)
     g = L.Conv2D(8, 3, padding="same", groups=2)(y)
@@ -47,9 +47,11 @@ def model(tmp_path_factory):
 
 def _run_all(jobs):
     """Run compiler argument vectors two at a time; the failures' (argv, stderr)."""
+
     def one(argv):
         r = subprocess.run(argv, capture_output=True, text=True)
         return None if r.returncode == 0 and not r.stderr.strip() else (" ".join(argv[-3:]), r.stderr.strip())
+
     with ThreadPoolExecutor(max_workers=2) as pool:
         return [f for f in pool.map(one, jobs) if f]
 
@@ -62,6 +64,7 @@ def _report(failures):
 def test_firmware_compiles_without_warnings_for_every_board(model, tmp_path):
     jobs, targets, isas = [], {}, {}
     from mcu_mot.codegen.compile import board_isa
+
     for name in BOARDS:
         b = boards.load_board(name)
         out = tmp_path / name
@@ -70,10 +73,10 @@ def test_firmware_compiles_without_warnings_for_every_board(model, tmp_path):
         targets.setdefault(tuple(cfg["target_flags"]), cfg)
         for k, src in enumerate(cfg["sources"]):
             if not src["src"].endswith(".c") or Path(src["src"]).parent == ROOT / "firmware" / "kernels":
-                continue   # kernels: all of them, once per distinct CPU, below
+                continue  # kernels: all of them, once per distinct CPU, below
             jobs.append(sconstools.compile_argv(cfg, src) + WARN + ["-c", "-o", str(out / f"{k}.o"), src["src"]])
         assert b.name == name
-    assert set(isas) == {"plain", "dsp", "mve"}, isas   # a model.c per ISA level
+    assert set(isas) == {"plain", "dsp", "mve"}, isas  # a model.c per ISA level
     # every kernel for every distinct CPU: compiled to an object (the optimiser's warnings, the
     # inline assembly assembled) for the first CPU of each ISA level, checked (-fsyntax-only,
     # the time limit) for the other CPUs of that level
@@ -90,6 +93,7 @@ def test_host_sources_compile_without_warnings(model, tmp_path):
     from mcu_mot.codegen.compile import generate
     from mcu_mot.device import host as hostfw
     from mcu_mot.device.simulator import HOST_CFLAGS, host_compiler
+
     cc, kdir = host_compiler(), ROOT / "firmware" / "kernels"
     jobs = []
     for isa, emulate in (("plain", []), ("dsp", ["-DMM_EMULATE_DSP=1"])):
@@ -102,10 +106,21 @@ def test_host_sources_compile_without_warnings(model, tmp_path):
         jobs += [base + ["-c", "-o", str(gen / f"{k.stem}.o"), str(k)] for k in KERNELS]
     # the host firmware (mcu-mot serve / the protocol tests): model.c, the protocol, the host HAL
     gen = tmp_path / "plain"
-    base = [cc, *hostfw.HOST_CFLAGS, f"-I{gen}", f"-I{kdir}", f"-I{hostfw.RUNTIME}", f"-I{hostfw.HOST_DIR}",
-            "-include", str(hostfw.RUNTIME / "mm_profile_hooks.h")] + WARN
-    srcs = [gen / "model.c", *(hostfw.RUNTIME / s for s in hostfw.RUNTIME_SOURCES),
-            *(hostfw.HOST_DIR / s for s in hostfw.HOST_SOURCES)]
+    base = [
+        cc,
+        *hostfw.HOST_CFLAGS,
+        f"-I{gen}",
+        f"-I{kdir}",
+        f"-I{hostfw.RUNTIME}",
+        f"-I{hostfw.HOST_DIR}",
+        "-include",
+        str(hostfw.RUNTIME / "mm_profile_hooks.h"),
+    ] + WARN
+    srcs = [
+        gen / "model.c",
+        *(hostfw.RUNTIME / s for s in hostfw.RUNTIME_SOURCES),
+        *(hostfw.HOST_DIR / s for s in hostfw.HOST_SOURCES),
+    ]
     jobs += [base + ["-c", "-o", str(tmp_path / f"fw_{s.stem}.o"), str(s)] for s in srcs]
     failures = _run_all(jobs)
     assert not failures, _report(failures)

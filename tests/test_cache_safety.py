@@ -9,6 +9,7 @@ What these tests attack (each one passes only with the checks of mcu_mot/safedir
 - the host-firmware cache, the autotune cost cache and build folders, the bench model cache, and the
   default build folders of `run` and `bench` (formerly fixed names under the shared /tmp).
 """
+
 import json
 import os
 import pickle
@@ -22,14 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from harness import assert_one_line_error, convert, keras_model, save
 
 NOBODY = 65534
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="simulating another user's folder needs root (chown)")
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
-needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-                                reason="qemu-system-arm / arm-none-eabi-gcc not installed")
+needs_qemu = pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+    reason="qemu-system-arm / arm-none-eabi-gcc not installed",
+)
 
 
 def mm(*args, cache=None, env=None, timeout=300):
@@ -37,8 +39,9 @@ def mm(*args, cache=None, env=None, timeout=300):
     e.pop("MCU_MOT_DEBUG", None)
     if cache is not None:
         e["MCU_MOT_CACHE"] = str(cache)
-    proc = subprocess.run([sys.executable, "-m", "mcu_mot", *map(str, args)], capture_output=True, text=True,
-                          env=e, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcu_mot", *map(str, args)], capture_output=True, text=True, env=e, timeout=timeout
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -50,6 +53,7 @@ def assert_refused(rc, err, *words):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     import keras
+
     d = tmp_path_factory.mktemp("safety")
     out = {}
     for name, seed in (("a", 0), ("b", 7)):
@@ -68,8 +72,7 @@ def reference(models, tmp_path_factory):
     d = tmp_path_factory.mktemp("ref")
     ref = {}
     for name in ("a", "b"):
-        rc, _, err = mm("simulate", models[name], "--input", models["x"], "--output", d / f"{name}.npy",
-                        cache=d / name)
+        rc, _, err = mm("simulate", models[name], "--input", models["x"], "--output", d / f"{name}.npy", cache=d / name)
         assert rc == 0, err
         ref[name] = np.load(d / f"{name}.npy")
         ref[f"cache-{name}"] = d / name
@@ -104,11 +107,13 @@ def entry(cache) -> tuple[Path, Path]:
 def marker_library(tmp_path, marker: Path) -> Path:
     """A shared library whose constructor creates `marker` the moment it is loaded."""
     src = tmp_path / "evil.c"
-    src.write_text('#include <stdio.h>\n'
-                   '__attribute__((constructor)) static void planted(void) {\n'
-                   f'    FILE *f = fopen("{marker}", "w"); if (f) {{ fputs("loaded", f); fclose(f); }}\n'
-                   '}\n'
-                   'int model_invoke(void) { return 0; }\n')
+    src.write_text(
+        "#include <stdio.h>\n"
+        "__attribute__((constructor)) static void planted(void) {\n"
+        f'    FILE *f = fopen("{marker}", "w"); if (f) {{ fputs("loaded", f); fclose(f); }}\n'
+        "}\n"
+        "int model_invoke(void) { return 0; }\n"
+    )
     lib = tmp_path / "evil.so"
     subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
     return lib
@@ -131,38 +136,46 @@ def plant_sconsign(folder: Path, marker: Path) -> None:
 
 # ----------------------------------------------------------- the host simulator's cache
 
+
 @pytest.mark.parametrize("damage", ["truncate", "empty", "garbage", "list", "wrong-key", "old-format"])
 def test_damaged_meta_is_rebuilt(models, reference, tmp_path, damage):
     cache = warm_cache(models, reference, tmp_path)
     lib, meta = entry(cache)
     text = meta.read_text()
-    meta.write_text({"truncate": text[: len(text) // 2], "empty": "", "garbage": "\x00\xff{{",
-                     "list": "[1, 2]",
-                     "wrong-key": text.replace(lib.stem, "0" * 8 + lib.stem[8:]),
-                     "old-format": json.dumps(json.loads(text).get("report", json.loads(text)))}[damage])
+    meta.write_text(
+        {
+            "truncate": text[: len(text) // 2],
+            "empty": "",
+            "garbage": "\x00\xff{{",
+            "list": "[1, 2]",
+            "wrong-key": text.replace(lib.stem, "0" * 8 + lib.stem[8:]),
+            "old-format": json.dumps(json.loads(text).get("report", json.loads(text))),
+        }[damage]
+    )
     simulate_ok(models, reference, cache, tmp_path)
-    assert json.loads(meta.read_text())["key"] == lib.stem          # rewritten whole
+    assert json.loads(meta.read_text())["key"] == lib.stem  # rewritten whole
 
 
 @pytest.mark.parametrize("damage", ["truncate", "empty", "other-model"])
 def test_damaged_library_is_rebuilt(models, reference, tmp_path, damage):
     cache = warm_cache(models, reference, tmp_path)
     lib, _ = entry(cache)
-    if damage == "other-model":            # a valid library of another model under this model's name
+    if damage == "other-model":  # a valid library of another model under this model's name
         shutil.copy(entry(reference["cache-b"])[0], lib)
     else:
         data = lib.read_bytes()
         lib.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"")
     simulate_ok(models, reference, cache, tmp_path)
     from mcu_mot.safedirs import load_entry
-    assert load_entry(lib.parent, lib.stem, ".so")          # a whole entry again, trusted next time
+
+    assert load_entry(lib.parent, lib.stem, ".so")  # a whole entry again, trusted next time
 
 
 def test_planted_library_is_never_loaded(models, reference, tmp_path):
     cache = warm_cache(models, reference, tmp_path)
     lib, _ = entry(cache)
     marker = tmp_path / "LOADED"
-    shutil.copy(marker_library(tmp_path, marker), lib)      # same name, other content, meta left as it was
+    shutil.copy(marker_library(tmp_path, marker), lib)  # same name, other content, meta left as it was
     simulate_ok(models, reference, cache, tmp_path)
     assert not marker.exists(), "a planted library in the cache was loaded"
     assert lib.read_bytes() != (tmp_path / "evil.so").read_bytes()
@@ -198,16 +211,17 @@ def test_foreign_subfolder_or_ancestor_of_the_cache_is_refused(models, tmp_path)
     os.chown(cache / "host", NOBODY, NOBODY)
     rc, _, err = mm("simulate", models["a"], "--input", models["x"], "--output", tmp_path / "y.npy", cache=cache)
     assert_refused(rc, err, str(cache / "host"), "owned by")
-    shared = tmp_path / "shared"       # not sticky and world-writable: anyone can swap the folder below it
+    shared = tmp_path / "shared"  # not sticky and world-writable: anyone can swap the folder below it
     shared.mkdir()
     shared.chmod(0o777)
-    rc, _, err = mm("simulate", models["a"], "--input", models["x"], "--output", tmp_path / "y.npy",
-                    cache=shared / "cache")
+    rc, _, err = mm(
+        "simulate", models["a"], "--input", models["x"], "--output", tmp_path / "y.npy", cache=shared / "cache"
+    )
     assert_refused(rc, err, str(shared), "writable")
 
 
 def test_new_cache_folders_are_private(models, reference, tmp_path):
-    sticky = tmp_path / "sticky"        # like /tmp: world-writable with the sticky bit is a fine parent
+    sticky = tmp_path / "sticky"  # like /tmp: world-writable with the sticky bit is a fine parent
     sticky.mkdir()
     sticky.chmod(0o1777)
     cache = sticky / "me" / "cache"
@@ -223,14 +237,42 @@ def test_xdg_cache_home_is_used_and_checked(models, reference, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MCU_MOT_CACHE"}
     env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
     y = tmp_path / "y.npy"
-    proc = subprocess.run([sys.executable, "-m", "mcu_mot", "simulate", str(models["a"]), "--input",
-                           str(models["x"]), "--output", str(y)], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mcu_mot",
+            "simulate",
+            str(models["a"]),
+            "--input",
+            str(models["x"]),
+            "--output",
+            str(y),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert np.array_equal(np.load(y), reference["a"])
     assert list((tmp_path / "xdg" / "mcu_mot" / "host").glob("*.so"))
     (tmp_path / "xdg" / "mcu_mot").chmod(0o777)
-    proc = subprocess.run([sys.executable, "-m", "mcu_mot", "simulate", str(models["a"]), "--input",
-                           str(models["x"]), "--output", str(y)], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mcu_mot",
+            "simulate",
+            str(models["a"]),
+            "--input",
+            str(models["x"]),
+            "--output",
+            str(y),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert_refused(proc.returncode, proc.stderr, str(tmp_path / "xdg" / "mcu_mot"), "writable")
 
 
@@ -238,19 +280,29 @@ def test_simulate_killed_at_random_moments_never_leaves_a_trusted_half_entry(mod
     """SIGKILL `mcu-mot simulate` 20 times at seeded random moments of a cold run (cache emptied each
     time, so the kill lands anywhere in compile + cache writes); the next run must be right."""
     import random
+
     rng = random.Random(1234)
     cache = tmp_path / "cache"
     y = tmp_path / "y.npy"
     env = dict(os.environ, MCU_MOT_CACHE=str(cache))
     env.pop("MCU_MOT_DEBUG", None)
-    cmd = [sys.executable, "-m", "mcu_mot", "simulate", str(models["a"]), "--input", str(models["x"]),
-           "--output", str(y)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mcu_mot",
+        "simulate",
+        str(models["a"]),
+        "--input",
+        str(models["x"]),
+        "--output",
+        str(y),
+    ]
     t0 = time.monotonic()
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     cold = time.monotonic() - t0
     for i in range(20):
         shutil.rmtree(cache / "host", ignore_errors=True)
-        if i % 4 == 3:       # an entry damaged earlier: this kill lands on its repair
+        if i % 4 == 3:  # an entry damaged earlier: this kill lands on its repair
             shutil.copytree(reference["cache-a"] / "host", cache / "host")
             lib, _ = entry(cache)
             lib.write_bytes(lib.read_bytes()[:1000])
@@ -263,10 +315,11 @@ def test_simulate_killed_at_random_moments_never_leaves_a_trusted_half_entry(mod
         assert proc.returncode == 0, (i, proc.stderr)
         assert np.array_equal(np.load(y), reference["a"]), i
     left = [p.name for p in (cache / "host").iterdir() if not p.name.startswith(".")]
-    assert {Path(n).suffix for n in left} == {".json", ".so"}, left     # temp files are dot files
+    assert {Path(n).suffix for n in left} == {".json", ".so"}, left  # temp files are dot files
 
 
 # ----------------------------------------------------------- build folders
+
 
 def _build(models, out, cache):
     return mm("build", models["a"], "-b", "qemu-mps2-an385", "-o", out, cache=cache)
@@ -321,6 +374,7 @@ def test_own_build_folder_under_a_sticky_folder_builds(models, tmp_path):
 
 def test_derived_folder_names_are_sanitized(tmp_path, monkeypatch):
     from mcu_mot.safedirs import default_build_dir, safe_name
+
     monkeypatch.setenv("MCU_MOT_CACHE", str(tmp_path / "cache"))
     for nasty in ("a;rm -rf ~|b", "$(touch x)", "`id`", "-rf", "..", "a b\nc", "x'\"*?<>&"):
         name = safe_name(nasty)
@@ -344,8 +398,18 @@ def test_run_default_build_folder_is_private_not_in_shared_tmp(models, tmp_path)
     planted = tmp / "mcu-mot-run" / "a-qemu-mps2-an385"
     plant_sconsign(planted, marker)
     tmp.chmod(0o1777)
-    rc, _, err = mm("run", models["a"], "-b", "qemu-mps2-an385", "--input", models["x"], "--output",
-                    tmp_path / "y.npy", cache=tmp_path / "cache", env={"TMPDIR": str(tmp)})
+    rc, _, err = mm(
+        "run",
+        models["a"],
+        "-b",
+        "qemu-mps2-an385",
+        "--input",
+        models["x"],
+        "--output",
+        tmp_path / "y.npy",
+        cache=tmp_path / "cache",
+        env={"TMPDIR": str(tmp)},
+    )
     assert rc == 0, err
     assert not marker.exists(), "run used the planted build folder"
     assert not (planted / "firmware.elf").exists()
@@ -360,8 +424,17 @@ def test_bench_default_build_folder_is_private_not_in_shared_tmp(models, tmp_pat
     marker = tmp_path / "UNPICKLED"
     planted = tmp / "mcu-mot-bench" / "a-qemu-mps2-an385-portable"
     plant_sconsign(planted, marker)
-    rc, _, err = mm("bench", models["a"], "-b", "qemu-mps2-an385", "--backend", "portable", "--no-check",
-                    cache=tmp_path / "cache", env={"TMPDIR": str(tmp)})
+    rc, _, err = mm(
+        "bench",
+        models["a"],
+        "-b",
+        "qemu-mps2-an385",
+        "--backend",
+        "portable",
+        "--no-check",
+        cache=tmp_path / "cache",
+        env={"TMPDIR": str(tmp)},
+    )
     assert rc == 0, err
     assert not marker.exists(), "bench used the planted build folder"
     built = [p for p in (tmp_path / "cache").rglob("firmware.elf") if p.parent.name != "obj"]
@@ -370,16 +443,18 @@ def test_bench_default_build_folder_is_private_not_in_shared_tmp(models, tmp_pat
 
 # ----------------------------------------------------------- the other caches
 
+
 def test_host_firmware_cache_rebuilds_a_damaged_or_planted_executable(models, tmp_path, monkeypatch):
     from mcu_mot.device.host import build_host_firmware
+
     monkeypatch.setenv("MCU_MOT_CACHE", str(tmp_path / "cache"))
     exe = build_host_firmware(models["a"])
     good = exe.read_bytes()
     assert (tmp_path / "cache").resolve() in exe.resolve().parents
-    exe.write_bytes(good[: len(good) // 2])                           # a kill mid-copy
+    exe.write_bytes(good[: len(good) // 2])  # a kill mid-copy
     assert build_host_firmware(models["a"]).read_bytes() == good
     marker = tmp_path / "RAN"
-    exe.write_text(f"#!/bin/sh\ntouch {marker}\n")                    # a planted program, same name
+    exe.write_text(f"#!/bin/sh\ntouch {marker}\n")  # a planted program, same name
     exe2 = build_host_firmware(models["a"])
     assert exe2.read_bytes() == good and not marker.exists()
     for meta in exe.parent.glob("*.json"):
@@ -389,7 +464,9 @@ def test_host_firmware_cache_rebuilds_a_damaged_or_planted_executable(models, tm
 
 def test_autotune_cost_cache_and_build_folders(models, tmp_path, monkeypatch):
     import tempfile
+
     from mcu_mot.flows import autotune
+
     cache = tmp_path / "cache"
     monkeypatch.setenv("MCU_MOT_CACHE", str(cache))
     seen = []
@@ -397,6 +474,7 @@ def test_autotune_cost_cache_and_build_folders(models, tmp_path, monkeypatch):
     def fake_profile(model_path, board, backend, build_dir, progress=None):
         seen.append(Path(build_dir))
         return {"total": 10, "unit": "instructions", "layers": {0: (10 if backend == "portable" else 5, backend)}}
+
     monkeypatch.setattr(autotune, "profile_layers", fake_profile)
     root = tmp_path / "cmsis"
     data = autotune.measure_costs(models["a"], "qemu-mps2-an386", root)
@@ -417,8 +495,10 @@ def test_autotune_cost_cache_and_build_folders(models, tmp_path, monkeypatch):
 
 
 def test_bench_model_cache_rebuilds_a_truncated_model(tmp_path, monkeypatch, models):
-    from mcu_mot.flows.bench import bench, models as bench_models
     import mcu_mot.optimize.tfquiet as tfquiet
+    from mcu_mot.flows.bench import bench
+    from mcu_mot.flows.bench import models as bench_models
+
     monkeypatch.setenv("MCU_MOT_CACHE", str(tmp_path / "cache"))
     good = models["a"].read_bytes()
     calls = []
@@ -428,11 +508,12 @@ def test_bench_model_cache_rebuilds_a_truncated_model(tmp_path, monkeypatch, mod
         out = Path(out_dir) / f"{name}_{mode}.tflite"
         out.write_bytes(good)
         return out
+
     monkeypatch.setattr(bench_models, "build_tflite", fake_build)
     monkeypatch.setattr(tfquiet, "import_tensorflow", lambda: None)
     ((_, _, path),) = bench.resolve_models(["ds_cnn"], ["int8"])
     assert path.read_bytes() == good and len(calls) == 1
     assert bench.resolve_models(["ds_cnn"], ["int8"])[0][2].read_bytes() == good and len(calls) == 1
-    path.write_bytes(good[:100])                                       # a kill mid-write
+    path.write_bytes(good[:100])  # a kill mid-write
     assert bench.resolve_models(["ds_cnn"], ["int8"])[0][2].read_bytes() == good and len(calls) == 2
     assert not bench.model_cache().stat().st_mode & 0o077

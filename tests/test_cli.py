@@ -1,5 +1,6 @@
 """The command line on good and bad input: one clear line, non-zero exit, no
 traceback, no half-written output; the deploy path never imports TensorFlow."""
+
 import json
 import os
 import subprocess
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from harness import assert_one_line_error, convert, keras_model, save
 
 
@@ -22,11 +22,13 @@ def mm(*args, env=None):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     import keras
+
     d = tmp_path_factory.mktemp("cli")
     m = keras_model(lambda x: keras.layers.Dense(4)(keras.layers.Dense(6, activation="relu")(x)), (10,))
     good = save(convert(m, "int8"), d, "good")
     fl = save(convert(m, "float"), d, "float")
     import tensorflow as tf
+
     inp = keras.Input((8,))
     sine = keras.layers.Lambda(lambda t: tf.math.sin(t), name="my_sine")(keras.layers.Dense(8)(inp))
     sin = keras.Model(inp, keras.layers.Dense(3)(sine))
@@ -47,8 +49,21 @@ def test_compile_writes_sources_and_report(models, tmp_path):
     assert (out / "model.c").exists() and (out / "model.h").exists()
     assert (out / "kernels" / "mm_fully_connected.c").exists()
     # the output directory is a self-contained C library: it compiles on its own
-    rc = subprocess.run(["cc", "-c", "-std=c99", "-Wall", "-Werror", f"-I{out / 'kernels'}", str(out / "model.c"),
-                         "-o", str(tmp_path / "model.o")], capture_output=True, text=True)
+    rc = subprocess.run(
+        [
+            "cc",
+            "-c",
+            "-std=c99",
+            "-Wall",
+            "-Werror",
+            f"-I{out / 'kernels'}",
+            str(out / "model.c"),
+            "-o",
+            str(tmp_path / "model.o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert rc.returncode == 0, rc.stderr
 
 
@@ -77,8 +92,12 @@ def test_missing_model(tmp_path):
 @pytest.mark.parametrize("kind", ["random", "truncated", "empty", "fake_header"])
 def test_malformed_model(models, tmp_path, kind):
     data = models["good"].read_bytes()
-    blob = {"random": os.urandom(2000), "truncated": data[: len(data) // 3], "empty": b"",
-            "fake_header": b"\x1c\x00\x00\x00TFL3" + os.urandom(500)}[kind]
+    blob = {
+        "random": os.urandom(2000),
+        "truncated": data[: len(data) // 3],
+        "empty": b"",
+        "fake_header": b"\x1c\x00\x00\x00TFL3" + os.urandom(500),
+    }[kind]
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(blob)
     rc, _, se = mm("compile", bad, "-o", tmp_path / "out")
@@ -103,8 +122,9 @@ def test_cmsis_nn_backend_without_path(models, tmp_path):
 
 
 def test_float_model_on_int8_backend(models, tmp_path):
-    rc, _, se = mm("compile", models["float"], "-o", tmp_path / "o", "--backend", "cmsis-nn",
-                   env={"CMSIS_NN_PATH": str(tmp_path)})
+    rc, _, se = mm(
+        "compile", models["float"], "-o", tmp_path / "o", "--backend", "cmsis-nn", env={"CMSIS_NN_PATH": str(tmp_path)}
+    )
     assert_one_line_error(rc, se, "float32", "int8")
 
 
@@ -124,9 +144,11 @@ def test_bad_simulate_input(models, tmp_path, bad):
 
 
 def test_deploy_path_does_not_import_tensorflow(models, tmp_path):
-    code = ("import sys; from mcu_mot.cli import main; "
-            f"rc = main(['compile', r'{models['good']}', '-o', r'{tmp_path / 'o'}']); "
-            "assert rc == 0; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; print('ok')")
+    code = (
+        "import sys; from mcu_mot.cli import main; "
+        f"rc = main(['compile', r'{models['good']}', '-o', r'{tmp_path / 'o'}']); "
+        "assert rc == 0; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; print('ok')"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
 
@@ -143,6 +165,9 @@ def test_optimize_bad_input_is_one_line(tmp_path, bad):
     if bad == "missing_calib":
         model.write_bytes(b"PK")
     rc, _, se = mm("optimize", model, "--quant", "int8", "--calib", calib, "-o", tmp_path / "o.tflite")
-    assert_one_line_error(rc, se, {"missing_model": "not found", "garbage_model": "m.keras",
-                                   "missing_calib": "calibration data not found"}[bad])
+    assert_one_line_error(
+        rc,
+        se,
+        {"missing_model": "not found", "garbage_model": "m.keras", "missing_calib": "calibration data not found"}[bad],
+    )
     assert not (tmp_path / "o.tflite").exists()

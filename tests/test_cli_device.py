@@ -2,17 +2,16 @@
 flash leaves QEMU running for profile/monitor until --stop, real boards go
 through their flash tool (a stand-in openocd on PATH: the one seam we cannot
 run here), and a silent port is one clear error."""
+
 import json
 import os
 import socket
 import stat
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-
 from harness import convert, keras_model, random_inputs, save, tflm_run
 
 pytestmark = pytest.mark.qemu
@@ -20,26 +19,47 @@ pytestmark = pytest.mark.qemu
 
 def mm(*args, env=None, timeout=600):
     e = dict(os.environ, **(env or {}))
-    proc = subprocess.run([sys.executable, "-m", "mcu_mot", *map(str, args)], capture_output=True, text=True,
-                          env=e, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcu_mot", *map(str, args)], capture_output=True, text=True, env=e, timeout=timeout
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     import keras
+
     L = keras.layers
-    m = keras_model(lambda x: L.Softmax()(L.Dense(5)(L.Flatten()(L.MaxPooling2D(2)(
-        L.DepthwiseConv2D(3, padding="same")(L.Conv2D(6, 3, activation="relu")(x)))))), (10, 9, 2))
+    m = keras_model(
+        lambda x: L.Softmax()(
+            L.Dense(5)(
+                L.Flatten()(
+                    L.MaxPooling2D(2)(L.DepthwiseConv2D(3, padding="same")(L.Conv2D(6, 3, activation="relu")(x)))
+                )
+            )
+        ),
+        (10, 9, 2),
+    )
     return save(convert(m, "int8"), tmp_path_factory.mktemp("dev"), "small")
 
 
 def test_run_on_qemu_matches_tflm(model, tmp_path):
     (x,) = random_inputs(model, 3, seed=5)
     np.save(tmp_path / "x.npy", x)
-    rc, out, err = mm("run", model, "-b", "qemu-mps2-an386", "--input", tmp_path / "x.npy",
-                      "--output", tmp_path / "y.npy", "--profile", tmp_path / "p.json",
-                      "--build-dir", tmp_path / "build")
+    rc, out, err = mm(
+        "run",
+        model,
+        "-b",
+        "qemu-mps2-an386",
+        "--input",
+        tmp_path / "x.npy",
+        "--output",
+        tmp_path / "y.npy",
+        "--profile",
+        tmp_path / "p.json",
+        "--build-dir",
+        tmp_path / "build",
+    )
     assert rc == 0, err
     y = np.load(tmp_path / "y.npy")
     (ref,) = tflm_run(model, [x])
@@ -80,7 +100,7 @@ def test_flash_real_board_uses_its_tool(model, tmp_path):
     fake = tmp_path / "bin"
     fake.mkdir()
     log = tmp_path / "openocd.args"
-    (fake / "openocd").write_text(f"#!/bin/sh\necho \"$@\" > {log}\n")
+    (fake / "openocd").write_text(f'#!/bin/sh\necho "$@" > {log}\n')
     (fake / "openocd").chmod(stat.S_IRWXU)
     rc, out, err = mm("flash", bdir, env={"PATH": f"{fake}:{os.environ['PATH']}"})
     assert rc == 0, err

@@ -1,17 +1,18 @@
 """The per-layer quantization debugger (mcu_mot.flows.debug): a planted outlier channel is found as
 the worst layer, JSON/HTML outputs, the model metric with labels, layer matching, errors, and the
 device path on QEMU giving the host's numbers."""
+
 import importlib.util
 import json
 import shutil
 
 import numpy as np
 import pytest
-
 from harness import convert, keras_model, save
+
 from mcu_mot.errors import MotError
-from mcu_mot.flows.demo import digits_dataset
 from mcu_mot.flows.debug import debug, print_table, write_json
+from mcu_mot.flows.demo import digits_dataset
 from mcu_mot.optimize.report_html import write_html
 
 N_CALIB = 120
@@ -25,6 +26,7 @@ def digits():
 def _cnn():
     import keras
     from keras import layers as L
+
     inp = keras.Input((8, 8, 1))
     x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv_a")(inp)
     x = L.Conv2D(16, 3, padding="same", activation="relu", name="outlier")(x)
@@ -41,6 +43,7 @@ def models(digits, tmp_path_factory):
     channel of layer 'outlier' scaled by 1000 and the next layer's weights for it divided by 1000, so the
     float model computes the same function while that activation's range grows a thousandfold."""
     import keras
+
     (xtr, ytr), (xte, yte) = digits
     keras.utils.set_random_seed(0)
     clean = _cnn()
@@ -49,7 +52,7 @@ def models(digits, tmp_path_factory):
     planted = keras.models.clone_model(clean)
     planted.set_weights(clean.get_weights())
     act = keras.Model(clean.inputs, clean.get_layer("outlier").output).predict(xtr[:200], verbose=0)
-    j = int(act.reshape(-1, act.shape[-1]).max(0).argmax())        # the busiest channel
+    j = int(act.reshape(-1, act.shape[-1]).max(0).argmax())  # the busiest channel
     k, b = planted.get_layer("outlier").get_weights()
     k[..., j] *= 1000.0
     b[j] *= 1000.0
@@ -61,10 +64,15 @@ def models(digits, tmp_path_factory):
 
     def rep():
         for i in range(100):
-            yield [xtr[i:i + 1]]
+            yield [xtr[i : i + 1]]
+
     d = tmp_path_factory.mktemp("debug")
-    return (clean, save(convert(clean, "int8", rep=rep), d, "clean"),
-            planted, save(convert(planted, "int8", rep=rep), d, "planted"))
+    return (
+        clean,
+        save(convert(clean, "int8", rep=rep), d, "clean"),
+        planted,
+        save(convert(planted, "int8", rep=rep), d, "planted"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,27 +112,49 @@ def test_json_keys_and_sort_order(planted_result, clean_result, tmp_path):
         p = write_json(res, tmp_path / "dbg.json")
         data = json.loads(p.read_text())
         layers = data["layers"]
-        assert len(layers) == 7                # the input + 6 kernel calls (Flatten is an alias, no kernel)
+        assert len(layers) == 7  # the input + 6 kernel calls (Flatten is an alias, no kernel)
         for r in layers:
-            for key in ("name", "op", "rmse", "max_abs_err", "snr_db", "scale", "zero_point", "float_min",
-                        "float_max", "score", "local_rmse", "local_snr_db", "channel_nrmse", "keras_layers",
-                        "tensor", "index"):
+            for key in (
+                "name",
+                "op",
+                "rmse",
+                "max_abs_err",
+                "snr_db",
+                "scale",
+                "zero_point",
+                "float_min",
+                "float_max",
+                "score",
+                "local_rmse",
+                "local_snr_db",
+                "channel_nrmse",
+                "keras_layers",
+                "tensor",
+                "index",
+            ):
                 assert key in r, key
         scores = [r["score"] for r in layers]
         assert scores == sorted(scores, reverse=True)
-        assert {r["name"] for r in layers if r["op"] != "INPUT"} == {"conv_a", "outlier", "conv_c", "pool", "dense",
-                                                                    "probs"}
+        assert {r["name"] for r in layers if r["op"] != "INPUT"} == {
+            "conv_a",
+            "outlier",
+            "conv_c",
+            "pool",
+            "dense",
+            "probs",
+        }
         assert data["sorted_by"] == "score" and data["samples"] == N_CALIB and data["mode"] == "int8"
         assert data["where"] == "host" and data["unmatched"] == []
-    assert "model_metric" not in json.loads((tmp_path / "dbg.json").read_text())     # clean: no labels
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]               # atomic: no leftovers
+    assert "model_metric" not in json.loads((tmp_path / "dbg.json").read_text())  # clean: no labels
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # atomic: no leftovers
     dense = _row(clean_result, "dense")
-    assert dense["keras_layers"] == ["flat", "dense"]          # Flatten is a RESHAPE alias, recomputed with dense
+    assert dense["keras_layers"] == ["flat", "dense"]  # Flatten is a RESHAPE alias, recomputed with dense
 
 
 def test_html_report(planted_result, tmp_path):
     import base64
     import re
+
     p = write_html(planted_result, tmp_path / "report.html")
     page = p.read_text()
     m = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
@@ -137,6 +167,7 @@ def test_html_report(planted_result, tmp_path):
 
 def test_metric_with_labels(planted_result, models, digits):
     from mcu_mot.device.simulator import simulate
+
     _, _, planted, path = models
     (_, _), (xte, yte) = digits
     x, y = xte[:N_CALIB], yte[:N_CALIB]
@@ -144,10 +175,11 @@ def test_metric_with_labels(planted_result, models, digits):
     assert m["metric"] == "accuracy" and m["samples"] == N_CALIB
     assert m["float"] == pytest.approx(np.mean(planted.predict(x, verbose=0).argmax(-1) == y))
     from mcu_mot.ir import read_tflite
+
     s, z = read_tflite(path).inputs[0].quant.single()
     xq = np.clip(np.round(x / s) + z, -128, 127).astype(np.int8)
     assert m["quantized"] == pytest.approx(np.mean(simulate(path, xq)[0].argmax(-1) == y))
-    assert m["float"] > 0.85 and m["quantized"] < m["float"] - 0.3      # the outlier costs the accuracy
+    assert m["float"] > 0.85 and m["quantized"] < m["float"] - 0.3  # the outlier costs the accuracy
     if importlib.util.find_spec("mcu_mot.optimize.ptq") is None:
         assert m["exclusions"] is None and "ptq" in m["exclusions_note"]
     else:
@@ -155,8 +187,11 @@ def test_metric_with_labels(planted_result, models, digits):
         # the outlier tensor out of int8, and gives the accuracy back
         alone, readers = m["exclusions"]
         assert (alone["layer"], alone["variant"], alone["exclude"]) == ("outlier", "layer", "^(outlier)$")
-        assert (readers["layer"], readers["variant"], readers["exclude"]) == \
-               ("outlier", "with_readers", "^(outlier|conv_c)$")
+        assert (readers["layer"], readers["variant"], readers["exclude"]) == (
+            "outlier",
+            "with_readers",
+            "^(outlier|conv_c)$",
+        )
         assert readers["gain"] > 0.3 and readers["quantized"] > m["float"] - 0.05
         assert readers["gain"] > alone["gain"]
         assert _row(planted_result, "outlier")["readers"] == ["conv_c"]
@@ -177,14 +212,15 @@ def test_matching_fused_layers_default_names_and_float_io(tmp_path, digits):
         x = L.Add()([y, z])
         x = L.GlobalAveragePooling2D()(x)
         return L.Dense(10)(x)
+
     model = keras_model(net, (8, 8, 1))
     xtr = digits[0][0]
-    path = save(convert(model, "int8", rep=lambda: ([xtr[i:i + 1]] for i in range(50)), io_float=True), tmp_path)
+    path = save(convert(model, "int8", rep=lambda: ([xtr[i : i + 1]] for i in range(50)), io_float=True), tmp_path)
     res = debug(model, path, digits[1][0][:16])
     names = {layer.name for layer in model.layers}
     by_index = {r["index"]: r for r in res["layers"]}
     ops = [(r["op"], r["name"], r["keras_layers"]) for _, r in sorted(by_index.items())]
-    conv = sorted(n for n in names if n.startswith("conv2d"))     # conv2d, conv2d_1, conv2d_2 (numbering may vary)
+    conv = sorted(n for n in names if n.startswith("conv2d"))  # conv2d, conv2d_1, conv2d_2 (numbering may vary)
     bn = next(n for n in names if n.startswith("batch_norm"))
     relu = next(n for n in names if n.startswith("re_lu"))
     inp = model.layers[0].name
@@ -203,6 +239,7 @@ def test_selective_and_mixed_models(digits, tmp_path):
     """Float layers (--exclude) and int16 layers in an int8 model (--int16): the QUANTIZE ops at the
     borders are rows of their own (requantization error), not charged to the layer reading them."""
     from keras import layers as L
+
     from mcu_mot.optimize.ptq import quantize
 
     def net(x):
@@ -210,6 +247,7 @@ def test_selective_and_mixed_models(digits, tmp_path):
         x = L.Conv2D(8, 3, padding="same", activation="relu", name="c2")(x)
         x = L.GlobalAveragePooling2D(name="gap")(x)
         return L.Dense(10, name="d")(x)
+
     model = keras_model(net, (8, 8, 1))
     (xtr, _), (xte, _) = digits
     p = tmp_path / "m.tflite"
@@ -257,8 +295,14 @@ def test_keras_file_and_progress(models, digits, tmp_path):
     clean.save(tmp_path / "clean.keras")
     np.save(tmp_path / "calib.npy", digits[1][0][:40])
     calls = []
-    res = debug(tmp_path / "clean.keras", path, tmp_path / "calib.npy", batch_size=16, max_samples=33,
-                progress=lambda d, t, s="": calls.append((d, t)))
+    res = debug(
+        tmp_path / "clean.keras",
+        path,
+        tmp_path / "calib.npy",
+        batch_size=16,
+        max_samples=33,
+        progress=lambda d, t, s="": calls.append((d, t)),
+    )
     assert res["model"] == "clean" and res["samples"] == 33
     assert (33, 33) in calls and (16, 33) in calls
     assert res["layers"][0]["name"] == _row(res, res["layers"][0]["name"])["name"]
@@ -266,7 +310,8 @@ def test_keras_file_and_progress(models, digits, tmp_path):
 
 needs_qemu = pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="qemu-system-arm or arm-none-eabi-gcc is not installed")
+    reason="qemu-system-arm or arm-none-eabi-gcc is not installed",
+)
 
 
 @pytest.mark.qemu

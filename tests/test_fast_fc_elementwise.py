@@ -4,13 +4,12 @@ with TFLite Micro, on the host (isa plain and dsp, DSP instructions emulated) an
 
 Shapes cover the blocked weight layouts' edges: in_depth not a multiple of 4 / 8 / 16, out_depth
 not a multiple of 4 (rows left over), batches > 1, int16 sums longer than one int32 chunk."""
+
 from __future__ import annotations
 
-
+import harness
 import numpy as np
 import pytest
-
-import harness
 
 needs_tools = harness.needs_qemu_tools
 
@@ -19,13 +18,17 @@ BOARDS = ["qemu-mps2-an386", "qemu-mps3-an547"]
 
 def _layers():
     import keras
+
     return keras.layers
 
 
 def _build(tmp_path, fn, shape, mode, name, lo=-1.0, hi=1.0, seed=0):
     model = harness.keras_model(fn, shape, seed=seed)
-    return harness.save(harness.convert(model, mode, rep=harness.representative(shape, lo, hi, seed), seed=seed),
-                        tmp_path, f"{name}_{mode}")
+    return harness.save(
+        harness.convert(model, mode, rep=harness.representative(shape, lo, hi, seed), seed=seed),
+        tmp_path,
+        f"{name}_{mode}",
+    )
 
 
 # ------------------------------------------------------------------ FULLY_CONNECTED
@@ -38,6 +41,7 @@ def fc_chain(widths, acts=None):
             act = (acts or {}).get(i)
             x = L.Dense(w, activation=act, name=f"fc{i}_{w}")(x)
         return x
+
     return fn
 
 
@@ -45,7 +49,7 @@ FC_CASES = {
     # name: (input shape, widths, activations, rep range)
     "odd": ((37,), [5, 17, 3, 4, 1, 6], {1: "relu"}, (-1.0, 1.0)),
     "wide": ((530,), [12, 9, 64, 2], {0: "relu"}, (-1.0, 1.0)),
-    "long": ((1030,), [10, 16], None, (0.0, 3.0)),           # int16: two int32 chunks; zp -128
+    "long": ((1030,), [10, 16], None, (0.0, 3.0)),  # int16: two int32 chunks; zp -128
     "skewed": ((21,), [8, 7], {0: "relu6"}, (-2.0, 0.05)),  # extreme zero point, relu6
     "tiny": ((1,), [3, 4], None, (-1.0, 1.0)),
 }
@@ -64,6 +68,7 @@ def test_fc_host(tmp_path, case, mode):
 def test_fc_layout_roundtrip():
     """Each blocked layout holds every weight exactly once (plus mve zero padding)."""
     from mcu_mot.codegen.ops.fully_connected import fc_blocked_layout
+
     rng = np.random.default_rng(0)
     for out_d, in_d in [(1, 1), (4, 4), (5, 17), (7, 33), (12, 64), (3, 9)]:
         w = rng.integers(-128, 128, (out_d, in_d)).astype(np.int8)
@@ -101,6 +106,7 @@ def addsub_model(n, relu=False, sub=False, bcast=False):
             b = L.Reshape((n, 1), name="col_b")(b)
         y = L.Subtract(name="sub")([a, b]) if sub else L.Add(name="add")([a, b])
         return L.ReLU(name="relu")(y) if relu else y
+
     return fn
 
 
@@ -136,7 +142,10 @@ def test_addsub_device(tmp_path, board, mode):
         b = L.Lambda(lambda t: t * 0.3, name="sb")(L.Dense(39, name="db")(x))
         s = L.Add(name="add")([a, b])
         d = L.Subtract(name="sub")([b, L.ReLU(name="r")(s)])
-        return L.Add(name="add2")([L.Reshape((1, 39), name="ra")(d), L.Reshape((3, 1), name="rb")(L.Dense(3, name="d3")(x))])
+        return L.Add(name="add2")(
+            [L.Reshape((1, 39), name="ra")(d), L.Reshape((3, 1), name="rb")(L.Dense(3, name="d3")(x))]
+        )
+
     path = _build(tmp_path, fn, (6,), mode, "add_dev", -1.0, 2.0)
     harness.assert_device_bit_exact(path, board, tmp_path / "build")
 
@@ -162,6 +171,7 @@ def test_avg_pool_host(tmp_path, case, mode):
 
     def fn(x):
         return L.AveragePooling2D(size, strides=strides, padding=padding, name="pool")(x)
+
     path = _build(tmp_path, fn, shape, mode, f"pool_{case}", -1.0, 0.3)
     inputs = harness.random_inputs(path, 3, seed=3)
     for isa in ("plain", "dsp"):
@@ -177,5 +187,6 @@ def test_avg_pool_device(tmp_path, board):
     def fn(x):
         a = L.AveragePooling2D((3, 3), strides=(2, 2), padding="same", name="p1")(x)
         return L.AveragePooling2D((4, 3), name="p2")(L.Conv2D(37, 1, name="c1")(a))
+
     path = _build(tmp_path, fn, (8, 6, 21), "int8", "pool_dev", -1.0, 0.3)
     harness.assert_device_bit_exact(path, board, tmp_path / "build")

@@ -1,5 +1,6 @@
 """mcu_mot.fileio.load_arrays: the one loader of user .npy/.npz files (inputs, calibration
 data, labels, QAT data): plain arrays only, pickles never loaded, one-line errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +26,7 @@ def test_npy_and_npz(tmp_path):
     assert np.array_equal(load_arrays(tmp_path / "a.npy"), a)
     np.savez(tmp_path / "z.npz", second=a * 2, first=a)
     got = load_arrays(tmp_path / "z.npz")
-    assert isinstance(got, dict) and list(got) == ["second", "first"]      # file order
+    assert isinstance(got, dict) and list(got) == ["second", "first"]  # file order
     assert np.array_equal(got["first"], a) and np.array_equal(got["second"], a * 2)
 
 

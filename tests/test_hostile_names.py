@@ -9,6 +9,7 @@ if it were ever compiled as code. Each model must compile and run bit-exactly ag
 TFLite Micro reference with no marker file, or (custom ops, which nothing can run) be
 refused with one line.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,17 +21,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from harness import _assert_same, convert, keras_model, random_inputs, tflm_run
 
-from mcu_mot.resources import DATA_ROOT as ROOT
 from mcu_mot.errors import MotError
+from mcu_mot.resources import DATA_ROOT as ROOT
 from mcu_mot.safetext import MAX_NAME, c_text, check_c_fragment, clean_name
 
-needs_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                               reason="arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi)")
-needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-                                reason="qemu-system-arm or arm-none-eabi-gcc is not installed")
+needs_gcc = pytest.mark.skipif(
+    shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi)"
+)
+needs_qemu = pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+    reason="qemu-system-arm or arm-none-eabi-gcc is not installed",
+)
 
 CUSTOM = 32  # BuiltinOperator.CUSTOM
 
@@ -54,8 +57,8 @@ def payloads(marker: Path) -> dict:
         "trigraphs": b"??= ??/ ??' ??( ??) ??! ??< ??> ??- ???/",
         "digraphs": b"<: :> <% %> %: %:%: %:include <stdio.h>",
         "line_splice": b"tail\\\n\\\r\nx\\",
-        "directives": b"x\n#include \"/etc/passwd\"\n#define model_invoke exit\n#error boom\n",
-        "quotes": b"\" ' \\\" \\' \"\"",
+        "directives": b'x\n#include "/etc/passwd"\n#define model_invoke exit\n#error boom\n',
+        "quotes": b'" \' \\" \\\' ""',
         "nul_bytes": b"a\x00b\x00\x00",
         "long_100k": b"A" * 100_000,
         "long_closers": b"*/??/\n" * 20_000,
@@ -81,6 +84,7 @@ def base(tmp_path_factory):
         b = L.DepthwiseConv2D(3, padding="same")(a)
         c = L.MaxPooling2D(2)(L.Add()([a, b]))
         return L.Softmax()(L.Dense(5)(L.Flatten()(c)))
+
     d = tmp_path_factory.mktemp("hostile")
     return convert(keras_model(net, (6, 6, 2), seed=3), "int8"), d
 
@@ -91,6 +95,7 @@ def rewrite(data: bytes, name: bytes | None = None, custom: bytes | None = None)
     a custom op of that code."""
     import flatbuffers
     from tensorflow.lite.python import schema_py_generated as S
+
     m = S.ModelT.InitFromObj(S.Model.GetRootAsModel(data, 0))
     if name is not None:
         for sg in m.subgraphs:
@@ -158,7 +163,7 @@ def assert_safe_c(text: str):
     line splice anywhere, and outside comments and literals none of the payloads' words."""
     assert all(c == "\n" or " " <= c <= "~" for c in text), "non-ASCII or control character in generated C"
     assert "??" not in text and "\\\n" not in text and "%:" not in text
-    code = re.sub(r"\bmm[wp]_\w+", "mm_ident", _code_only(text))   # identifiers from (sanitized) hints
+    code = re.sub(r"\bmm[wp]_\w+", "mm_ident", _code_only(text))  # identifiers from (sanitized) hints
     for bad in ("system", "pwned", "passwd", "boom", "{{", "{%", "<:", "<%"):
         assert bad not in code, bad
     for line in code.splitlines():
@@ -174,10 +179,12 @@ def assert_one_line(msg: str):
 
 # ---------------------------------------------------------------- names: compile and run exactly
 
+
 @pytest.mark.parametrize("kind", list(payloads(Path("/x"))))
 def test_hostile_names_run_bit_exact(base, tmp_path, kind):
     from mcu_mot.codegen.compile import generate
     from mcu_mot.device.simulator import simulate
+
     data, _ = base
     marker = tmp_path / MARKER_NAME
     path = _write(tmp_path, rewrite(data, payloads(marker)[kind]))
@@ -188,7 +195,7 @@ def test_hostile_names_run_bit_exact(base, tmp_path, kind):
     ours = simulate(path, inputs)
     _assert_same(ours, tflm_run(path, inputs))
     assert not marker.exists(), "a name was compiled as code"
-    for layer in compiled.report["layers"]:       # report names: printable, one line, bounded
+    for layer in compiled.report["layers"]:  # report names: printable, one line, bounded
         assert_one_line(layer["name"])
         assert len(layer["name"]) <= MAX_NAME + 20
 
@@ -198,11 +205,14 @@ def test_hostile_file_name(base, tmp_path, monkeypatch):
     name, so no comment closer: quotes, newlines, trigraphs, shell and template syntax)."""
     from mcu_mot.codegen.compile import generate
     from mcu_mot.device.simulator import simulate
+
     data, _ = base
     monkeypatch.chdir(tmp_path)
     marker = tmp_path / MARKER_NAME
-    stem = (f"m* ??= ??' ??- \n#define MODEL_HASH 0\n\"q' $(touch {MARKER_NAME}) `touch {MARKER_NAME}` %: <: "
-            "{{7*7}} {% if 1 %} \x1b[0m \u202e \\")
+    stem = (
+        f"m* ??= ??' ??- \n#define MODEL_HASH 0\n\"q' $(touch {MARKER_NAME}) `touch {MARKER_NAME}` %: <: "
+        "{{7*7}} {% if 1 %} \x1b[0m \u202e \\"
+    )
     assert "/" not in stem and len(stem.encode()) < 240
     path = _write(tmp_path / "d", data, stem)
     files = generate(path).files
@@ -229,10 +239,22 @@ def test_cli_simulate_hostile_names(base, tmp_path):
 
 # ---------------------------------------------------------------- custom op codes: one line
 
-@pytest.mark.parametrize("kind", ["comment_closer_newline", "trigraph_splice_system", "ansi_escapes", "long_100k",
-                                  "invalid_utf8", "nul_bytes", "format_markup"])
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "comment_closer_newline",
+        "trigraph_splice_system",
+        "ansi_escapes",
+        "long_100k",
+        "invalid_utf8",
+        "nul_bytes",
+        "format_markup",
+    ],
+)
 def test_hostile_custom_op_is_refused_in_one_line(base, tmp_path, kind):
     from mcu_mot.codegen.compile import generate
+
     data, _ = base
     marker = tmp_path / MARKER_NAME
     path = _write(tmp_path, rewrite(data, custom=payloads(marker)[kind]))
@@ -251,6 +273,7 @@ def test_hostile_custom_op_is_refused_in_one_line(base, tmp_path, kind):
 def test_hostile_names_and_custom_op_with_hostile_names(base, tmp_path):
     """An unsupported op whose tensors carry a hostile name: the error names them on one line."""
     from mcu_mot.codegen.compile import generate
+
     data, _ = base
     path = _write(tmp_path, rewrite(data, b"\x1b[31m*/\n#define x\r\n", custom=b"My\nOp"))
     with pytest.raises(MotError) as exc:
@@ -261,10 +284,25 @@ def test_hostile_names_and_custom_op_with_hostile_names(base, tmp_path):
 
 # ---------------------------------------------------------------- the generated C itself: warnings are errors
 
+
 def _compile_c(cc: list, folder: Path, flags: list):
-    r = subprocess.run([*cc, *flags, "-Wall", "-Wtrigraphs", "-Werror",
-                        f"-I{ROOT / 'firmware' / 'kernels'}", f"-I{folder}", "-c", str(folder / "model.c"),
-                        "-o", str(folder / "model.o")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            *cc,
+            *flags,
+            "-Wall",
+            "-Wtrigraphs",
+            "-Werror",
+            f"-I{ROOT / 'firmware' / 'kernels'}",
+            f"-I{folder}",
+            "-c",
+            str(folder / "model.c"),
+            "-o",
+            str(folder / "model.o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
 
 
@@ -272,6 +310,7 @@ def test_generated_c_builds_with_werror_on_host(base, tmp_path):
     """-Werror -Wtrigraphs with trigraphs on (-std=c99) and off (-std=gnu99): no trigraph, no
     splice, no stray comment in any of the hostile models."""
     from mcu_mot.codegen.compile import generate
+
     data, _ = base
     cc = os.environ.get("CC", "cc")
     for kind, name in payloads(tmp_path / MARKER_NAME).items():
@@ -287,6 +326,7 @@ def test_generated_c_builds_with_werror_on_host(base, tmp_path):
 @needs_gcc
 def test_generated_c_builds_with_werror_for_cortex_m4(base, tmp_path):
     from mcu_mot.codegen.compile import generate
+
     data, _ = base
     for kind in ("trigraph_splice_system", "directives", "long_closers", "invalid_utf8"):
         folder = tmp_path / kind
@@ -294,13 +334,17 @@ def test_generated_c_builds_with_werror_for_cortex_m4(base, tmp_path):
         for fname, text in generate(path, "portable", "qemu-mps2-an386").files.items():
             (folder / fname).write_text(text)
         for std in ("-std=c99", "-std=gnu11"):
-            _compile_c(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
-                       folder, [std])
+            _compile_c(
+                ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+                folder,
+                [std],
+            )
 
 
 @needs_gcc
 def test_firmware_build_of_hostile_model(base, tmp_path):
     from mcu_mot.fwbuild import build
+
     data, _ = base
     marker = tmp_path / MARKER_NAME
     path = _write(tmp_path, rewrite(data, payloads(marker)["trigraph_splice_system"]), "m*??= x\n$(touch x)")
@@ -317,6 +361,7 @@ def test_firmware_build_of_hostile_model(base, tmp_path):
 def test_hostile_model_on_qemu_bit_exact(base, tmp_path):
     """The firmware runs the hostile model exactly, and its INFO/LAYER_INFO names are plain ASCII."""
     from harness import device_run
+
     data, _ = base
     marker = tmp_path / MARKER_NAME
     path = _write(tmp_path, rewrite(data, payloads(marker)["trigraph_splice_system"]))
@@ -330,10 +375,22 @@ def test_hostile_model_on_qemu_bit_exact(base, tmp_path):
 
 # ---------------------------------------------------------------- the sanitizers themselves
 
+
 def test_clean_name_is_printable_bounded_and_one_to_one():
     raws = [v for v in payloads(Path("/m")).values()] + [
-        b"a\\x00", b"a\x00", b"\xff", b"\\xff", "\u00ff".encode(), b"\x85", "\u0085".encode(), b"x" * MAX_NAME,
-        b"x" * (MAX_NAME + 1), b"x" * (MAX_NAME + 2), b"model/conv2d/Relu;model/conv2d/BiasAdd", b"StatefulPartitionedCall:0"]
+        b"a\\x00",
+        b"a\x00",
+        b"\xff",
+        b"\\xff",
+        "\u00ff".encode(),
+        b"\x85",
+        "\u0085".encode(),
+        b"x" * MAX_NAME,
+        b"x" * (MAX_NAME + 1),
+        b"x" * (MAX_NAME + 2),
+        b"model/conv2d/Relu;model/conv2d/BiasAdd",
+        b"StatefulPartitionedCall:0",
+    ]
     cleaned = [clean_name(r, "fallback") for r in raws]
     assert len(set(cleaned)) == len(set(raws))
     for c in cleaned:
@@ -348,25 +405,30 @@ def test_c_text_whitelist():
         s = c_text(clean_name(raw))
         assert re.fullmatch(r"[A-Za-z0-9 _\-.,:;/+=()@]*", s) and len(s) <= 200
         check_c_fragment(s)
-    for bad in ("a\"b", "a'b", "a\\", "??=", "/* x", "x */", "// c", "#x", "%:", "a\rb", "\x00", "\u00e9"):
+    for bad in ('a"b', "a'b", "a\\", "??=", "/* x", "x */", "// c", "#x", "%:", "a\rb", "\x00", "\u00e9"):
         with pytest.raises(ValueError):
             check_c_fragment(bad)
 
 
 def test_context_identifiers_come_from_sanitized_hints():
     from mcu_mot.codegen.lowering import LoweringContext
+
     ctx = LoweringContext()
-    names = [ctx.array(clean_name(raw) + "_w", np.arange(i + 1, dtype=np.int8))
-             for i, raw in enumerate(payloads(Path("/m")).values())]
-    names += [ctx.struct(clean_name(raw) + "_p", "mm_x_params", {"size": 1})[1:]
-              for raw in payloads(Path("/m")).values()]
+    names = [
+        ctx.array(clean_name(raw) + "_w", np.arange(i + 1, dtype=np.int8))
+        for i, raw in enumerate(payloads(Path("/m")).values())
+    ]
+    names += [
+        ctx.struct(clean_name(raw) + "_p", "mm_x_params", {"size": 1})[1:] for raw in payloads(Path("/m")).values()
+    ]
     assert len(set(names)) == len(names)
     for n in names:
         assert re.fullmatch(r"mm[wp]_[A-Za-z_][A-Za-z0-9_]{0,45}", n), n
     with pytest.raises(MotError):
         ctx.struct("x", "mm_x_params", {"lut": "mmw_a /* */"})
     from mcu_mot.codegen.lowering import c_float
-    assert c_float(float("nan")) == "NAN"      # a model's NaN parameter is a constant, not a call
+
+    assert c_float(float("nan")) == "NAN"  # a model's NaN parameter is a constant, not a call
 
 
 # ---------------------------------------------------------------- reports and regexes
@@ -377,11 +439,32 @@ TAGS = ("<script>", "<img src", "<marquee>", "\x1b")
 
 def test_profile_html_escapes_names(tmp_path):
     from mcu_mot.device import profile as PR
-    prof = {"board": "b<", "model": HOSTILE_DISPLAY, "unit": "instructions", "total": 100, "runs": 1,
-            "total_min": 100, "total_max": 100, "layers_sum": 90, "overhead": 10, "macs": 5, "macs_per_unit": 0.05,
-            "calibration": {"method": "m<marquee>"},
-            "layers": [{"index": 0, "name": HOSTILE_DISPLAY, "op": "CUSTOM:<marquee>", "count": 90, "share": 0.9,
-                        "macs": 5, "macs_per_unit": 0.05}]}
+
+    prof = {
+        "board": "b<",
+        "model": HOSTILE_DISPLAY,
+        "unit": "instructions",
+        "total": 100,
+        "runs": 1,
+        "total_min": 100,
+        "total_max": 100,
+        "layers_sum": 90,
+        "overhead": 10,
+        "macs": 5,
+        "macs_per_unit": 0.05,
+        "calibration": {"method": "m<marquee>"},
+        "layers": [
+            {
+                "index": 0,
+                "name": HOSTILE_DISPLAY,
+                "op": "CUSTOM:<marquee>",
+                "count": 90,
+                "share": 0.9,
+                "macs": 5,
+                "macs_per_unit": 0.05,
+            }
+        ],
+    }
     PR.write_html(prof, tmp_path / "p.html")
     page = (tmp_path / "p.html").read_text()
     assert not [t for t in TAGS if t in page]
@@ -389,21 +472,40 @@ def test_profile_html_escapes_names(tmp_path):
 
 def test_debug_html_escapes_names(tmp_path):
     from mcu_mot.optimize.report_html import write_html
-    row = {"index": 0, "name": HOSTILE_DISPLAY, "op": "CUSTOM:<marquee>", "score": 0.1, "rmse": 0.1, "max_abs_err": 0.2,
-           "snr_db": 20.0, "nrmse": 0.1, "scale": 0.1, "zero_point": 0, "float_min": -1.0, "float_max": 1.0,
-           "keras_layers": [HOSTILE_DISPLAY]}
-    result = {"layers": [row], "tflite": "<marquee>x.tflite", "model": "$\\foo$", "samples": 4,
-              "unmatched": [{"index": 1, "op": "<marquee>", "name": HOSTILE_DISPLAY}]}
+
+    row = {
+        "index": 0,
+        "name": HOSTILE_DISPLAY,
+        "op": "CUSTOM:<marquee>",
+        "score": 0.1,
+        "rmse": 0.1,
+        "max_abs_err": 0.2,
+        "snr_db": 20.0,
+        "nrmse": 0.1,
+        "scale": 0.1,
+        "zero_point": 0,
+        "float_min": -1.0,
+        "float_max": 1.0,
+        "keras_layers": [HOSTILE_DISPLAY],
+    }
+    result = {
+        "layers": [row],
+        "tflite": "<marquee>x.tflite",
+        "model": "$\\foo$",
+        "samples": 4,
+        "unmatched": [{"index": 1, "op": "<marquee>", "name": HOSTILE_DISPLAY}],
+    }
     write_html(result, tmp_path / "d.html")
     page = (tmp_path / "d.html").read_text()
     assert not [t for t in TAGS if t in page]
 
 
-@pytest.mark.parametrize("pattern", ["(" * 100_000 + ")" * 100_000, "a{99999999999}", "x\n(", "\x1b[31m[",
-                                     "(?P<"])
+@pytest.mark.parametrize("pattern", ["(" * 100_000 + ")" * 100_000, "a{99999999999}", "x\n(", "\x1b[31m[", "(?P<"])
 def test_bad_layer_regex_is_one_line(pattern):
     import keras
+
     from mcu_mot.optimize.selective import match_layers
+
     model = keras_model(lambda x: keras.layers.Dense(2, name="dense")(x), (3,))
     with pytest.raises(MotError) as exc:
         match_layers(model, pattern, "--exclude")

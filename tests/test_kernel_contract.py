@@ -12,6 +12,7 @@ Every portable kernel that takes scratch declares, in its header, the C size fun
   - lowering 200 random ops per op family and level (tails, 1x1, strides, padding, dilation, depth
     multipliers) gives every scratch call exactly the C size of the op's own shape.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -22,16 +23,16 @@ import numpy as np
 import pytest
 
 import mcu_mot.codegen.ops  # noqa: F401  (registers the lowerings and their scratch sizes)
-from mcu_mot.errors import MotError
-from mcu_mot.resources import KERNELS
-from mcu_mot.fwbuild.sanitize import host_cflags
 from mcu_mot.codegen import lowering
 from mcu_mot.codegen.lowering import ISA_LEVELS, SCRATCH, Call, LoweringContext, lower_op, scratch_sizes
-from mcu_mot.ir.graph import Op, Quant, Tensor
 from mcu_mot.device.simulator import host_compiler
+from mcu_mot.errors import MotError
+from mcu_mot.fwbuild.sanitize import host_cflags
+from mcu_mot.ir.graph import Op, Quant, Tensor
+from mcu_mot.resources import KERNELS
 
 N_SHAPES = 200
-HOST_LEVELS = ("plain", "dsp")        # the levels a host library can be built at
+HOST_LEVELS = ("plain", "dsp")  # the levels a host library can be built at
 
 
 # ------------------------------------------------------------- the C side, parsed
@@ -53,8 +54,7 @@ def _size_declarations() -> dict[str, tuple[tuple, tuple, str]]:
     """kernel -> (arguments of _get_buffer_size, arguments of _get_buffer_size_isa after isa, header)."""
     decl = {}
     for name, text in _headers().items():
-        for fn, suffix, params in re.findall(r"\bint32_t\s+(mm_\w+?)_get_buffer_size(_isa)?\s*\(([^;{)]*)\)\s*;",
-                                             text):
+        for fn, suffix, params in re.findall(r"\bint32_t\s+(mm_\w+?)_get_buffer_size(_isa)?\s*\(([^;{)]*)\)\s*;", text):
             args = tuple(re.fullmatch(r"\s*int32_t\s+(\w+)\s*", a).group(1) for a in params.split(","))
             plain, isa, _ = decl.get(fn, (None, None, name))
             if suffix:
@@ -85,16 +85,19 @@ def test_every_scratch_kernel_has_both_size_functions_and_a_registered_twin():
 def test_lower_op_refuses_scratch_outside_the_contract(monkeypatch):
     t = Tensor(0, "x", (1, 4), "int8")
     op = Op(0, "MM_TEST_OP", [t], [Tensor(1, "y", (1, 4), "int8")])
-    for call in (Call("mm_unregistered_s8", ["&p", t, SCRATCH], "mm_x.h", scratch_bytes=16),
-                 Call("mm_unregistered_s8", ["&p", t, SCRATCH], "mm_x.h", scratch_shape=dict(n=4)),
-                 Call("mm_depthwise_conv_s8", ["&p", t, SCRATCH], "mm_x.h"),                   # no shape
-                 Call("mm_depthwise_conv_s8", ["&p", t, SCRATCH], "mm_x.h", scratch_shape=dict(out_c=4),
-                      scratch_bytes=16),                                                      # bytes by hand
-                 Call("mm_depthwise_conv_s8", ["&p", t], "mm_x.h", scratch_shape=dict(out_c=4)),  # no SCRATCH
-                 Call("mm_depthwise_conv_3x3_s8", ["&p", t, SCRATCH], "mm_x.h", scratch_shape=dict(in_c=4))):
+    for call in (
+        Call("mm_unregistered_s8", ["&p", t, SCRATCH], "mm_x.h", scratch_bytes=16),
+        Call("mm_unregistered_s8", ["&p", t, SCRATCH], "mm_x.h", scratch_shape=dict(n=4)),
+        Call("mm_depthwise_conv_s8", ["&p", t, SCRATCH], "mm_x.h"),  # no shape
+        Call(
+            "mm_depthwise_conv_s8", ["&p", t, SCRATCH], "mm_x.h", scratch_shape=dict(out_c=4), scratch_bytes=16
+        ),  # bytes by hand
+        Call("mm_depthwise_conv_s8", ["&p", t], "mm_x.h", scratch_shape=dict(out_c=4)),  # no SCRATCH
+        Call("mm_depthwise_conv_3x3_s8", ["&p", t, SCRATCH], "mm_x.h", scratch_shape=dict(in_c=4)),
+    ):
         monkeypatch.setitem(lowering._LOWERINGS, "MM_TEST_OP", lambda op, ctx, c=call: c)
         with pytest.raises(MotError, match="outside the scratch contract"):
-            lower_op(op, LoweringContext("portable", "plain"))   # 3x3: no such kernel at plain
+            lower_op(op, LoweringContext("portable", "plain"))  # 3x3: no such kernel at plain
     ok = Call("mm_depthwise_conv_s8", ["&p", t, SCRATCH], "mm_x.h", scratch_shape=dict(out_c=5))
     monkeypatch.setitem(lowering._LOWERINGS, "MM_TEST_OP", lambda op, ctx: ok)
     assert lower_op(op, LoweringContext("portable", "plain")).scratch_bytes == 20
@@ -112,8 +115,16 @@ def libs(tmp_path_factory):
         sources = sorted({KERNELS / kernels[k].replace(".h", ".c") for k in reg if level in reg[k].isas})
         so = d / f"sizes_{level}.so"
         flags = host_cflags(["-O1", "-std=gnu99", "-Wall", "-Werror", "-fPIC", "-shared", "-fwrapv"], shared=True)
-        cmd = [host_compiler(), *flags, *(["-DMM_EMULATE_DSP=1"] if level == "dsp" else []), f"-I{KERNELS}",
-               *map(str, sources), "-lm", "-o", str(so)]
+        cmd = [
+            host_compiler(),
+            *flags,
+            *(["-DMM_EMULATE_DSP=1"] if level == "dsp" else []),
+            f"-I{KERNELS}",
+            *map(str, sources),
+            "-lm",
+            "-o",
+            str(so),
+        ]
         subprocess.run(cmd, check=True, capture_output=True, text=True)
         lib = ctypes.CDLL(str(so))
         fns = {}
@@ -134,12 +145,12 @@ def _dim(rng, name: str) -> int:
     if name in ("in_c", "out_c"):
         pick = rng.integers(0, 4)
         if pick == 0:
-            return int(rng.integers(1, 18))                                   # every tail of 4, 8, 16
+            return int(rng.integers(1, 18))  # every tail of 4, 8, 16
         if pick == 1:
             return max(1, int(16 * rng.integers(1, 40) + rng.integers(-1, 2)))  # around multiples of 16
         return int(rng.integers(1, 1025))
     if name in ("k_h", "k_w"):
-        return 1 if rng.random() < 0.3 else int(rng.integers(1, 12))       # 1x1 often
+        return 1 if rng.random() < 0.3 else int(rng.integers(1, 12))  # 1x1 often
     if name in ("in_h", "in_w"):
         return 1 if rng.random() < 0.1 else int(rng.integers(1, 129))
     if name == "in_depth":
@@ -174,7 +185,7 @@ def test_c_sizes_match_python_at_every_level(libs, level):
                 else:
                     assert c == -1, f"{k} does not exist at {isa}: its size function says -1, not {c}"
     assert all(v >= N_SHAPES for v in checked.values())
-    assert {isa for _, isa in checked} == set(ISA_LEVELS)     # mve too, through the explicit level
+    assert {isa for _, isa in checked} == set(ISA_LEVELS)  # mve too, through the explicit level
 
 
 # ------------------------------------------------------------- the lowerings themselves
@@ -211,8 +222,14 @@ class _Ops:
             out_h, out_w = -(-(in_h - e_h + 1) // s_h), -(-(in_w - e_w + 1) // s_w)
         else:
             out_h, out_w = -(-in_h // s_h), -(-in_w // s_w)
-        opts = dict(padding=1 if valid else 0, stride_h=s_h, stride_w=s_w, dilation_h_factor=d_h,
-                    dilation_w_factor=d_w, fused_activation_function=int(r.integers(0, 4)))
+        opts = dict(
+            padding=1 if valid else 0,
+            stride_h=s_h,
+            stride_w=s_w,
+            dilation_h_factor=d_h,
+            dilation_w_factor=d_w,
+            fused_activation_function=int(r.integers(0, 4)),
+        )
         return in_h, in_w, k_h, k_w, opts, out_h, out_w
 
     def act(self, shape, dtype) -> Tensor:
@@ -227,8 +244,9 @@ class _Ops:
         if dtype == "float32":
             return self.t(shape, dtype, data=r.standard_normal(shape).astype(np.float32))
         scales = 10.0 ** r.uniform(-3, -1, shape[axis] if r.random() < 0.7 else 1)
-        return self.t(shape, "int8", _quant(scales, np.zeros(scales.size), axis),
-                      r.integers(-127, 128, shape).astype(np.int8))
+        return self.t(
+            shape, "int8", _quant(scales, np.zeros(scales.size), axis), r.integers(-127, 128, shape).astype(np.int8)
+        )
 
     def bias(self, n, act_dtype, int64=False) -> Tensor | None:
         r = self.rng
@@ -266,7 +284,7 @@ class _Ops:
         dm = 1 if k3 or self.rng.random() < 0.6 else int(self.rng.integers(1, 4))
         act = "float32" if hybrid else dtype
         w = self.weights((1, k_h, k_w, in_c * dm), 3, "float32" if dtype == "float32" else "int8")
-        if hybrid:   # TF Lite wants one scale per output channel
+        if hybrid:  # TF Lite wants one scale per output channel
             w.quant = _quant(10.0 ** self.rng.uniform(-3, -1, in_c * dm), np.zeros(in_c * dm), 3)
         inp = self.act((1, in_h, in_w, in_c), act)
         rescale = None
@@ -274,24 +292,40 @@ class _Ops:
             w.quant = _quant(w.quant.scale[:1], [0], 3)
             rescale = float(inp.quant.scale[0] * np.float32(w.quant.scale[0]))
         ins = [inp, w, self.bias(in_c * dm, act, int64=True)]
-        return Op(0, "DEPTHWISE_CONV_2D", ins, [self.out((1, out_h, out_w, in_c * dm), act, rescale)],
-                  dict(opts, depth_multiplier=dm))
+        return Op(
+            0,
+            "DEPTHWISE_CONV_2D",
+            ins,
+            [self.out((1, out_h, out_w, in_c * dm), act, rescale)],
+            dict(opts, depth_multiplier=dm),
+        )
 
     def fully_connected(self) -> Op:
         batches, in_depth, out_depth = int(self.rng.integers(1, 4)), self.channels(300), self.channels()
-        ins = [self.act((batches, in_depth), "float32"), self.weights((out_depth, in_depth), 0),
-               self.bias(out_depth, "float32")]
-        return Op(0, "FULLY_CONNECTED", ins, [self.out((batches, out_depth), "float32")],
-                  dict(asymmetric_quantize_inputs=bool(self.rng.integers(0, 2))))
+        ins = [
+            self.act((batches, in_depth), "float32"),
+            self.weights((out_depth, in_depth), 0),
+            self.bias(out_depth, "float32"),
+        ]
+        return Op(
+            0,
+            "FULLY_CONNECTED",
+            ins,
+            [self.out((batches, out_depth), "float32")],
+            dict(asymmetric_quantize_inputs=bool(self.rng.integers(0, 2))),
+        )
 
 
-FAMILIES = {   # the 3x3 ones first: the other depthwise ops then need not make up their share
+FAMILIES = {  # the 3x3 ones first: the other depthwise ops then need not make up their share
     "depthwise3x3_s8": lambda g: g.depthwise("int8", k3=True),
     "depthwise3x3_s16": lambda g: g.depthwise("int16", k3=True),
-    "conv_s8": lambda g: g.conv("int8"), "conv_s16": lambda g: g.conv("int16"),
-    "depthwise_s8": lambda g: g.depthwise("int8"), "depthwise_s16": lambda g: g.depthwise("int16"),
+    "conv_s8": lambda g: g.conv("int8"),
+    "conv_s16": lambda g: g.conv("int16"),
+    "depthwise_s8": lambda g: g.depthwise("int8"),
+    "depthwise_s16": lambda g: g.depthwise("int16"),
     "depthwise_f32": lambda g: g.depthwise("float32"),
-    "hybrid_fc": lambda g: g.fully_connected(), "hybrid_conv": lambda g: g.conv("int8", hybrid=True),
+    "hybrid_fc": lambda g: g.fully_connected(),
+    "hybrid_conv": lambda g: g.conv("int8", hybrid=True),
     "hybrid_depthwise": lambda g: g.depthwise("int8", hybrid=True),
 }
 
@@ -314,10 +348,10 @@ def _op_shape(kernel: str, op: Op) -> dict:
 
 def test_lowered_scratch_is_the_c_size_of_the_op(libs):
     reg = scratch_sizes()
-    isa_fns = {k: fns[k][1] for _, fns in libs.values() for k in fns}   # the explicit-level functions
+    isa_fns = {k: fns[k][1] for _, fns in libs.values() for k in fns}  # the explicit-level functions
     seen = {}
     for li, level in enumerate(ISA_LEVELS):
-        counts = {}    # kernel -> ops lowered to it at this level
+        counts = {}  # kernel -> ops lowered to it at this level
         for fi, (family, make) in enumerate(FAMILIES.items()):
             gen, mine, n = _Ops(1000 * li + fi), set(), 0
             # N_SHAPES ops, more while a kernel this family reaches has had fewer (at most 5 N_SHAPES)
@@ -325,7 +359,7 @@ def test_lowered_scratch_is_the_c_size_of_the_op(libs):
                 op, n = make(gen), n + 1
                 try:
                     call = lower_op(op, LoweringContext("portable", level))
-                except MotError as e:   # a random op the compiler rejects (none expected)
+                except MotError as e:  # a random op the compiler rejects (none expected)
                     raise AssertionError(f"{family} at {level}: {e}") from None
                 assert isinstance(call, Call)
                 mine.add(call.kernel)

@@ -2,6 +2,7 @@
 random moments must leave their output folder either without a trusted result or with a result
 that belongs together (ELF and report.json of the same model), nothing of the build may keep
 running, and the next build must succeed."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,9 @@ import numpy as np
 import pytest
 
 BOARD = "qemu-mps2-an386"
-needs_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                               reason="arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi)")
+needs_gcc = pytest.mark.skipif(
+    shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +30,7 @@ def models(tmp_path_factory):
     """Two tiny int8 models with the same layers and different weights (so different hashes)."""
     from harness import convert, keras_model, save
     from keras import layers as L
+
     d = tmp_path_factory.mktemp("kill-models")
     body = lambda x: L.Dense(4)(L.Flatten()(L.Conv2D(4, 3, activation="relu")(x)))  # noqa: E731
     return [save(convert(keras_model(body, (8, 8, 1), seed=s), "int8"), d, f"m{s}") for s in (0, 1)]
@@ -97,8 +100,9 @@ def _check_build_dir(out: Path, models) -> str:
     data = elf.read_bytes()
     model = next(m for m in models if _sha(m) == rep["model_sha256"])
     other = next(m for m in models if m != model)
-    assert _model_hash_u32(model) in data and _model_hash_u32(other) not in data, \
+    assert _model_hash_u32(model) in data and _model_hash_u32(other) not in data, (
         f"report.json is from {model.name}, firmware.elf is not"
+    )
     assert rep.get("elf_sha256") == hashlib.sha256(data).hexdigest(), "report.json does not describe firmware.elf"
     return model.name
 
@@ -108,23 +112,31 @@ def _check_build_dir(out: Path, models) -> str:
 def test_killed_build_leaves_a_matching_pair(tmp_path, models):
     out = tmp_path / "fw"
     t0 = time.monotonic()
-    r = subprocess.run(_cli("build", models[0], "-b", BOARD, "--backend", "portable", "-o", out),
-                       capture_output=True, text=True, env=_env())
+    r = subprocess.run(
+        _cli("build", models[0], "-b", BOARD, "--backend", "portable", "-o", out),
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     full = time.monotonic() - t0
     assert _check_build_dir(out, models) == models[0].name
     rng = np.random.default_rng(23)
     seen = set()
     for i in range(20):
-        model = models[(i + 1) % 2]                      # every build changes the firmware
+        model = models[(i + 1) % 2]  # every build changes the firmware
         sig = signal.SIGKILL if i % 2 == 0 else signal.SIGTERM
         _kill_at_random(_cli("build", model, "-b", BOARD, "--backend", "portable", "-o", out), rng, full, sig)
         left = _settle(out, 3.0)
         assert not left, f"kill {i} ({sig.name}): still running after mcu-mot build died: {left}"
         seen.add(_check_build_dir(out, models))
-        if i % 4 == 3:                                   # and the next build succeeds
-            r = subprocess.run(_cli("build", model, "-b", BOARD, "--backend", "portable", "-o", out),
-                               capture_output=True, text=True, env=_env())
+        if i % 4 == 3:  # and the next build succeeds
+            r = subprocess.run(
+                _cli("build", model, "-b", BOARD, "--backend", "portable", "-o", out),
+                capture_output=True,
+                text=True,
+                env=_env(),
+            )
             assert r.returncode == 0, f"build after kill {i}: {r.stdout + r.stderr}"
             assert _check_build_dir(out, models) == model.name
     assert len(seen) >= 2, f"the kills never landed inside a build: {seen}"
@@ -145,8 +157,9 @@ def _check_compile_dir(out: Path, models) -> str:
 def test_killed_compile_leaves_old_or_new_output(tmp_path, models):
     out = tmp_path / "gen"
     t0 = time.monotonic()
-    r = subprocess.run(_cli("compile", models[0], "--backend", "portable", "-o", out), capture_output=True,
-                       text=True, env=_env())
+    r = subprocess.run(
+        _cli("compile", models[0], "--backend", "portable", "-o", out), capture_output=True, text=True, env=_env()
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     full = time.monotonic() - t0
     rng = np.random.default_rng(230)
@@ -155,7 +168,8 @@ def test_killed_compile_leaves_old_or_new_output(tmp_path, models):
         sig = signal.SIGKILL if i % 2 == 0 else signal.SIGTERM
         _kill_at_random(_cli("compile", model, "--backend", "portable", "-o", out), rng, full, sig)
         _check_compile_dir(out, models)
-    r = subprocess.run(_cli("compile", models[1], "--backend", "portable", "-o", out), capture_output=True,
-                       text=True, env=_env())
+    r = subprocess.run(
+        _cli("compile", models[1], "--backend", "portable", "-o", out), capture_output=True, text=True, env=_env()
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert _check_compile_dir(out, models) == models[1].name

@@ -1,5 +1,6 @@
 """The house rules, as tests: data flows one way between the stages (import-linter contracts in
 pyproject.toml), the code is ruff-clean and ruff-formatted, the C is clang-formatted."""
+
 import shutil
 import subprocess
 import sys
@@ -38,8 +39,13 @@ def test_import_linter_catches_a_stage_importing_a_later_one(tmp_path):
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
     with open(copy / "mcu_mot" / "ir" / "graph.py", "a") as f:
         f.write("\nfrom mcu_mot.device import client  # noqa\n")
-    proc = subprocess.run([_tool("lint-imports"), "--no-cache"], cwd=copy, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [_tool("lint-imports"), "--no-cache"],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode != 0 and "mcu_mot.ir.graph -> mcu_mot.device.client" in proc.stdout, proc.stdout[-3000:]
 
 

@@ -1,6 +1,7 @@
 """The link recovers instead of giving up (issue 15): a 1 % byte error rate is invisible to the
 user, any byte stream into the UART leaves the device answering, a closed socket is reopened, a
 device reset between INVOKE and GET_OUTPUT never yields outputs that are not ours."""
+
 from __future__ import annotations
 
 import random
@@ -9,15 +10,14 @@ import time
 
 import numpy as np
 import pytest
-
 from faultproxy import FaultProxy, Faults, faults_at
-
 from harness import needs_qemu_tools
-from mcu_mot.errors import MotError
+
 from mcu_mot.device import protocol as P
 from mcu_mot.device.client import DeviceClient
 from mcu_mot.device.host import HostDevice, build_host_firmware
 from mcu_mot.device.transport import DeviceError
+from mcu_mot.errors import MotError
 
 MB = 1 << 20
 
@@ -26,6 +26,7 @@ MB = 1 << 20
 def link_model(tmp_path_factory):
     """int8, 16x16x3 input (768 B: several chunks), a 16x16x4 map (1 kB: several reads) and a head."""
     import harness
+
     return harness.two_output_model(tmp_path_factory.mktemp("link"), "link", seed=5)
 
 
@@ -74,7 +75,7 @@ def _answers_after_flood(c: DeviceClient, kind: str, size: int, x, refs, drain_d
     saved = getattr(c.transport, "deadline", None)
     c.transport.deadline = drain_deadline
     try:
-        assert c.info(refresh=True).layers > 0            # waits out the flood, never gives up early
+        assert c.info(refresh=True).layers > 0  # waits out the flood, never gives up early
     finally:
         c.transport.deadline = saved
     t = time.monotonic()
@@ -84,17 +85,19 @@ def _answers_after_flood(c: DeviceClient, kind: str, size: int, x, refs, drain_d
     c.invoke()
     _check([c.get_output(k) for k in range(len(refs))], refs, 0)
     st = c.stats()
-    assert st["rx_bytes"] - before >= size                # the device read every byte of it
+    assert st["rx_bytes"] - before >= size  # the device read every byte of it
     if kind == "nonzero":
         assert st["overlong"] >= 1
 
 
 # ---------------------------------------------------------------- the host build
 
+
 def test_one_percent_faults_are_invisible_on_the_host_build(fw, link_model):
     """1 % of the bytes dropped, corrupted or duplicated both ways (and chunks delayed): every
     inference gives the right outputs, and the device runs each INVOKE exactly once."""
     from mcu_mot.device.simulator import load
+
     x = _inputs(6, seed=1)
     refs = load(link_model).run(x)
     f = faults_at(0.01)
@@ -108,13 +111,14 @@ def test_one_percent_faults_are_invisible_on_the_host_build(fw, link_model):
             injected = proxy.injected()
         with DeviceClient(dev.url) as direct:
             st = direct.stats()
-    assert injected > 20 and resent > 0                   # the line really was bad
+    assert injected > 20 and resent > 0  # the line really was bad
     assert st["invokes"] == len(x) and st["corrupt"] > 0
 
 
 @pytest.mark.parametrize("kind", ["random", "nonzero", "frames"])
 def test_a_megabyte_of_anything_into_the_host_build(fw, link_model, kind):
     from mcu_mot.device.simulator import load
+
     x = _inputs(1, seed=2)
     refs = load(link_model).run(x)
     with HostDevice(fw) as dev, DeviceClient(dev.url, timeout=1.0) as c:
@@ -126,6 +130,7 @@ def test_closed_socket_is_reopened_mid_run(fw, link_model):
     """The device's socket closes (as an emulator's does) during a batch, several times: the
     transport reopens it and resends, outputs stay right, nothing runs twice."""
     from mcu_mot.device.simulator import load
+
     x = _inputs(12, seed=4)
     refs = load(link_model).run(x)
     with HostDevice(fw) as dev:
@@ -135,6 +140,7 @@ def test_closed_socket_is_reopened_mid_run(fw, link_model):
             def cutter():
                 while not stop.wait(0.05):
                     proxy.cut()
+
             with DeviceClient(proxy.url, timeout=0.5) as c:
                 _check([o[0] for o in c.run(x[:1])], refs, 0)
                 t = threading.Thread(target=cutter, daemon=True)
@@ -172,7 +178,7 @@ def test_outputs_are_refused_until_an_invoke_ran_and_status_reports_the_input(fw
         assert st.invoked and st.outputs_valid and not st.fresh and st.received == [0]
         assert (st.invokes, st.last_invoke_seq, st.last_ticks, st.last_layers) == (1, seq, ticks, ran)
         c.get_output(1)
-        c.request(P.SET_INPUT, P.set_input_payload(0, 0, b"\x01"))   # the arena changes: outputs gone
+        c.request(P.SET_INPUT, P.set_input_payload(0, 0, b"\x01"))  # the arena changes: outputs gone
         with pytest.raises(DeviceError):
             c.get_output(1)
 
@@ -181,6 +187,7 @@ def test_device_reset_between_invoke_and_output_redoes_the_sample(fw, link_model
     """The device restarts (same port) after the INVOKE: the client reconnects, the device refuses
     the outputs it no longer has, and run_sample redoes input + INVOKE: right outputs."""
     from mcu_mot.device.simulator import load
+
     x = _inputs(1, seed=6)
     refs = load(link_model).run(x)
     dev = HostDevice(fw).start()
@@ -196,6 +203,7 @@ def test_device_reset_between_invoke_and_output_redoes_the_sample(fw, link_model
                     dev.port = port
                     dev.start()
                 return r
+
             c.invoke = invoke_then_reset
             _check(c.run_sample([x[0]])[1], refs, 0)
             assert c.redone == 1 and c.transport.reconnects >= 1
@@ -208,18 +216,19 @@ def test_invoke_whose_replies_are_all_lost_is_resolved_by_status(fw, link_model)
     its INVOKE ran (its seq, input consumed) and uses that result instead of failing or
     running it again."""
     from mcu_mot.device.simulator import load
+
     x = _inputs(1, seed=10)
     refs = load(link_model).run(x)
     back = Faults()
     with HostDevice(fw) as dev, FaultProxy(dev.port, to_device=Faults(), to_host=back) as proxy:
         with DeviceClient(proxy.url, timeout=0.2, deadline=1.0, invoke_timeout=0.2) as c:
             c.set_input(0, x[0])
-            back.drop = 1.0                                # the line to the host goes dead ...
-            timer = threading.Timer(1.6, lambda: setattr(back, "drop", 0.0))   # ... for 1.6 s
+            back.drop = 1.0  # the line to the host goes dead ...
+            timer = threading.Timer(1.6, lambda: setattr(back, "drop", 0.0))  # ... for 1.6 s
             timer.start()
             ticks, ran = c.invoke()
             timer.join()
-            assert c._has_status is True                   # the answer came from STATUS
+            assert c._has_status is True  # the answer came from STATUS
             assert ran == c.info().layers and ticks > 0
             _check([c.get_output(k) for k in range(len(refs))], refs, 0)
             assert c.status().invokes == 1 and proxy.down.counters.dropped > 0
@@ -238,8 +247,10 @@ def test_a_dead_line_still_fails_in_one_line_within_the_deadline(fw):
 
 # ---------------------------------------------------------------- QEMU
 
+
 def _qemu_build(tmp_path, link_model):
     from mcu_mot.fwbuild import build
+
     return build(link_model, "qemu-mps2-an386", tmp_path / "build-an386")
 
 
@@ -252,6 +263,7 @@ def test_qemu_survives_a_delimiter_free_flood_and_a_quick_reconnect(tmp_path, li
     socket is reset), so the next connection is answered at once."""
     from mcu_mot.device.qemu import QemuInstance
     from mcu_mot.device.simulator import load
+
     x = _inputs(1, seed=7)
     refs = load(link_model).run(x)
     report = _qemu_build(tmp_path, link_model)
@@ -259,7 +271,7 @@ def test_qemu_survives_a_delimiter_free_flood_and_a_quick_reconnect(tmp_path, li
         with DeviceClient(q.url, timeout=1.0) as c:
             _answers_after_flood(c, "nonzero", 192 * 1024, x, refs, drain_deadline=60.0)
             _raw(c, flood("nonzero", 192 * 1024))
-        with DeviceClient(q.url, timeout=1.0, retries=3, deadline=3.0) as c2:   # 192 kB would take 6 s
+        with DeviceClient(q.url, timeout=1.0, retries=3, deadline=3.0) as c2:  # 192 kB would take 6 s
             assert c2.info().layers > 0
             _check(c2.run_sample([x[0]])[1], refs, 0)
 
@@ -271,6 +283,7 @@ def test_qemu_survives_a_delimiter_free_flood_and_a_quick_reconnect(tmp_path, li
 def test_qemu_survives_a_megabyte_of_anything(tmp_path, link_model, kind):
     from mcu_mot.device.qemu import QemuInstance
     from mcu_mot.device.simulator import load
+
     x = _inputs(1, seed=8)
     refs = load(link_model).run(x)
     report = _qemu_build(tmp_path, link_model)
@@ -285,6 +298,7 @@ def test_qemu_survives_a_megabyte_of_anything(tmp_path, link_model, kind):
 def test_qemu_one_percent_faults_and_cut_connections(tmp_path, link_model):
     from mcu_mot.device.qemu import QemuInstance
     from mcu_mot.device.simulator import load
+
     x = _inputs(6, seed=9)
     refs = load(link_model).run(x)
     report = _qemu_build(tmp_path, link_model)

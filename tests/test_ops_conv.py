@@ -1,14 +1,15 @@
 """CONV_2D / DEPTHWISE_CONV_2D / TRANSPOSE_CONV: bit-exact against TFLite Micro (int8, int16x8, float32)."""
-import numpy as np
-import pytest
 
 import harness
+import numpy as np
+import pytest
 
 MODES = ["int8", "int16", "float"]
 
 
 def _layers():
     import keras
+
     return keras.layers
 
 
@@ -27,6 +28,7 @@ def tconv(filters, kernel, **kw):
 def dilated(filters, kernel, dilation, padding="same", depthwise=False, dm=1, act=None):
     """Dilated CONV_2D / DEPTHWISE_CONV_2D. Keras 3 lowers dilation through
     SPACE_TO_BATCH_ND + BATCH_TO_SPACE_ND, so emit the TF ops with a dilations attribute."""
+
     def build(x):
         import keras
         import tensorflow as tf
@@ -36,14 +38,14 @@ def dilated(filters, kernel, dilation, padding="same", depthwise=False, dm=1, ac
                 c = shape[-1]
                 ks = (*kernel, c, dm) if depthwise else (*kernel, c, filters)
                 self.kernel = self.add_weight(shape=ks, initializer="glorot_uniform", name="kernel")
-                self.bias = self.add_weight(shape=(c * dm if depthwise else filters,), initializer="zeros",
-                                            name="bias")
+                self.bias = self.add_weight(shape=(c * dm if depthwise else filters,), initializer="zeros", name="bias")
 
             def call(self, x):
                 dil = [1, *dilation, 1]
                 if depthwise:
-                    y = tf.raw_ops.DepthwiseConv2dNative(input=x, filter=self.kernel, strides=[1, 1, 1, 1],
-                                                         padding=padding.upper(), dilations=dil)
+                    y = tf.raw_ops.DepthwiseConv2dNative(
+                        input=x, filter=self.kernel, strides=[1, 1, 1, 1], padding=padding.upper(), dilations=dil
+                    )
                 else:
                     y = tf.nn.conv2d(x, self.kernel, strides=1, padding=padding.upper(), dilations=dil)
                 return tf.nn.bias_add(y, self.bias)
@@ -54,6 +56,7 @@ def dilated(filters, kernel, dilation, padding="same", depthwise=False, dm=1, ac
         if act == "relu6":
             return keras.layers.ReLU(max_value=6.0)(y)
         return y
+
     return build
 
 
@@ -63,6 +66,7 @@ def conv_bn(filters, kernel, act=None, **kw):
         y = L.Conv2D(filters, kernel, **kw)(x)
         y = L.BatchNormalization()(y)
         return L.Activation(act)(y) if act else y
+
     return build
 
 
@@ -84,8 +88,10 @@ CASES = {
     # DEPTHWISE_CONV_2D
     "dw_3x3_same_relu": (dwconv(3, padding="same", activation="relu"), (8, 9, 5)),
     "dw_5x2_dm2_s2_valid": (dwconv((5, 2), depth_multiplier=2, strides=2, padding="valid"), (11, 8, 3)),
-    "dw_3x3_dm3_relu6_nobias": (dwconv(3, depth_multiplier=3, padding="same", activation="relu6",
-                                       use_bias=False), (9, 8, 5)),
+    "dw_3x3_dm3_relu6_nobias": (
+        dwconv(3, depth_multiplier=3, padding="same", activation="relu6", use_bias=False),
+        (9, 8, 5),
+    ),
     "dw_3x3_dil2_same_relu": (dilated(0, (3, 3), (2, 2), "same", depthwise=True, act="relu"), (9, 10, 7)),
     "dw_4x2_dm2_dil3x1_valid": (dilated(0, (4, 2), (3, 1), "valid", depthwise=True, dm=2), (11, 6, 3)),
     "dw_4x4_s2_same": (dwconv(4, strides=2, padding="same"), (9, 10, 7)),
@@ -106,6 +112,7 @@ def _rep(shape, lo, hi, seed=1):
         rng = np.random.default_rng(seed)
         for _ in range(16):
             yield [rng.uniform(lo, hi, (1,) + shape).astype(np.float32)]
+
     return rep
 
 
@@ -127,18 +134,28 @@ def _check(tmp_path, build, shape, mode, lo=-0.4, hi=1.2, seed=0, name="m"):
 
 
 # Extra geometry variants, run with -m slow (the fast set keeps the file under a minute).
-SLOW_CASES = {"conv_2x3_dil3x1_valid", "conv_1x1", "conv_5x3_s2_same_relu6", "conv_2x3_s21_same",
-              "conv_bn_nobias_s2", "dw_4x4_s2_same", "dw_10x4_dm2_same", "dw_3x3_dil2_same_relu",
-              "tconv_2x2_s2_valid_relu6", "tconv_2x3_s3_same", "tconv_3x3_s1_same"}
+SLOW_CASES = {
+    "conv_2x3_dil3x1_valid",
+    "conv_1x1",
+    "conv_5x3_s2_same_relu6",
+    "conv_2x3_s21_same",
+    "conv_bn_nobias_s2",
+    "dw_4x4_s2_same",
+    "dw_10x4_dm2_same",
+    "dw_3x3_dil2_same_relu",
+    "tconv_2x2_s2_valid_relu6",
+    "tconv_2x3_s3_same",
+    "tconv_3x3_s1_same",
+}
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c
-                                  for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES])
 def test_conv_family(tmp_path, case, mode):
     build, shape = CASES[case]
     path = _check(tmp_path, build, shape, mode)
     from mcu_mot.ir import read_tflite
+
     ops = {op.opcode for op in read_tflite(path).ops}
     want = {"conv": "CONV_2D", "dw": "DEPTHWISE_CONV_2D", "tconv": "TRANSPOSE_CONV"}[case.split("_")[0]]
     assert want in ops, ops
@@ -152,12 +169,14 @@ def test_int8_extreme_zero_points(tmp_path, case, lo, hi):
     build, shape = CASES[case]
     path = _check(tmp_path, build, shape, "int8", lo, hi)
     from mcu_mot.ir import read_tflite
+
     zp = int(read_tflite(path).inputs[0].quant.zero_point[0])
     assert zp in ((-128,) if lo >= 0 else (127, 126)), zp
 
 
 def _convert_int16_bias32(model, shape):
     import tensorflow as tf
+
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = _rep(shape, -1.0, 1.0)
@@ -180,8 +199,9 @@ def test_int16_conv_int32_bias(tmp_path, case):
 @pytest.mark.parametrize("case", ["dw_3x3_same_relu", "tconv_3x3_s2_same_relu"])
 def test_int16_int32_bias_unsupported(tmp_path, case):
     """TFLM reads an int32 bias as int64 in int16 DEPTHWISE/TRANSPOSE: refuse clearly."""
-    from mcu_mot.errors import MotError
     from mcu_mot.codegen.compile import generate
+    from mcu_mot.errors import MotError
+
     build, shape = CASES[case]
     model = harness.keras_model(build, shape)
     path = harness.save(_convert_int16_bias32(model, shape), tmp_path)
@@ -191,11 +211,13 @@ def test_int16_int32_bias_unsupported(tmp_path, case):
 
 def test_conv_chain_int8(tmp_path):
     """Conv -> depthwise -> conv transpose in one model (arena planning of the depthwise scratch)."""
+
     def build(x):
         L = _layers()
         y = L.Conv2D(6, 3, strides=2, padding="same", activation="relu")(x)
         y = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu6")(y)
         return L.Conv2DTranspose(3, 3, strides=2, padding="same")(y)
+
     _check(tmp_path, build, (10, 8, 3), "int8")
 
 
@@ -217,12 +239,16 @@ def test_random_conv_sweep(tmp_path, mode, seed):
             h, w = max(h, (kh - 1) * d[0] + 1), max(w, (kw - 1) * d[1] + 1)
         build = dilated(int(rng.integers(1, 9)), (kh, kw), d, pad, act=act)
     elif kind == "conv":
-        build = conv(int(rng.integers(1, 9)), (kh, kw), strides=s, padding=pad, activation=act,
-                     use_bias=use_bias)
+        build = conv(int(rng.integers(1, 9)), (kh, kw), strides=s, padding=pad, activation=act, use_bias=use_bias)
     elif kind == "dw":
-        build = dwconv((kh, kw), strides=s, padding=pad, depth_multiplier=int(rng.integers(1, 4)),
-                       activation=act, use_bias=use_bias)
+        build = dwconv(
+            (kh, kw),
+            strides=s,
+            padding=pad,
+            depth_multiplier=int(rng.integers(1, 4)),
+            activation=act,
+            use_bias=use_bias,
+        )
     else:
-        build = tconv(int(rng.integers(1, 9)), (kh, kw), strides=s, padding=pad, activation=act,
-                      use_bias=use_bias)
+        build = tconv(int(rng.integers(1, 9)), (kh, kw), strides=s, padding=pad, activation=act, use_bias=use_bias)
     _check(tmp_path, build, (h, w, c), mode, seed=seed)

@@ -7,12 +7,12 @@ Two kinds of models:
   what the converter never emits: extreme zero points and scales, int16 with
   non-zero zero points, every requantize pair, saturating float inputs.
 """
+
 from __future__ import annotations
 
+import harness as H
 import numpy as np
 import pytest
-
-import harness as H
 
 MODES = ["int8", "int16", "float"]
 
@@ -21,6 +21,7 @@ MODES = ["int8", "int16", "float"]
 def multi_input_model(fn, shapes, seed=0):
     """Keras model with inputs in_0, in_1, ... (names sort in input order)."""
     import keras
+
     keras.utils.set_random_seed(seed)
     inputs = [keras.Input(s, name=f"in_{i}") for i, s in enumerate(shapes)]
     return keras.Model(inputs, fn(*inputs))
@@ -32,8 +33,11 @@ def rep_for(model, ranges, seed=0):
 
     def rep():
         for _ in range(16):
-            yield {t.name: rng.uniform(lo, hi, (1,) + tuple(t.shape[1:])).astype(np.float32)
-                   for t, (lo, hi) in zip(model.inputs, ranges)}
+            yield {
+                t.name: rng.uniform(lo, hi, (1,) + tuple(t.shape[1:])).astype(np.float32)
+                for t, (lo, hi) in zip(model.inputs, ranges)
+            }
+
     return rep
 
 
@@ -45,6 +49,7 @@ def convert(model, mode, ranges=None, io_float=False):
 def check(tmp_path, tflite, inputs=None, n=3, name="model"):
     """simulate == TFLM bit for bit (floats compared as bit patterns, so NaN == NaN)."""
     from mcu_mot.device.simulator import simulate
+
     path = H.save(tflite, tmp_path, name)
     inputs = inputs if inputs is not None else H.random_inputs(path, n)
     ours, ref = simulate(path, inputs), H.tflm_run(path, inputs)
@@ -56,13 +61,16 @@ def check(tmp_path, tflite, inputs=None, n=3, name="model"):
             bits = {1: np.uint8, 2: np.uint16, 4: np.uint32}[a.itemsize]
             bad = np.argwhere(a.view(bits) != b.view(bits))
             where = tuple(bad[0])
-            raise AssertionError(f"output {k} differs at {len(bad)} of {a.size} places; first at "
-                                 f"{where}: ours {a[where]!r}, TFLM {b[where]!r}")
+            raise AssertionError(
+                f"output {k} differs at {len(bad)} of {a.size} places; first at "
+                f"{where}: ours {a[where]!r}, TFLM {b[where]!r}"
+            )
     return ours
 
 
 def ops_of(path):
     from mcu_mot.ir import read_tflite
+
     return [op.opcode for op in read_tflite(path).ops]
 
 
@@ -75,8 +83,13 @@ def graph_model(ops):
     """
     import flatbuffers
     from tensorflow.lite.python import schema_py_generated as S
-    ttype = {"float32": S.TensorType.FLOAT32, "int8": S.TensorType.INT8,
-             "int16": S.TensorType.INT16, "int32": S.TensorType.INT32}
+
+    ttype = {
+        "float32": S.TensorType.FLOAT32,
+        "int8": S.TensorType.INT8,
+        "int16": S.TensorType.INT16,
+        "int32": S.TensorType.INT32,
+    }
     m = S.ModelT()
     m.version = 3
     m.buffers = [S.BufferT()]
@@ -138,6 +151,7 @@ def op_model(opcode, inputs, outputs, options=None):
 
 def options(kind, **fields):
     from tensorflow.lite.python import schema_py_generated as S
+
     o = getattr(S, kind + "T")()
     for k, v in fields.items():
         setattr(o, k, v)
@@ -172,9 +186,12 @@ def test_binary_keras(tmp_path, layer, mode):
 
     def fn(a, b, c):
         op = getattr(keras.layers, layer)
-        return [op()([a, b]),                                   # (4,4,3) op (1,1,3)
-                keras.layers.ReLU(6.0)(op()([b, c])),           # broadcast first input, relu6
-                keras.layers.ReLU()(op()([a, c]))]              # same shape, fused relu
+        return [
+            op()([a, b]),  # (4,4,3) op (1,1,3)
+            keras.layers.ReLU(6.0)(op()([b, c])),  # broadcast first input, relu6
+            keras.layers.ReLU()(op()([a, c])),
+        ]  # same shape, fused relu
+
     model = multi_input_model(fn, [(4, 4, 3), (1, 1, 3), (4, 4, 3)])
     # different ranges give different scales and zero points per input
     tfl = convert(model, mode, [(-1, 1), (-3, 0.5), (0, 2)])
@@ -184,16 +201,19 @@ def test_binary_keras(tmp_path, layer, mode):
     H.assert_bit_exact(path, n=3)
 
 
-@pytest.mark.parametrize("layer,mode", [("Add", "int8"), ("Multiply", "int16"), ("Subtract", "float"),
-                                        ("Multiply", "int8")])
+@pytest.mark.parametrize(
+    "layer,mode", [("Add", "int8"), ("Multiply", "int16"), ("Subtract", "float"), ("Multiply", "int8")]
+)
 def test_broadcast_patterns_5d(tmp_path, layer, mode):
     """5-D tensors broadcast in inner, middle, outer and all dimensions."""
     import keras
+
     shapes = [(2, 3, 4, 5), (1, 3, 1, 5), (2, 1, 4, 1), (1, 1, 1, 1), (2, 3, 4, 1), (1, 1, 4, 5)]
 
     def fn(a, *others):
         op = getattr(keras.layers, layer)
         return [op()([a, o]) if i % 2 == 0 else op()([o, a]) for i, o in enumerate(others)]
+
     model = multi_input_model(fn, shapes)
     check(tmp_path, convert(model, mode, [(-1, 1), (-0.5, 2), (-2, 0.2), (0.1, 1), (-1, 1), (-4, 4)]))
 
@@ -202,6 +222,7 @@ def test_broadcast_patterns_5d(tmp_path, layer, mode):
 def test_constant_operands(tmp_path, mode):
     """Rescaling: MUL and ADD with constant scalar operands."""
     import keras
+
     model = H.keras_model(lambda x: keras.layers.Rescaling(1 / 127.5, -1)(x), (8, 3))
     path = H.save(convert(model, mode), tmp_path)
     assert ops_of(path) == ["MUL", "ADD"]
@@ -220,6 +241,7 @@ def test_dense_branches(tmp_path, mode):
         s = keras.layers.Add()([a, b])
         d = keras.layers.Subtract()([s, keras.layers.Dense(6)(x)])
         return keras.layers.Multiply()([d, keras.layers.Dense(1)(x)])
+
     model = H.keras_model(fn, (10,))
     path = H.save(convert(model, mode), tmp_path)
     assert {"ADD", "SUB", "MUL"} <= set(ops_of(path))
@@ -229,8 +251,13 @@ def test_dense_branches(tmp_path, mode):
 # ---------------------------------------------------------------- Keras: activations
 def _activations(x, with_hard_swish=True):
     import keras
-    outs = [keras.layers.ReLU()(x), keras.layers.ReLU(max_value=6.0)(x),
-            keras.layers.LeakyReLU(negative_slope=0.2)(x), keras.layers.LeakyReLU(negative_slope=1.7)(x)]
+
+    outs = [
+        keras.layers.ReLU()(x),
+        keras.layers.ReLU(max_value=6.0)(x),
+        keras.layers.LeakyReLU(negative_slope=0.2)(x),
+        keras.layers.LeakyReLU(negative_slope=1.7)(x),
+    ]
     if with_hard_swish:
         outs.append(keras.layers.Activation("hard_swish")(x))
     return outs
@@ -254,8 +281,9 @@ def test_activations_keras(tmp_path, mode, rng):
 
 def test_hard_swish_int16_unsupported(tmp_path):
     """TFLM has no int16 HARD_SWISH; neither do we."""
-    from mcu_mot.errors import MotError
     from mcu_mot.codegen.compile import generate
+    from mcu_mot.errors import MotError
+
     path = H.save(op_model("HARD_SWISH", [q([1, 8], "int16", 0.001)], [q([1, 8], "int16", 0.001)]), tmp_path)
     with pytest.raises(MotError, match="HARD_SWISH"):
         generate(path)
@@ -268,6 +296,7 @@ def test_quantize_dequantize_io_float(tmp_path, mode):
 
     def fn(a, b):
         return keras.layers.Add()([a, keras.layers.LeakyReLU(negative_slope=0.1)(b)])
+
     model = multi_input_model(fn, [(5, 7), (5, 7)])
     path = H.save(convert(model, mode, [(-2, 2), (-0.5, 3)], io_float=True), tmp_path)
     ops = ops_of(path)
@@ -283,16 +312,16 @@ def test_quantize_dequantize_io_float(tmp_path, mode):
 BINARY_EXTREMES = [
     # (dtype, (s1, z1), (s2, z2), (s_out, z_out), fused activation)
     ("int8", (0.02, -128), (0.02, 127), (0.04, 0), 0),
-    ("int8", (1.0, 127), (0.001, -128), (0.05, -128), 0),     # one input dominates
-    ("int8", (0.5, 0), (0.7, 3), (1e-4, 0), 0),              # saturates both ways
-    ("int8", (0.01, 5), (0.03, -9), (0.02, 10), 1),          # fused RELU (SUB: double multipliers)
-    ("int8", (0.01, 5), (0.03, -9), (0.02, 10), 2),          # fused RELU_N1_TO_1
-    ("int8", (0.1, -100), (0.01, 100), (0.05, 120), 3),      # fused RELU6
+    ("int8", (1.0, 127), (0.001, -128), (0.05, -128), 0),  # one input dominates
+    ("int8", (0.5, 0), (0.7, 3), (1e-4, 0), 0),  # saturates both ways
+    ("int8", (0.01, 5), (0.03, -9), (0.02, 10), 1),  # fused RELU (SUB: double multipliers)
+    ("int8", (0.01, 5), (0.03, -9), (0.02, 10), 2),  # fused RELU_N1_TO_1
+    ("int8", (0.1, -100), (0.01, 100), (0.05, 120), 3),  # fused RELU6
     ("int8", (3e-3, 1), (4e-3, -1), (0.001890657003968954, -2), 3),  # RELU6 bound: float rounding
     ("int16", (0.001, 0), (0.0003, 0), (0.0005, 0), 0),
-    ("int16", (0.002, 0), (0.002, 0), (3e-6, 0), 3),         # saturates, fused RELU6
+    ("int16", (0.002, 0), (0.002, 0), (3e-6, 0), 3),  # saturates, fused RELU6
     ("int16", (0.01, 0), (0.01, 0), (0.00042435817886143923, 0), 2),  # RELU_N1_TO_1 bound rounding
-    ("int16", (0.01, 100), (0.003, -7), (0.02, 5), 0),       # int16 with zero points (ADD/SUB only)
+    ("int16", (0.01, 100), (0.003, -7), (0.02, 5), 0),  # int16 with zero points (ADD/SUB only)
 ]
 
 
@@ -306,8 +335,14 @@ def test_binary_extremes(tmp_path, opcode):
         if opcode == "MUL" and dtype == "int16" and (z1, z2, zo) != (0, 0, 0):
             continue  # TFLM's int16 MUL requires zero points 0
         shape_b = [1, 1, 8] if k % 2 else [1, 32, 8]
-        ops.append((opcode, [q([1, 32, 8], dtype, s1, z1), q(shape_b, dtype, s2, z2)],
-                    [q([1, 32, 8], dtype, so, zo)], options(kind, fusedActivationFunction=fused)))
+        ops.append(
+            (
+                opcode,
+                [q([1, 32, 8], dtype, s1, z1), q(shape_b, dtype, s2, z2)],
+                [q([1, 32, 8], dtype, so, zo)],
+                options(kind, fusedActivationFunction=fused),
+            )
+        )
         inputs += [sweep(dtype, (32, 8), n=4, seed=k), sweep(dtype, shape_b[1:], n=4, seed=k + 100)]
     check(tmp_path, graph_model(ops), inputs=inputs)
 
@@ -320,8 +355,14 @@ def test_binary_float_extremes(tmp_path):
     ops, inputs = [], []
     for opcode, kind in (("ADD", "AddOptions"), ("SUB", "SubOptions"), ("MUL", "MulOptions")):
         for fused in (0, 1, 2, 3):
-            ops.append((opcode, [q([1, 8], "float32"), q([1, 8], "float32")], [q([1, 8], "float32")],
-                        options(kind, fusedActivationFunction=fused)))
+            ops.append(
+                (
+                    opcode,
+                    [q([1, 8], "float32"), q([1, 8], "float32")],
+                    [q([1, 8], "float32")],
+                    options(kind, fusedActivationFunction=fused),
+                )
+            )
             inputs += [a, b]
     check(tmp_path, graph_model(ops), inputs=inputs)
 
@@ -329,20 +370,42 @@ def test_binary_float_extremes(tmp_path):
 def test_binary_scalar_constant(tmp_path):
     """Rank-0 and broadcast constant second inputs."""
     c = np.arange(-60, 120, 30, dtype=np.int8).reshape(1, 1, 6)
-    ops = [("ADD", [q([1, 4, 6], "int8", 0.05, -3), q([], "int8", 0.2, 7, data=np.int8(-90))],
-            [q([1, 4, 6], "int8", 0.1, 2)], options("AddOptions", fusedActivationFunction=0)),
-           ("MUL", [q([1, 4, 6], "int8", 0.05, -3), q([1, 1, 6], "int8", 0.01, 4, data=c)],
-            [q([1, 4, 6], "int8", 0.02, -5)], options("MulOptions", fusedActivationFunction=0)),
-           ("SUB", [q([1, 1, 6], "int16", 0.01, 0, data=c.astype(np.int16) * 200), q([1, 4, 6], "int16", 0.003, 0)],
-            [q([1, 4, 6], "int16", 0.02, 0)], options("SubOptions", fusedActivationFunction=0))]
-    check(tmp_path, graph_model(ops), inputs=[sweep("int8", (4, 6), 2, 0), sweep("int8", (4, 6), 2, 1),
-                                              sweep("int16", (4, 6), 2, 2)])
+    ops = [
+        (
+            "ADD",
+            [q([1, 4, 6], "int8", 0.05, -3), q([], "int8", 0.2, 7, data=np.int8(-90))],
+            [q([1, 4, 6], "int8", 0.1, 2)],
+            options("AddOptions", fusedActivationFunction=0),
+        ),
+        (
+            "MUL",
+            [q([1, 4, 6], "int8", 0.05, -3), q([1, 1, 6], "int8", 0.01, 4, data=c)],
+            [q([1, 4, 6], "int8", 0.02, -5)],
+            options("MulOptions", fusedActivationFunction=0),
+        ),
+        (
+            "SUB",
+            [q([1, 1, 6], "int16", 0.01, 0, data=c.astype(np.int16) * 200), q([1, 4, 6], "int16", 0.003, 0)],
+            [q([1, 4, 6], "int16", 0.02, 0)],
+            options("SubOptions", fusedActivationFunction=0),
+        ),
+    ]
+    check(
+        tmp_path,
+        graph_model(ops),
+        inputs=[sweep("int8", (4, 6), 2, 0), sweep("int8", (4, 6), 2, 1), sweep("int16", (4, 6), 2, 2)],
+    )
 
 
 UNARY_INT8 = [  # (s_in, z_in, s_out, z_out)
-    (0.02, 0, 0.015, -10), (0.1, -128, 0.05, -100), (0.5, 127, 0.01, 50), (20.0, 3, 1.0, 0),
-    (1e-4, -50, 2e-4, 60), (0.03, 10, 0.003, -128), (0.003, -128, 0.03, 127),
-    (0.0010919469641521573, -91, 0.0016898915637284517, -4),   # HARD_SWISH: double multiplier
+    (0.02, 0, 0.015, -10),
+    (0.1, -128, 0.05, -100),
+    (0.5, 127, 0.01, 50),
+    (20.0, 3, 1.0, 0),
+    (1e-4, -50, 2e-4, 60),
+    (0.03, 10, 0.003, -128),
+    (0.003, -128, 0.03, 127),
+    (0.0010919469641521573, -91, 0.0016898915637284517, -4),  # HARD_SWISH: double multiplier
 ]
 
 
@@ -361,7 +424,8 @@ def test_unary_int8_exhaustive(tmp_path, opcode):
 UNARY_INT16 = [  # (s_in, s_out, alpha) found to tell float from double multiplier math apart
     (1.4514166650769766e-05, 1.1095860827481374e-05, 0.35119831562042236),
     (7.201187690952793e-05, 2.5783081582630984e-05, 0.35119831562042236),
-    (0.001, 0.0005, 1.25), (3e-5, 1e-5, 0.05),
+    (0.001, 0.0005, 1.25),
+    (3e-5, 1e-5, 0.05),
     (0.001890657003968954, 0.0012643557274714112, 0.7),  # RELU6: 6 / scale rounds in float
 ]
 
@@ -380,8 +444,10 @@ def test_unary_int16_exhaustive(tmp_path, opcode):
 
 def test_unary_float(tmp_path):
     """Float activations on special values (signed zeros, denormals, inf, NaN, +-3 for hard swish)."""
-    x = np.array([[0.0, -0.0, 1e-40, -1e-40, 3.0, -3.0, 6.0, 6.5, -2.9999, np.inf, -np.inf, np.nan,
-                   1e30, -1e30, 2.5, -0.7]], np.float32)
+    x = np.array(
+        [[0.0, -0.0, 1e-40, -1e-40, 3.0, -3.0, 6.0, 6.5, -2.9999, np.inf, -np.inf, np.nan, 1e30, -1e30, 2.5, -0.7]],
+        np.float32,
+    )
     ops = []
     for opcode in ("RELU", "RELU6", "LEAKY_RELU", "HARD_SWISH"):
         opts = options("LeakyReluOptions", alpha=0.2) if opcode == "LEAKY_RELU" else None
@@ -389,8 +455,13 @@ def test_unary_float(tmp_path):
     check(tmp_path, graph_model(ops), inputs=[x] * len(ops))
 
 
-REQUANT_SCALES = [((0.05, 3), (0.0071, -2)), ((0.001, -128), (0.5, 127)), ((0.3, 127), (0.3, -128)),
-                  ((2e-5, 0), (1e-3, 0)), ((0.02, -1), (1e-4, 1))]
+REQUANT_SCALES = [
+    ((0.05, 3), (0.0071, -2)),
+    ((0.001, -128), (0.5, 127)),
+    ((0.3, 127), (0.3, -128)),
+    ((2e-5, 0), (1e-3, 0)),
+    ((0.02, -1), (1e-4, 1)),
+]
 
 
 def test_requantize(tmp_path):
@@ -416,9 +487,11 @@ def quantize_probe_values(scale, dtype, seed=0):
 
     def rnd(x):
         return np.where(x >= 0, np.floor(x + 0.5), -np.floor(-x + 0.5))
+
     differ = v[rnd((v / s).astype(np.float32).astype(np.float64)) != rnd(v.astype(np.float64) / float(s))]
-    special = np.array([1e6, -1e6, 0.0, -0.0, 1e-38, -1e-38, 1e-45, 127.5 * s, -128.5 * s,
-                        32767.5 * s, -32768.5 * s], np.float32)
+    special = np.array(
+        [1e6, -1e6, 0.0, -0.0, 1e-38, -1e-38, 1e-45, 127.5 * s, -128.5 * s, 32767.5 * s, -32768.5 * s], np.float32
+    )
     out = np.concatenate([special, differ[:53], rng.uniform(-300, 300, 64).astype(np.float32) * s])
     return np.resize(out, 128).astype(np.float32)
 
@@ -442,8 +515,9 @@ def test_quantize_dequantize_float(tmp_path, dtype):
 # ---------------------------------------------------------------- lowering details
 def test_degenerate_scale_refused(tmp_path):
     """A rescaling factor >= 2^31 would need a left shift past 31 bits: refused clearly."""
-    from mcu_mot.errors import MotError
     from mcu_mot.codegen.compile import generate
+    from mcu_mot.errors import MotError
+
     path = H.save(op_model("RELU", [q([1, 8], "int16", 2e-4)], [q([1, 8], "int16", 3.6e-43)]), tmp_path)
     with pytest.raises(MotError, match="RELU.*too large"):
         generate(path)
@@ -451,6 +525,7 @@ def test_degenerate_scale_refused(tmp_path):
 
 def test_broadcast_loops_merge():
     from mcu_mot.codegen.ops.elementwise import broadcast_loops
+
     assert broadcast_loops(None, (1, 4, 4, 3), (1, 4, 4, 3), (1, 4, 4, 3)) is None
     assert broadcast_loops(None, (1, 4, 4, 3), (1, 1, 1, 3), (1, 4, 4, 3)) == ([16, 3], [3, 1], [0, 1])
     assert broadcast_loops(None, (2, 1, 5), (2, 3, 5), (2, 3, 5)) == ([2, 3, 5], [5, 0, 1], [15, 5, 1])
@@ -463,8 +538,13 @@ def test_inplace_declared(tmp_path):
     import mcu_mot.codegen.ops  # noqa: F401  (registers the lowerings)
     from mcu_mot.codegen.lowering import LoweringContext, lower_op
     from mcu_mot.ir import read_tflite
-    tfl = op_model("ADD", [q([1, 1, 3], "int8", 0.1, 0), q([1, 4, 3], "int8", 0.1, 0)],
-                   [q([1, 4, 3], "int8", 0.1, 0)], options("AddOptions", fusedActivationFunction=0))
+
+    tfl = op_model(
+        "ADD",
+        [q([1, 1, 3], "int8", 0.1, 0), q([1, 4, 3], "int8", 0.1, 0)],
+        [q([1, 4, 3], "int8", 0.1, 0)],
+        options("AddOptions", fusedActivationFunction=0),
+    )
     g = read_tflite(H.save(tfl, tmp_path))
     call = lower_op(g.ops[0], LoweringContext())
     assert call.inplace == (1, 0)

@@ -5,18 +5,19 @@ int8 / int16x8 / float, and some are then edited in their flatbuffer to reach
 variants the converter does not emit (fused activations on pools, softmax beta,
 int8 -> int16 softmax, MEAN with equal input/output quantization).
 """
+
 from __future__ import annotations
 
+import harness
 import numpy as np
 import pytest
-
-import harness
 
 MODES = ("int8", "int16", "float")
 
 
 def _keras():
     import keras
+
     return keras
 
 
@@ -33,8 +34,9 @@ def rep_uniform(shape, lo, hi, extremes=(), seed=0):
         for i in range(16):
             x = rng.uniform(lo, hi, (1,) + tuple(shape)).astype(np.float32)
             if i == 0 and extremes:
-                x.reshape(-1)[:len(extremes)] = extremes
+                x.reshape(-1)[: len(extremes)] = extremes
             yield [x]
+
     return rep
 
 
@@ -43,6 +45,7 @@ def edit_model(src, dst, fn):
     """Unpack `src` with the TFLite schema object API, let fn(model, schema) edit it, write `dst`."""
     import flatbuffers
     from tensorflow.lite.python import schema_py_generated as schema
+
     model = schema.ModelT.InitFromPackedBuf(bytearray(src.read_bytes()), 0)
     fn(model, schema)
     builder = flatbuffers.Builder(1024)
@@ -92,12 +95,16 @@ def test_pooling(tmp_path, mode):
 
     # TFLM applies a fused activation after pooling; the converter rarely emits one, so add it.
     def fuse(model, schema):
-        acts = [schema.ActivationFunctionType.RELU, schema.ActivationFunctionType.RELU_N1_TO_1,
-                schema.ActivationFunctionType.RELU6]
+        acts = [
+            schema.ActivationFunctionType.RELU,
+            schema.ActivationFunctionType.RELU_N1_TO_1,
+            schema.ActivationFunctionType.RELU6,
+        ]
         pools = ops_of(model, schema, "AVERAGE_POOL_2D") + ops_of(model, schema, "MAX_POOL_2D")
         assert len(pools) == 6
         for i, op in enumerate(pools):
             op.builtinOptions.fusedActivationFunction = acts[i % 3]
+
     fused = edit_model(path, tmp_path / f"pool_fused_{mode}.tflite", fuse)
     rng = np.random.default_rng(3)
     inputs = None
@@ -134,6 +141,7 @@ def test_mean(tmp_path, mode):
             src = sg.tensors[op.inputs[0]].quantization
             dst = sg.tensors[op.outputs[0]].quantization
             dst.scale, dst.zeroPoint = list(src.scale), list(src.zeroPoint)
+
     ref_bits(edit_model(path, tmp_path / f"mean_same_{mode}.tflite", same_quant))
 
 
@@ -155,18 +163,22 @@ def test_softmax(tmp_path, mode):
     ref_bits(path, inputs)
 
     for beta in (0.37, 3.0):
+
         def set_beta(model, schema, beta=beta):
             for op in ops_of(model, schema, "SOFTMAX"):
                 op.builtinOptions.beta = beta
+
         ref_bits(edit_model(path, tmp_path / f"softmax_beta_{mode}.tflite", set_beta), inputs)
 
     if mode == "int8":  # TFLM also runs int8 -> int16 softmax (scale 1/65536, zero point -32768)
+
         def to_int16(model, schema):
             sg = model.subgraphs[0]
             for op in ops_of(model, schema, "SOFTMAX"):
                 t = sg.tensors[op.outputs[0]]
                 t.type = schema.TensorType.INT16
                 t.quantization.scale, t.quantization.zeroPoint = [1.0 / 65536], [-32768]
+
         ref_bits(edit_model(path, tmp_path / "softmax_s8_s16.tflite", to_int16))
 
 
@@ -174,8 +186,7 @@ def test_softmax(tmp_path, mode):
 def test_softmax_input_scales(tmp_path, mode, span):
     """Softmax straight on the model input: the input scale drives TFLM's multipliers and diff_min."""
     L = _keras().layers
-    path = build(tmp_path, lambda x: L.Softmax()(x), (5, 16), mode, "softmax_in",
-                 rep=rep_uniform((5, 16), -span, span))
+    path = build(tmp_path, lambda x: L.Softmax()(x), (5, 16), mode, "softmax_in", rep=rep_uniform((5, 16), -span, span))
     ref_bits(path, n=16)
 
 
@@ -187,6 +198,7 @@ def test_logistic_tanh_after_dense(tmp_path, mode):
     def fn(x):
         h = L.Dense(24)(x)
         return [L.Activation("sigmoid")(h), L.Activation("tanh")(h)]
+
     path = build(tmp_path, fn, (10,), mode, "sigtanh")
     ref_bits(path, n=16)
 
@@ -216,8 +228,8 @@ def test_logistic_tanh_int16_exhaustive(tmp_path, limit):
 # ---------------------------------------------------------------- CONCATENATION
 def _concats(x):
     L = _keras().layers
-    a = L.MaxPooling2D(2, padding="same")(x)       # pools keep the input quantization,
-    b = L.AveragePooling2D(2, padding="same")(x)   # so no requantize is inserted (int16 too)
+    a = L.MaxPooling2D(2, padding="same")(x)  # pools keep the input quantization,
+    b = L.AveragePooling2D(2, padding="same")(x)  # so no requantize is inserted (int16 too)
     return [
         L.Concatenate(axis=-1)([a, b]),
         L.Concatenate(axis=1)([a, b, a]),
@@ -242,8 +254,7 @@ def test_concatenation_dense_branches(tmp_path, mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_zero_padding(tmp_path, mode):
     L = _keras().layers
-    fn = lambda x: [L.ZeroPadding2D(((1, 2), (0, 3)))(x),
-                    L.ZeroPadding1D((2, 1))(L.Reshape((12, 3))(x))]
+    fn = lambda x: [L.ZeroPadding2D(((1, 2), (0, 3)))(x), L.ZeroPadding1D((2, 1))(L.Reshape((12, 3))(x))]
     # all-positive calibration data: the int8 zero point (the pad value) is -128
     path = build(tmp_path, fn, (4, 3, 3), mode, "pad", rep=rep_uniform((4, 3, 3), 0.0, 1.0))
     ref_bits(path)
@@ -258,8 +269,9 @@ def test_padv2_constant(tmp_path, mode):
 
 def test_unsupported_is_clear(tmp_path):
     """int16 PADV2 with a float pad value: TFLM rejects it, so do we, with one clear line."""
-    from mcu_mot.errors import MotError
     from mcu_mot.codegen.compile import generate
+    from mcu_mot.errors import MotError
+
     k = _keras()
     fn = lambda x: k.ops.pad(x, ((0, 0), (1, 0), (2, 1), (0, 0)), constant_values=0.5)
     path = build(tmp_path, fn, (3, 4, 2), "int16", "padv2")

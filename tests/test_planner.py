@@ -1,5 +1,6 @@
 """Memory planner: no two buffers alive at the same step overlap in the arena,
 views share bytes, in-place ops reuse their dying input, scratch is planned."""
+
 import numpy as np
 import pytest
 
@@ -89,42 +90,52 @@ def _raster_conv_in_shared_memory(mem, in_off, out_off, h, w, cin, cout, k, stri
     pix = [(y, x) for y in range(ho) for x in range(wo)]
     for g in range(0, len(pix), block):
         results = []
-        for (y, x) in pix[g:g + block]:
+        for y, x in pix[g : g + block]:
             acc = np.zeros(cout, np.int64)
             for ky in range(k):
                 for kx in range(k):
                     iy, ix = y * stride - pad + ky, x * stride - pad + kx
                     if 0 <= iy < h and 0 <= ix < w:
                         base = in_off + (iy * w + ix) * cin
-                        acc += mem[base:base + cin] @ wts[ky, kx]
+                        acc += mem[base : base + cin] @ wts[ky, kx]
             results.append(acc)
-        for (y, x), acc in zip(pix[g:g + block], results):
+        for (y, x), acc in zip(pix[g : g + block], results):
             base = out_off + (y * wo + x) * cout
-            mem[base:base + cout] = acc
+            mem[base : base + cout] = acc
     return ho, wo
 
 
-@pytest.mark.parametrize("h,w,cin,cout,k,stride,pad,block", [
-    (8, 8, 4, 4, 3, 1, 1, 1), (8, 8, 4, 4, 3, 1, 1, 2), (7, 9, 3, 8, 1, 1, 0, 1), (7, 9, 8, 3, 1, 1, 0, 1),
-    (9, 9, 2, 5, 3, 2, 1, 1), (6, 10, 5, 5, 3, 1, 0, 4), (10, 4, 1, 6, 3, 2, 1, 1)])
+@pytest.mark.parametrize(
+    "h,w,cin,cout,k,stride,pad,block",
+    [
+        (8, 8, 4, 4, 3, 1, 1, 1),
+        (8, 8, 4, 4, 3, 1, 1, 2),
+        (7, 9, 3, 8, 1, 1, 0, 1),
+        (7, 9, 8, 3, 1, 1, 0, 1),
+        (9, 9, 2, 5, 3, 2, 1, 1),
+        (6, 10, 5, 5, 3, 1, 0, 4),
+        (10, 4, 1, 6, 3, 2, 1, 1),
+    ],
+)
 def test_raster_lead_is_safe_and_tight(h, w, cin, cout, k, stride, pad, block):
     """Running a raster-order kernel with its output `lead` elements below its input
     gives the same result as separate buffers, in less memory than the two side by side."""
     from mcu_mot.plan.overlap import raster_lead
+
     rng = np.random.default_rng(0)
     x = rng.integers(-50, 50, h * w * cin)
     ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
     lead = raster_lead((1, h, w, cin), (1, ho, wo, cout), 1, 1, (stride, stride), (pad, pad), block)
     ref = np.zeros(h * w * cin + ho * wo * cout + 64, np.int64)
-    ref[:x.size] = x
+    ref[: x.size] = x
     _raster_conv_in_shared_memory(ref, 0, x.size, h, w, cin, cout, k, stride, pad, block)
-    expect = ref[x.size:x.size + ho * wo * cout].copy()
+    expect = ref[x.size : x.size + ho * wo * cout].copy()
     base = max(0, -lead)
     mem = np.zeros(base + max(lead, 0) + h * w * cin + ho * wo * cout + 64, np.int64)
     in_off, out_off = base + max(lead, 0), base
-    mem[in_off:in_off + x.size] = x
+    mem[in_off : in_off + x.size] = x
     _raster_conv_in_shared_memory(mem, in_off, out_off, h, w, cin, cout, k, stride, pad, block)
-    assert np.array_equal(mem[out_off:out_off + expect.size], expect)
+    assert np.array_equal(mem[out_off : out_off + expect.size], expect)
     span = max(lead + x.size, expect.size) - min(lead, 0)
     assert span < x.size + expect.size  # the overlap really saves memory
 

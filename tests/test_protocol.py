@@ -1,6 +1,7 @@
 """Wire protocol: framing (Python), the device side built for the host (firmware/host/) answering
 every request, refusing what it must, surviving garbage, matching simulate and TFLM, and the
 transport's retries through a fault-injecting proxy."""
+
 from __future__ import annotations
 
 import random
@@ -11,17 +12,16 @@ import zlib
 
 import numpy as np
 import pytest
-
 from faultproxy import FaultProxy, SilentServer
 
-from mcu_mot.errors import MotError
 from mcu_mot.device import protocol as P
 from mcu_mot.device.client import DeviceClient
 from mcu_mot.device.host import HostDevice, build_host_firmware
-from mcu_mot.device.transport import DeviceError, Transport
-
+from mcu_mot.device.transport import DeviceError
+from mcu_mot.errors import MotError
 
 # ---------------------------------------------------------------- framing (pure Python)
+
 
 def _payloads(rng: random.Random, n: int):
     yield b""
@@ -33,9 +33,9 @@ def _payloads(rng: random.Random, n: int):
         style = rng.randrange(3)
         if style == 0:
             yield bytes(rng.randrange(256) for _ in range(size))
-        elif style == 1:                       # mostly zeros
+        elif style == 1:  # mostly zeros
             yield bytes(rng.choice([0, 0, 0, rng.randrange(256)]) for _ in range(size))
-        else:                                  # long non-zero runs around COBS's 254-byte blocks
+        else:  # long non-zero runs around COBS's 254-byte blocks
             yield bytes(rng.randrange(1, 256) for _ in range(size))
 
 
@@ -50,13 +50,13 @@ def test_frame_round_trip_and_single_byte_damage_is_always_caught():
         assert (f.type, f.seq, f.payload) == (t, s, payload)
         raw = P.raw_frame(t, s, payload)
         assert struct.unpack("<I", raw[-4:])[0] == zlib.crc32(raw[:-4])
-        for _ in range(8):                     # any damaged byte is rejected, never misread
+        for _ in range(8):  # any damaged byte is rejected, never misread
             i = rng.randrange(len(enc) - 1)
             bad = bytearray(enc[:-1])
             bad[i] ^= rng.randrange(1, 256)
             with pytest.raises(P.FrameError):
                 P.decode_frame(bytes(bad))
-        cut = enc[:-1][:rng.randrange(len(enc) - 1)]
+        cut = enc[:-1][: rng.randrange(len(enc) - 1)]
         with pytest.raises(P.FrameError):
             P.decode_frame(cut)
     with pytest.raises(ValueError):
@@ -65,15 +65,16 @@ def test_frame_round_trip_and_single_byte_damage_is_always_caught():
 
 def test_frame_reader_splits_any_chunking_and_bounds_garbage():
     rng = random.Random(2)
-    frames = [P.encode_frame(P.PING, i, bytes(rng.randrange(256) for _ in range(rng.randrange(300))))
-              for i in range(20)]
+    frames = [
+        P.encode_frame(P.PING, i, bytes(rng.randrange(256) for _ in range(rng.randrange(300)))) for i in range(20)
+    ]
     stream = b"junk\x01\x02\x00" + b"\x00".join(frames) + b"\xaa" * 5000 + b"\x00" + frames[0]
     reader = P.FrameReader()
     got = []
     pos = 0
     while pos < len(stream):
         n = rng.randrange(1, 700)
-        got += reader.feed(stream[pos:pos + n])
+        got += reader.feed(stream[pos : pos + n])
         pos += n
     decoded = []
     for enc in got:
@@ -82,7 +83,7 @@ def test_frame_reader_splits_any_chunking_and_bounds_garbage():
         except P.FrameError:
             pass
     assert [f.seq for f in decoded] == list(range(20)) + [0]
-    assert reader.dropped == 1                 # the 5000-byte run
+    assert reader.dropped == 1  # the 5000-byte run
 
 
 def test_info_parse_round_trip():
@@ -99,10 +100,12 @@ def test_info_parse_round_trip():
 
 # ---------------------------------------------------------------- the host build of the firmware
 
+
 @pytest.fixture(scope="session")
 def two_io_model(tmp_path_factory):
     """int8; input 16x16x3 (768 B: two SET_INPUT chunks); outputs a 16x16x4 map (1024 B) and a head."""
     import harness
+
     return harness.two_output_model(tmp_path_factory.mktemp("proto"), "two_io", seed=3)
 
 
@@ -131,6 +134,7 @@ def _inputs(n=3, seed=0):
 def test_host_build_answers_every_request(device, two_io_model):
     from mcu_mot.codegen.compile import generate
     from mcu_mot.device.simulator import load
+
     report = generate(two_io_model).report
     calls = [layer for layer in report["layers"] if layer["kernel"]]
     x = _inputs(1)
@@ -149,8 +153,9 @@ def test_host_build_answers_every_request(device, two_io_model):
         with pytest.raises(MotError, match="flash the new build"):
             c.check_model("00000000")
         layers = c.layers()
-        assert [(li["op"], li["macs"], li["bytes"], li["arena_offset"]) for li in layers] == \
-               [(layer["op"], layer["macs"], layer["bytes"], layer["arena_offset"]) for layer in calls]
+        assert [(li["op"], li["macs"], li["bytes"], li["arena_offset"]) for li in layers] == [
+            (layer["op"], layer["macs"], layer["bytes"], layer["arena_offset"]) for layer in calls
+        ]
         c.set_input(0, x[0])
         ticks, ran = c.invoke()
         assert ran == len(calls) and ticks > 0
@@ -187,8 +192,8 @@ def test_input_chunks_restart_at_offset_zero(device):
         got = lambda off, data: int.from_bytes(c.request(P.SET_INPUT, P.set_input_payload(0, off, data)), "little")
         assert got(0, x[:506]) == 506
         assert got(506, x[506:700]) == 700
-        assert got(0, x[:100]) == 100          # a new input begins: not "700 received"
-        assert got(50, x[50:300]) == 300       # overlapping rewrite, in order
+        assert got(0, x[:100]) == 100  # a new input begins: not "700 received"
+        assert got(50, x[50:300]) == 300  # overlapping rewrite, in order
         with pytest.raises(DeviceError):
             c.request(P.INVOKE, P.invoke_payload())
         c.set_input(0, _inputs(1)[0])
@@ -220,7 +225,7 @@ def test_requests_the_device_must_refuse(device):
         refused(P.ERR_BAD_LENGTH, P.STATS, b"\x00")
         refused(P.ERR_RANGE, P.SET_INPUT, P.set_input_payload(1, 0, b"x"))
         refused(P.ERR_RANGE, P.SET_INPUT, P.set_input_payload(0, 768, b"x"))
-        refused(P.ERR_RANGE, P.SET_INPUT, P.set_input_payload(0, 100, b"x"))     # a gap
+        refused(P.ERR_RANGE, P.SET_INPUT, P.set_input_payload(0, 100, b"x"))  # a gap
         refused(P.ERR_RANGE, P.GET_OUTPUT, P.get_output_payload(2, 0, 1))
         small = min(range(2), key=lambda k: info.outputs[k].bytes)
         big = 1 - small
@@ -242,12 +247,12 @@ def test_requests_the_device_must_refuse(device):
         c.set_input(0, x)
         c.invoke()
         refused(P.ERR_NOT_FRESH, P.INVOKE, P.invoke_payload())
-        refused(P.ERR_NOT_FRESH, P.INVOKE, P.invoke_payload(1))    # nothing to continue
+        refused(P.ERR_NOT_FRESH, P.INVOKE, P.invoke_payload(1))  # nothing to continue
         c.set_input(0, x)
         c.invoke(0, 0)
-        refused(P.ERR_NOT_FRESH, P.INVOKE, P.invoke_payload(2))    # must continue at layer 1
+        refused(P.ERR_NOT_FRESH, P.INVOKE, P.invoke_payload(2))  # must continue at layer 1
         c.set_input(0, x)
-        refused(P.ERR_NOT_FRESH, P.INVOKE, P.invoke_payload(1))    # new input: start at 0
+        refused(P.ERR_NOT_FRESH, P.INVOKE, P.invoke_payload(1))  # new input: start at 0
         assert c.invoke()[1] == n
         st = c.stats()
         assert st["invokes"] == 3 and st["errors"] >= 30
@@ -312,8 +317,10 @@ def test_repeated_request_gets_the_cached_reply_without_running_twice(device):
     link = RawLink(device.port)
     try:
         x = _inputs(1)[0].tobytes()
-        frames = [P.encode_frame(P.SET_INPUT, 10, P.set_input_payload(0, 0, x[:506])),
-                  P.encode_frame(P.SET_INPUT, 11, P.set_input_payload(0, 506, x[506:]))]
+        frames = [
+            P.encode_frame(P.SET_INPUT, 10, P.set_input_payload(0, 0, x[:506])),
+            P.encode_frame(P.SET_INPUT, 11, P.set_input_payload(0, 506, x[506:])),
+        ]
         inv = P.encode_frame(P.INVOKE, 12, P.invoke_payload())
         link.send(b"".join(frames) + inv + inv + inv)
         replies = link.frames(5)
@@ -346,18 +353,20 @@ def test_random_garbage_never_crashes_or_hangs_the_device(device):
                 junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000)))
             elif kind == 1:
                 junk = bytes(rng.randrange(1, 256) for _ in range(rng.randrange(500, 5000)))  # overlong, no 0x00
-            elif kind == 2:                    # frame-like: valid COBS, random contents
+            elif kind == 2:  # frame-like: valid COBS, random contents
                 from cobs import cobs
+
                 junk = cobs.encode(bytes(rng.randrange(256) for _ in range(rng.randrange(0, 600)))) + b"\x00"
-            else:                              # a real frame cut short, then a real one glued to it
+            else:  # a real frame cut short, then a real one glued to it
                 f = P.encode_frame(P.GET_OUTPUT, 1, P.get_output_payload(0, 0, 64))
-                junk = f[:rng.randrange(1, len(f) - 1)] + P.encode_frame(P.PING, 2, b"glued")
+                junk = f[: rng.randrange(1, len(f) - 1)] + P.encode_frame(P.PING, 2, b"glued")
             link.send(junk)
             nonce = bytes(rng.randrange(256) for _ in range(8))
             link.send(b"\x00" + P.encode_frame(P.PING, 200 + round_ % 50, nonce))
             # the PING's reply arrives; NAKs and replies to accidental valid frames may precede it
-            assert link.wait_for(lambda f: f.type == P.PING | P.REPLY and f.payload == nonce), \
+            assert link.wait_for(lambda f: f.type == P.PING | P.REPLY and f.payload == nonce), (
                 f"no PING reply after garbage round {round_}"
+            )
         assert device.proc.poll() is None
     finally:
         link.close()
@@ -368,7 +377,9 @@ def test_random_garbage_never_crashes_or_hangs_the_device(device):
 
 def test_outputs_equal_simulate_and_tflm(device, two_io_model):
     import harness
+
     from mcu_mot.device.simulator import simulate
+
     x = _inputs(4, seed=7)
     with _client(device.url) as c:
         ours = c.run(x)
@@ -383,6 +394,7 @@ def test_outputs_equal_simulate_and_tflm(device, two_io_model):
 def test_random_models_on_the_host_build(tmp_path, seed, mode):
     import harness
     from randmodels import random_model
+
     path = harness.save(harness.convert(random_model(seed), mode), tmp_path)
     x = harness.random_inputs(path, 3, seed)
     with HostDevice(path) as dev, _client(dev.url) as c:
@@ -393,6 +405,7 @@ def test_random_models_on_the_host_build(tmp_path, seed, mode):
 
 def test_profile_from_the_host_build(device, tmp_path):
     from mcu_mot.device import profile as PR
+
     with _client(device.url) as c:
         prof = PR.profile(c, runs=4, board="host")
     assert prof["unit"] == "cycles" and prof["runs"] == 4 and len(prof["layers"]) == c.info().layers
@@ -406,6 +419,7 @@ def test_profile_from_the_host_build(device, tmp_path):
 
 # ---------------------------------------------------------------- the host side's failures
 
+
 def test_silent_noisy_and_closed_ports_fail_in_one_line():
     with SilentServer() as s:
         with pytest.raises(MotError, match=r"no reply from socket://127\.0\.0\.1:\d+ after 2 tries") as e:
@@ -415,7 +429,7 @@ def test_silent_noisy_and_closed_ports_fail_in_one_line():
         with pytest.raises(MotError, match="noise") as e:
             DeviceClient(s.url, timeout=0.2, retries=2)
         assert "\n" not in str(e.value)
-    with socket.socket() as sock:              # bound, then closed: nobody listens
+    with socket.socket() as sock:  # bound, then closed: nobody listens
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(MotError, match="cannot open port"):
@@ -424,7 +438,7 @@ def test_silent_noisy_and_closed_ports_fail_in_one_line():
 
 def test_device_going_away_is_a_clear_error(fw):
     dev = HostDevice(fw).start()
-    c = _client(dev.url, timeout=0.2, retries=2, deadline=2.0)   # reopening is tried until the deadline
+    c = _client(dev.url, timeout=0.2, retries=2, deadline=2.0)  # reopening is tried until the deadline
     dev.stop()
     with pytest.raises(MotError) as e:
         c.info()
@@ -447,6 +461,7 @@ def test_faulty_link_gives_right_answers_or_clear_errors(fw, two_io_model, kind)
     """Every request ends in the right reply or a one-line MotError; the device never runs a
     corrupt or repeated INVOKE (its own invoke counter agrees with the host's); no hang."""
     from mcu_mot.device.simulator import load
+
     x = _inputs(12, seed=3)
     ref = load(two_io_model).run(x)
     with HostDevice(fw) as dev:
@@ -463,7 +478,7 @@ def test_faulty_link_gives_right_answers_or_clear_errors(fw, two_io_model, kind)
                     c.invoke()
                 except MotError as e:
                     assert "\n" not in str(e)
-                    failed_invokes += 1      # may or may not have run: the reply was lost
+                    failed_invokes += 1  # may or may not have run: the reply was lost
                     continue
                 ok += 1
                 outs = [c.get_output(k) for k in range(2)]
@@ -474,7 +489,7 @@ def test_faulty_link_gives_right_answers_or_clear_errors(fw, two_io_model, kind)
         with _client(dev.url) as direct:
             st = direct.stats()
     assert injected > 0
-    assert ok == len(x)                          # recovery (issue 15): these rates are invisible
+    assert ok == len(x)  # recovery (issue 15): these rates are invisible
     assert ok <= st["invokes"] <= ok + failed_invokes
 
 
@@ -486,12 +501,14 @@ def test_heavily_damaged_link_fails_cleanly_and_never_runs_twice(fw, two_io_mode
     Recovery), which these rates never come near, so the expected count of (one-line) errors is
     zero; and the device's invoke counter never exceeds what the host attempted."""
     from mcu_mot.device.simulator import load
+
     x = _inputs(10, seed=seed)
     ref = load(two_io_model).run(x)
     ok = failed = errors = 0
     with HostDevice(fw) as dev:
-        with FaultProxy(dev.port, seed=100 + seed, drop=2e-3, corrupt=2e-3, dup_byte=1e-3, dup_chunk=0.1,
-                        delay=0.05, max_delay=0.3) as proxy:
+        with FaultProxy(
+            dev.port, seed=100 + seed, drop=2e-3, corrupt=2e-3, dup_byte=1e-3, dup_chunk=0.1, delay=0.05, max_delay=0.3
+        ) as proxy:
             try:
                 c = _client(proxy.url, timeout=0.15, retries=4)
             except MotError:
@@ -514,6 +531,6 @@ def test_heavily_damaged_link_fails_cleanly_and_never_runs_twice(fw, two_io_mode
             c.close()
         with _client(dev.url) as direct:
             st = direct.stats()
-    assert ok + errors == len(x)                 # every sample ends in right outputs or one error
+    assert ok + errors == len(x)  # every sample ends in right outputs or one error
     assert errors == 0 and failed == 0, f"{errors} samples failed ({failed} at INVOKE) within the deadline"
     assert ok <= st["invokes"] <= ok + failed

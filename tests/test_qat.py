@@ -1,11 +1,11 @@
 """Quantization-aware training for Keras 3 (mcu_mot.optimize.qat) on scikit-learn's digits:
 the converted int8 model agrees with the fake-quant Keras model, runs bit-exactly on our
 compiler vs TFLite Micro, ends within 1 point of float, and beats PTQ where PTQ loses."""
+
 import os
 
 import numpy as np
 import pytest
-
 from harness import assert_bit_exact, convert, save
 
 from mcu_mot.errors import MotError
@@ -14,11 +14,13 @@ from mcu_mot.errors import MotError
 @pytest.fixture(scope="module")
 def digits():
     from mcu_mot.flows.demo import digits_dataset
+
     return digits_dataset()
 
 
 def quantize_input(tfl: bytes, x: np.ndarray) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter
+
     d = Interpreter(model_content=tfl).get_input_details()[0]
     s, z = d["quantization"]
     return np.clip(np.round(x / s) + z, -128, 127).astype(np.int8)
@@ -26,6 +28,7 @@ def quantize_input(tfl: bytes, x: np.ndarray) -> np.ndarray:
 
 def dequantize_output(tfl: bytes, y: np.ndarray) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter
+
     d = Interpreter(model_content=tfl).get_output_details()[0]
     s, z = d["quantization"]
     return (y.astype(np.float32) - z) * s
@@ -34,6 +37,7 @@ def dequantize_output(tfl: bytes, y: np.ndarray) -> np.ndarray:
 def simulate_float(tfl: bytes, path, x: np.ndarray) -> np.ndarray:
     """Our generated C on the host: float samples in, dequantized outputs out."""
     from mcu_mot.device.simulator import simulate
+
     (y,) = simulate(path, quantize_input(tfl, x))
     return dequantize_output(tfl, y)
 
@@ -42,6 +46,7 @@ def bn_relu6_cnn():
     """Small digits CNN with BatchNormalization + ReLU6 (folded and fused by QAT)."""
     import keras
     from keras import layers as L
+
     inp = keras.Input((8, 8, 1), name="image")
     x = L.Conv2D(16, 3, padding="same", use_bias=False, name="conv1")(inp)
     x = L.BatchNormalization(name="bn1")(x)
@@ -60,7 +65,9 @@ def bn_relu6_cnn():
 def trained(digits, tmp_path_factory):
     """float model (trained), QAT model (fine-tuned 3 epochs), converted .tflite."""
     import keras
+
     from mcu_mot.optimize.qat import convert_qat, train_qat
+
     (xtr, ytr), (xte, yte) = digits
     keras.utils.set_random_seed(0)
     model = bn_relu6_cnn()
@@ -74,6 +81,7 @@ def trained(digits, tmp_path_factory):
 
 def test_structure_bn_folded_relu_fused(trained):
     from mcu_mot.optimize.qat import FakeQuant, QuantLayer
+
     _, qmodel, _, _ = trained
     kinds = {layer.name: type(layer).__name__ for layer in qmodel.layers}
     assert "bn1" not in kinds and "bn2" not in kinds and "relu1" not in kinds and "relu2" not in kinds
@@ -82,11 +90,11 @@ def test_structure_bn_folded_relu_fused(trained):
     assert q["conv1"].bn is not None and q["conv1"].activation == "relu6"
     assert q["dw"].bn is not None and q["dw"].activation == "relu6"
     assert q["pw"].activation == "relu" and q["fc"].post_activation == "softmax"
-    assert isinstance(qmodel.layers[1], FakeQuant)           # the input's fake-quant
+    assert isinstance(qmodel.layers[1], FakeQuant)  # the input's fake-quant
     # every layer knows its input's quantizer (bias in int32 at s_in * s_w)
     assert q["conv1"]._input_quant.layer is qmodel.layers[1]
     assert q["dw"]._input_quant.layer is q["conv1"]
-    assert q["fc"]._input_quant.layer is q["pw"]             # through MaxPooling2D and Flatten
+    assert q["fc"]._input_quant.layer is q["pw"]  # through MaxPooling2D and Flatten
 
 
 def test_converted_matches_fake_quant(trained, digits):
@@ -109,11 +117,16 @@ def test_converted_matches_fake_quant(trained, digits):
 def test_learned_parameters_in_tflite(trained):
     """Activation scales/zero points are the learned (nudged) ranges; weights are the fake-quant's integers."""
     from ai_edge_litert.interpreter import Interpreter
+
     from mcu_mot.optimize.qat import QuantLayer, quantizers, weight_scales
+
     _, qmodel, tfl, _ = trained
     details = Interpreter(model_content=tfl).get_tensor_details()
-    acts = [(float(d["quantization_parameters"]["scales"][0]), int(d["quantization_parameters"]["zero_points"][0]))
-            for d in details if d["dtype"] == np.int8 and len(d["quantization_parameters"]["scales"]) == 1]
+    acts = [
+        (float(d["quantization_parameters"]["scales"][0]), int(d["quantization_parameters"]["zero_points"][0]))
+        for d in details
+        if d["dtype"] == np.int8 and len(d["quantization_parameters"]["scales"]) == 1
+    ]
     for q in quantizers(qmodel):
         s, z = q.quant_params()
         assert any(np.isclose(s, s2, rtol=1e-6, atol=0) and z == z2 for s2, z2 in acts), (q.name, s, z, acts)
@@ -123,17 +136,23 @@ def test_learned_parameters_in_tflite(trained):
     for layer in (lay for lay in qmodel.layers if isinstance(lay, QuantLayer)):
         kq, _ = layer.quantized_weights()
         kq = np.asarray(kq)
-        flat = kq.reshape(-1, kq.shape[-2] * kq.shape[-1]) if layer.kind == "depthwise" else kq.reshape(-1, kq.shape[-1])
+        flat = (
+            kq.reshape(-1, kq.shape[-2] * kq.shape[-1]) if layer.kind == "depthwise" else kq.reshape(-1, kq.shape[-1])
+        )
         scales = weight_scales(flat)
-        ints = np.round(flat / scales).astype(np.int64)          # (taps, out channels)
+        ints = np.round(flat / scales).astype(np.int64)  # (taps, out channels)
         assert np.abs(ints).max() == 127
-        match = [d for d in per_channel if len(d["quantization_parameters"]["scales"]) == len(scales)
-                 and np.allclose(d["quantization_parameters"]["scales"], scales, rtol=1e-5)]
+        match = [
+            d
+            for d in per_channel
+            if len(d["quantization_parameters"]["scales"]) == len(scales)
+            and np.allclose(d["quantization_parameters"]["scales"], scales, rtol=1e-5)
+        ]
         assert len(match) == 1, layer.name
         w = it.get_tensor(match[0]["index"]).astype(np.int64)
         axis = match[0]["quantization_parameters"]["quantized_dimension"]
         w = np.moveaxis(w, axis, -1).reshape(-1, w.shape[axis])
-        if layer.kind == "conv":   # TFLite OHWI vs Keras HWIO: compare as sorted multisets per channel
+        if layer.kind == "conv":  # TFLite OHWI vs Keras HWIO: compare as sorted multisets per channel
             assert np.array_equal(np.sort(w, 0), np.sort(ints, 0)), layer.name
         else:
             assert np.array_equal(w, ints), layer.name
@@ -162,7 +181,9 @@ def test_qat_beats_ptq_on_outlier_channel(digits, tmp_path):
     of the model on the quantized features and wins most of it back."""
     import keras
     from keras import layers as L
+
     from mcu_mot.optimize.qat import convert_qat, train_qat
+
     (xtr, ytr), (xte, yte) = digits
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 1))
@@ -186,7 +207,7 @@ def test_qat_beats_ptq_on_outlier_channel(digits, tmp_path):
     fc.set_weights([w.reshape(-1, 10), b])
     float_acc = np.mean(model.predict(xte, verbose=0).argmax(-1) == yte)
 
-    ptq = convert(model, rep=lambda: ([xtr[i:i + 1]] for i in range(100)))
+    ptq = convert(model, rep=lambda: ([xtr[i : i + 1]] for i in range(100)))
     ptq_path = save(ptq, tmp_path, "ptq")
     ptq_acc = np.mean(simulate_float(ptq, ptq_path, xte).argmax(-1) == yte)
 
@@ -204,6 +225,7 @@ def residual_model():
     """Add + ReLU fused, Dense + BatchNormalization folded, GlobalAveragePooling, logits out."""
     import keras
     from keras import layers as L
+
     keras.utils.set_random_seed(1)
     inp = keras.Input((8, 8, 1))
     x = L.Conv2D(8, 3, padding="same", use_bias=False)(inp)
@@ -223,16 +245,27 @@ def sequential_model():
     """Sequential, depth multiplier 2, a conv with a non-fusable activation (own fake-quant after it)."""
     import keras
     from keras import layers as L
+
     keras.utils.set_random_seed(2)
-    return keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(8, 3, strides=2, activation="relu6"),
-                             L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"), L.BatchNormalization(),
-                             L.ReLU(), L.Conv2D(8, 1, activation="hard_silu"), L.Flatten(),
-                             L.Dense(10, activation="softmax")])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            L.Conv2D(8, 3, strides=2, activation="relu6"),
+            L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+            L.BatchNormalization(),
+            L.ReLU(),
+            L.Conv2D(8, 1, activation="hard_silu"),
+            L.Flatten(),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 def demo_cnn():
-    from mcu_mot.flows.demo import small_cnn
     import keras
+
+    from mcu_mot.flows.demo import small_cnn
+
     keras.utils.set_random_seed(3)
     return small_cnn()
 
@@ -241,16 +274,18 @@ def demo_cnn():
 def test_other_structures(make, digits, tmp_path):
     """Calibrated + one QAT epoch: conversion agrees with the fake-quant model and is bit-exact."""
     import keras
+
     from mcu_mot.optimize.qat import QuantLayer, convert_qat, quantize_model, train_qat
+
     (xtr, ytr), (xte, _) = digits
     model = make()
-    for w in model.weights:      # non-trivial BN statistics and biases
+    for w in model.weights:  # non-trivial BN statistics and biases
         if "moving_mean" in w.path or "bias" in w.path or "beta" in w.path:
             w.assign(np.random.default_rng(0).normal(0, 0.2, w.shape).astype(np.float32))
     qmodel = quantize_model(model)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in qmodel.layers)
     assert all(layer._input_quant.layer is not None for layer in qmodel.layers if isinstance(layer, QuantLayer))
-    if make is demo_cnn:   # users who train themselves: plain fit, ranges start from the first batch
+    if make is demo_cnn:  # users who train themselves: plain fit, ranges start from the first batch
         qmodel.compile("adam", "sparse_categorical_crossentropy")
         qmodel.fit(xtr[:512], ytr[:512], epochs=1, batch_size=32, verbose=0)
     else:
@@ -263,7 +298,7 @@ def test_other_structures(make, digits, tmp_path):
     step = float(dequantize_output(tfl, np.array([1], np.int8))[0] - dequantize_output(tfl, np.array([0], np.int8))[0])
     assert np.abs(got - ref).max() <= 3 * step
     assert_bit_exact(path, [quantize_input(tfl, xte[:8])])
-    if make is sequential_model:   # float input/output: QUANTIZE / DEQUANTIZE at the borders
+    if make is sequential_model:  # float input/output: QUANTIZE / DEQUANTIZE at the borders
         tfl_f = convert_qat(qmodel, io_float=True)
         got_f = assert_bit_exact(save(tfl_f, tmp_path, "io_float"), [xte[:16]])[0]
         assert np.array_equal(got_f.argmax(-1), got[:16].argmax(-1))
@@ -272,6 +307,7 @@ def test_other_structures(make, digits, tmp_path):
 def test_fake_quant_model_before_training_matches_ptq_grid(digits):
     """Freshly quantized + calibrated, the fake-quant model is close to float (same as PTQ would be)."""
     from mcu_mot.optimize.qat import calibrate, quantize_model
+
     (xtr, _), (xte, _) = digits
     model = residual_model()
     qmodel = quantize_model(model)
@@ -285,6 +321,7 @@ def test_save_load_and_qat_api(trained, digits, tmp_path):
     """The QAT model survives .keras save/load; qat() goes from a .keras file and an .npz to a .tflite."""
     from mcu_mot.optimize import load_keras
     from mcu_mot.optimize.qat import QuantLayer, convert_qat, qat
+
     model, qmodel, tfl, _ = trained
     (xtr, ytr), (xte, _) = digits
     qmodel.save(tmp_path / "q.keras")
@@ -299,16 +336,18 @@ def test_save_load_and_qat_api(trained, digits, tmp_path):
     out = tmp_path / "out" / "m.tflite"
     data = qat(tmp_path / "float.keras", tmp_path / "data.npz", epochs=1, out_path=out, progress=False)
     assert out.read_bytes() == data and data[4:8] == b"TFL3"
-    assert [p.name for p in out.parent.iterdir()] == ["m.tflite"]   # no temp file left behind
+    assert [p.name for p in out.parent.iterdir()] == ["m.tflite"]  # no temp file left behind
     mask = os.umask(0)
     os.umask(mask)
-    assert out.stat().st_mode & 0o777 == 0o666 & ~mask       # an ordinary file, not mkstemp's 0600
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # an ordinary file, not mkstemp's 0600
 
 
 def test_user_errors(digits, tmp_path):
     import keras
     from keras import layers as L
+
     from mcu_mot.optimize.qat import qat, quantize_model, train_qat
+
     (xtr, ytr), _ = digits
     model = bn_relu6_cnn()
     np.savez(tmp_path / "good.npz", x=xtr[:8], y=ytr[:8])

@@ -3,18 +3,17 @@ TCP port, compare outputs with the TFLite Micro interpreter bit for bit, profile
 and survive a faulty link (the fault proxy between pyserial and QEMU's port).
 
 Fast subset: `-m qemu`; every emulated board and more models: `-m "qemu and slow"`."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from faultproxy import FaultProxy
-
 from harness import needs_qemu_tools
-from mcu_mot.errors import MotError
+
 from mcu_mot.device.client import DeviceClient
 from mcu_mot.device.qemu import QemuInstance
+from mcu_mot.errors import MotError
 
 needs_tools = needs_qemu_tools
 
@@ -25,17 +24,21 @@ OTHER_BOARDS = ["qemu-mps2-an385", "qemu-mps2-an500", "qemu-mps2-an505", "qemu-n
 def _random_model(tmp_path, seed: int):
     import harness
     from randmodels import random_model
+
     return harness.save(harness.convert(random_model(seed), "int8"), tmp_path, f"rand{seed}")
 
 
 def _build(model, board, tmp_path):
     from mcu_mot.fwbuild import build
+
     return build(model, board, tmp_path / f"build-{board}")
 
 
 def _run_and_check(model, board, tmp_path, n: int = 3, seed: int = 0, profile: bool = True):
     import harness
+
     from mcu_mot.device import profile as PR
+
     report = _build(model, board, tmp_path)
     x = harness.random_inputs(model, n, seed)
     with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url, timeout=2.0, retries=3) as dev:
@@ -74,15 +77,18 @@ def test_faulty_link_to_qemu(tmp_path):
     """The fault proxy between pyserial and QEMU's UART port: right answers or one-line errors,
     and the device never runs an INVOKE twice or from a damaged frame."""
     import harness
+
     from mcu_mot.device.simulator import simulate
+
     model = _random_model(tmp_path, 22)
     report = _build(model, "qemu-mps2-an386", tmp_path)
     x = harness.random_inputs(model, 6, 1)
     ref = simulate(model, x)
     ok = failed = 0
     with QemuInstance("qemu-mps2-an386", report["elf"]) as q:
-        with FaultProxy(q.port, seed=4, drop=3e-4, corrupt=3e-4, dup_byte=1e-4, dup_chunk=0.05,
-                        delay=0.03, max_delay=0.6) as proxy:
+        with FaultProxy(
+            q.port, seed=4, drop=3e-4, corrupt=3e-4, dup_byte=1e-4, dup_chunk=0.05, delay=0.03, max_delay=0.6
+        ) as proxy:
             dev = DeviceClient(proxy.url, timeout=0.4, retries=10)
             for i in range(x[0].shape[0]):
                 try:

@@ -1,7 +1,7 @@
 """Property test: random Keras models, converted by the TF converter, simulate
 bit-exactly against the tflite-micro interpreter (int8 and int16x8)."""
-import pytest
 
+import pytest
 from harness import assert_bit_exact, convert, save
 from randmodels import random_model
 

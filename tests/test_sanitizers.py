@@ -7,6 +7,7 @@ exact with the TFLite Micro reference.
 UB aborts the process, so the simulations run in a child Python. AddressSanitizer in a library
 that ctypes loads needs its runtime first in the process: the child gets LD_PRELOAD=libasan.
 The host firmware is an executable and gets ASan directly."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 
 TESTS = Path(__file__).parent
-HELD_OUT_SEEDS = (1001, 1002)        # random_model seeds no other test uses
+HELD_OUT_SEEDS = (1001, 1002)  # random_model seeds no other test uses
 needs_cc = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no host C compiler")
 
 DRIVER = r"""
@@ -46,22 +47,32 @@ def _runtime(name: str) -> str | None:
 
 
 def _sanitized_env(tmp_path, kinds: str) -> dict:
-    env = {**os.environ, "MCU_MOT_SANITIZE": kinds, "MCU_MOT_CACHE": str(tmp_path / f"cache-{kinds}"),
-           "TF_CPP_MIN_LOG_LEVEL": "3", "UBSAN_OPTIONS": "print_stacktrace=1",
-           "ASAN_OPTIONS": "detect_leaks=0"}       # (the Python interpreter's own allocations)
+    env = {
+        **os.environ,
+        "MCU_MOT_SANITIZE": kinds,
+        "MCU_MOT_CACHE": str(tmp_path / f"cache-{kinds}"),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "UBSAN_OPTIONS": "print_stacktrace=1",
+        "ASAN_OPTIONS": "detect_leaks=0",
+    }  # (the Python interpreter's own allocations)
     if "address" in kinds:
         env["LD_PRELOAD"] = _runtime("libasan.so")
     return env
 
 
 def _run_sanitized(tmp_path, jobs, kinds: str):
-    r = subprocess.run([sys.executable, "-c", DRIVER, str(TESTS), json.dumps([[str(p), isa] for p, isa in jobs])],
-                       capture_output=True, text=True, env=_sanitized_env(tmp_path, kinds), timeout=1200)
+    r = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(TESTS), json.dumps([[str(p), isa] for p, isa in jobs])],
+        capture_output=True,
+        text=True,
+        env=_sanitized_env(tmp_path, kinds),
+        timeout=1200,
+    )
     report = r.stdout + r.stderr
     assert "runtime error" not in report and "AddressSanitizer" not in report, report[-4000:]
     assert r.returncode == 0, report[-4000:]
     assert r.stdout.count("bit-exact") == len(jobs), report[-4000:]
-    lib = next((tmp_path / f"cache-{kinds}" / "host").glob("*.so"))      # it really was instrumented
+    lib = next((tmp_path / f"cache-{kinds}" / "host").glob("*.so"))  # it really was instrumented
     symbols = subprocess.run(["nm", "-D", str(lib)], capture_output=True, text=True).stdout
     for kind, marker in (("undefined", "__ubsan_handle"), ("address", "__asan_")):
         if kind in kinds:
@@ -72,6 +83,7 @@ def huge_biases(data: bytes, seed: int, magnitude: float) -> bytes:
     """Every int64 bias of an int16x8 model rewritten in place with values up to `magnitude`."""
     import tflite
     from test_validate import Patch
+
     p = Patch(data)
     rng = np.random.default_rng(seed)
     for i, t in enumerate(p.tensors()):
@@ -85,6 +97,7 @@ def huge_biases(data: bytes, seed: int, magnitude: float) -> bytes:
 def models(tmp_path_factory):
     from harness import convert, save
     from randmodels import random_model
+
     d = tmp_path_factory.mktemp("sanitize-models")
     out = {}
     for seed in HELD_OUT_SEEDS:
@@ -111,7 +124,7 @@ def test_undefined_behaviour_sanitizer(models, tmp_path):
     models with biases up to 2^62 (the int64 requantization's product overflows past 2^48)."""
     assert _runtime("libubsan.so"), "the compiler has no UBSan runtime"
     jobs = [(p, "plain") for p in models.values()] + [(models[(HELD_OUT_SEEDS[0], "int16")], "dsp")]
-    jobs += [(p, "plain") for p in _fuzzed(models, tmp_path, [2.0 ** 50, 2.0 ** 61])]
+    jobs += [(p, "plain") for p in _fuzzed(models, tmp_path, [2.0**50, 2.0**61])]
     _run_sanitized(tmp_path, jobs, "undefined")
 
 
@@ -121,8 +134,9 @@ def test_undefined_and_address_sanitizers_more(models, tmp_path):
     if _runtime("libasan.so") is None:
         pytest.skip("the compiler has no ASan runtime")
     jobs = [(p, isa) for p in models.values() for isa in ("plain", "dsp")]
-    jobs += [(p, isa) for p in _fuzzed(models, tmp_path, [2.0 ** 40, 2.0 ** 48, 2.0 ** 55, 2.0 ** 62])
-             for isa in ("plain", "dsp")]
+    jobs += [
+        (p, isa) for p in _fuzzed(models, tmp_path, [2.0**40, 2.0**48, 2.0**55, 2.0**62]) for isa in ("plain", "dsp")
+    ]
     _run_sanitized(tmp_path, jobs, "undefined,address")
 
 
@@ -133,18 +147,25 @@ def test_host_firmware_under_address_and_undefined_sanitizers(models, tmp_path, 
     if _runtime("libasan.so") is None:
         pytest.skip("the compiler has no ASan runtime")
     from harness import _assert_same, random_inputs, tflm_run
+
     from mcu_mot.device.client import DeviceClient
     from mcu_mot.device.host import build_host_firmware
+
     monkeypatch.setenv("MCU_MOT_SANITIZE", "address,undefined")
     monkeypatch.setenv("MCU_MOT_CACHE", str(tmp_path / "cache"))
-    for k, path in enumerate([models[(HELD_OUT_SEEDS[0], "int8")], _fuzzed(models, tmp_path, [2.0 ** 58])[0]]):
+    for k, path in enumerate([models[(HELD_OUT_SEEDS[0], "int8")], _fuzzed(models, tmp_path, [2.0**58])[0]]):
         exe = build_host_firmware(path, tmp_path / f"fw{k}")
         symbols = subprocess.run(["nm", str(exe)], capture_output=True, text=True).stdout
         assert "__asan_" in symbols and "__ubsan_handle" in symbols
         err = tmp_path / f"fw{k}.stderr"
         with open(err, "wb") as ferr:
-            proc = subprocess.Popen([str(exe), "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=ferr,
-                                    env={**os.environ, "ASAN_OPTIONS": "detect_leaks=1"})
+            proc = subprocess.Popen(
+                [str(exe), "0"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=ferr,
+                env={**os.environ, "ASAN_OPTIONS": "detect_leaks=1"},
+            )
             try:
                 line = proc.stdout.readline().decode().split()
                 assert line and line[0] == "PORT", err.read_text()

@@ -1,6 +1,7 @@
 """What `flash`, `profile` and `monitor` read from a build folder is trusted only when only this
 user can write the folder: device.json names a process to stop, report.json the image to run.
 A planted pid is never killed, an image that is not the one report.json describes never runs."""
+
 import hashlib
 import json
 import os
@@ -11,8 +12,9 @@ import pytest
 
 
 def mm(*args, timeout=120):
-    proc = subprocess.run([sys.executable, "-m", "mcu_mot", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcu_mot", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -20,8 +22,11 @@ def _folder(tmp_path, elf=b"\x7fELF not really", sha=None):
     d = tmp_path / "fw"
     d.mkdir(mode=0o700)
     (d / "firmware.elf").write_bytes(elf)
-    report = {"board": "qemu-mps2-an386", "model": "m.tflite",
-              "elf_sha256": sha or hashlib.sha256(b"another image").hexdigest()}
+    report = {
+        "board": "qemu-mps2-an386",
+        "model": "m.tflite",
+        "elf_sha256": sha or hashlib.sha256(b"another image").hexdigest(),
+    }
     (d / "report.json").write_text(json.dumps(report))
     return d
 
@@ -30,8 +35,16 @@ def test_a_planted_pid_is_never_killed(tmp_path):
     d = _folder(tmp_path)
     victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (d / "device.json").write_text(json.dumps({"pid": victim.pid, "port": "socket://127.0.0.1:1",
-                                                   "board": "qemu-mps2-an386", "elf": str(d / "firmware.elf")}))
+        (d / "device.json").write_text(
+            json.dumps(
+                {
+                    "pid": victim.pid,
+                    "port": "socket://127.0.0.1:1",
+                    "board": "qemu-mps2-an386",
+                    "elf": str(d / "firmware.elf"),
+                }
+            )
+        )
         rc, out, err = mm("flash", d, "--stop")
         assert rc == 0 and "no emulator was running" in out, err
         assert victim.poll() is None, "a process that is not our emulator was killed"

@@ -8,6 +8,7 @@ same for the host build of the firmware, QEMU and a board on a serial port.
 - QemuTarget end to end, started for one session and detached the way `mcu-mot flash` does
   (slow, qemu).
 - Which target a command gets (target_for, flash_target) and its one-line errors."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from harness import convert, keras_model, needs_qemu_tools, random_inputs, save
+
 from mcu_mot.device.target import HostTarget, QemuTarget, SerialTarget, Target, flash_target, target_for
 from mcu_mot.errors import MotError
 
@@ -31,6 +32,7 @@ from mcu_mot.errors import MotError
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     import keras
+
     L = keras.layers
     m = keras_model(lambda x: L.Dense(5)(L.Flatten()(L.Conv2D(4, 3, activation="relu")(x))), (8, 8, 1), seed=3)
     return save(convert(m, "int8"), tmp_path_factory.mktemp("targets"), "tiny")
@@ -39,6 +41,7 @@ def model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(model):
     from mcu_mot.device.simulator import simulate
+
     x = random_inputs(model, 3, seed=7)
     return x, simulate(model, x)
 
@@ -49,6 +52,7 @@ def _same(outs, refs):
 
 
 # ------------------------------------------------------------------ host
+
 
 def test_host_target_end_to_end(model, reference):
     x, ref = reference
@@ -73,10 +77,10 @@ def test_steps_run_in_order_and_once(model):
     exe = target.exe
     target.launch()
     first = target.device
-    target.launch()                      # idempotent
+    target.launch()  # idempotent
     assert target.device is first and target.exe == exe
     target.close()
-    target.close()                       # so is close
+    target.close()  # so is close
     assert target.device is None
 
 
@@ -87,6 +91,7 @@ def test_missing_host_firmware_is_one_line(tmp_path):
 
 
 # ------------------------------------------------------------------ serial
+
 
 class PtyBridge:
     """A pseudo-terminal whose other end is a TCP port: pyserial opens `path` as a real serial
@@ -112,7 +117,7 @@ class PtyBridge:
                     if not data:
                         return
                     os.write(self.master, data)
-            except OSError:            # the tty side closed for a moment (pyserial reopening)
+            except OSError:  # the tty side closed for a moment (pyserial reopening)
                 self._stop.wait(0.01)
 
     def close(self):
@@ -158,6 +163,7 @@ def test_serial_target_flashes_then_talks_over_a_tty(model, reference, tmp_path,
 def test_serial_target_attaches_without_flashing(model, reference, fake_openocd):
     """flash=False (monitor/profile/debug --port): no flash tool runs, the link survives faults."""
     from mcu_mot.device.faultproxy import FaultProxy, faults_at
+
     x, ref = reference
     with HostTarget(model) as board_side:
         f = faults_at(0.003)
@@ -178,7 +184,7 @@ def test_serial_target_errors_are_one_line(tmp_path, fake_openocd):
     elf.write_bytes(b"\x7fELF")
     with pytest.raises(MotError, match="is emulated"):
         SerialTarget("/dev/null", board="qemu-mps2-an386", elf=elf, flash=True).prepare()
-    t = SerialTarget(None, board="stm32f746g-disco", elf=elf, flash=True).launch()   # flash only
+    t = SerialTarget(None, board="stm32f746g-disco", elf=elf, flash=True).launch()  # flash only
     assert fake_openocd.exists()
     with pytest.raises(MotError, match="no port to talk to stm32f746g-disco on: pass --port"):
         t.open_transport()
@@ -188,12 +194,17 @@ def test_serial_target_errors_are_one_line(tmp_path, fake_openocd):
 
 # ------------------------------------------------------------------ which target
 
+
 def _folder(tmp_path, board: str) -> Path:
     d = tmp_path / board
     d.mkdir(mode=0o700)
     (d / "firmware.elf").write_bytes(b"\x7fELF")
-    report = {"board": board, "model": "m.tflite", "model_sha256": "ab" * 32,
-              "elf_sha256": hashlib.sha256(b"\x7fELF").hexdigest()}
+    report = {
+        "board": board,
+        "model": "m.tflite",
+        "model_sha256": "ab" * 32,
+        "elf_sha256": hashlib.sha256(b"\x7fELF").hexdigest(),
+    }
     (d / "report.json").write_text(json.dumps(report))
     return d
 
@@ -208,7 +219,7 @@ def test_target_for_picks_the_device(tmp_path):
         target_for(real)
     with pytest.raises(MotError, match="name a --port, or a build directory"):
         target_for()
-    s = target_for(real, port="/dev/ttyACM0", flash=True)       # run --port: a real board is flashed first
+    s = target_for(real, port="/dev/ttyACM0", flash=True)  # run --port: a real board is flashed first
     assert isinstance(s, SerialTarget) and s.flash
     s = target_for(emu, port="socket://127.0.0.1:1", flash=True)  # ... an emulated one's port is attached to
     assert isinstance(s, SerialTarget) and not s.flash
@@ -234,25 +245,30 @@ def test_qemu_target_refuses_real_boards_and_foreign_images(tmp_path):
 
 
 def test_qemu_command_line_is_built_in_one_place(tmp_path, monkeypatch):
-    from mcu_mot.device.qemu import qemu_command
     from mcu_mot.boards import load_board
-    monkeypatch.setenv("MCU_MOT_QEMU", "sh")           # any installed binary
+    from mcu_mot.device.qemu import qemu_command
+
+    monkeypatch.setenv("MCU_MOT_QEMU", "sh")  # any installed binary
     argv = qemu_command("qemu-mps2-an505", tmp_path / "fw.elf", 4321, ["-d", "guest_errors"])
     assert argv[0].endswith("/sh")
     assert argv[1:] == load_board("qemu-mps2-an505").qemu_argv(
-        tmp_path / "fw.elf", "tcp:127.0.0.1:4321,server=on,wait=off,nodelay=on")[1:] + ["-d", "guest_errors"]
+        tmp_path / "fw.elf", "tcp:127.0.0.1:4321,server=on,wait=off,nodelay=on"
+    )[1:] + ["-d", "guest_errors"]
     import mcu_mot.device.session as session
+
     assert not hasattr(session, "start_detached") and not hasattr(session, "open_device")
 
 
 # ------------------------------------------------------------------ qemu
 
+
 @needs_qemu_tools
 @pytest.mark.qemu
 @pytest.mark.slow
 def test_qemu_target_end_to_end(model, reference, tmp_path):
-    from mcu_mot.fwbuild import build
     from mcu_mot.device.session import running_emulator, stop_emulator
+    from mcu_mot.fwbuild import build
+
     x, ref = reference
     bdir = tmp_path / "an386"
     build(model, "qemu-mps2-an386", bdir)

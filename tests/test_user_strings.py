@@ -1,5 +1,6 @@
 """Strings a user or a device hands us (board files, npz members, names sent by a device) are
 data: they never reach generated C, a define or the terminal as markup."""
+
 from __future__ import annotations
 
 import io
@@ -10,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mcu_mot.errors import MotError
 from mcu_mot.boards import BOARD_DIR, load_board
 from mcu_mot.device.simulator import read_inputs
+from mcu_mot.errors import MotError
 
 
 def _board_copy(tmp_path: Path, stem: str, text_edit=None) -> Path:
@@ -52,9 +53,14 @@ def test_npz_with_an_object_member_is_one_line_not_a_pickle(tmp_path):
 
 def test_profile_table_prints_device_names_as_text():
     from mcu_mot.device.profile import print_profile
-    result = {"board": "[bold]b", "unit": "instructions", "total": 100, "runs": 1,
-              "layers": [{"index": 0, "name": "[red]evil\x1b[2J\nname", "op": "[link=x]CONV_2D", "count": 100,
-                          "macs": 10}]}
+
+    result = {
+        "board": "[bold]b",
+        "unit": "instructions",
+        "total": 100,
+        "runs": 1,
+        "layers": [{"index": 0, "name": "[red]evil\x1b[2J\nname", "op": "[link=x]CONV_2D", "count": 100, "macs": 10}],
+    }
     buf = io.StringIO()
     with redirect_stdout(buf):
         print_profile(result)

@@ -2,6 +2,7 @@
 model ends in one MotError line naming the tensor or op, never in an internal error. Field
 patches are made in place in the flatbuffer (the reader's own accessors locate each field), and
 a seeded fuzzer mutates fields and bytes of valid models many times."""
+
 from __future__ import annotations
 
 import struct
@@ -11,11 +12,11 @@ import numpy as np
 import pytest
 import tflite
 
-from mcu_mot.errors import MotError
 from mcu_mot.codegen.compile import generate
-
+from mcu_mot.errors import MotError
 
 # ---------------------------------------------------------------- in-place flatbuffer patches
+
 
 class Patch:
     """A model's bytes plus accessors that rewrite single fields in place."""
@@ -56,7 +57,7 @@ class Patch:
         return self._scalar(self.sg.Operators(j), 4, "I", value)
 
     def scales(self, i):
-        return self.tensor(i).Quantization().ScaleAsNumpy()            # a writable view into buf
+        return self.tensor(i).Quantization().ScaleAsNumpy()  # a writable view into buf
 
     def zero_points(self, i):
         return self.tensor(i).Quantization().ZeroPointAsNumpy()
@@ -89,6 +90,7 @@ def models(tmp_path_factory):
     SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE chain of Flatten."""
     import keras
     from harness import convert, keras_model, save
+
     L = keras.layers
     d = tmp_path_factory.mktemp("validate-models")
 
@@ -98,6 +100,7 @@ def models(tmp_path_factory):
         y = L.Add()([a, b])
         y = L.MaxPooling2D(2)(y)
         return L.Softmax()(L.Dense(5)(L.Flatten()(y)))
+
     out = {}
     for mode in ("int8", "int16"):
         out[mode] = save(convert(keras_model(body, (8, 8, 2), seed=3), mode), d, f"v_{mode}")
@@ -115,11 +118,13 @@ def one_line_error(path, match=None):
     assert "\n" not in msg and "internal error" not in msg, msg
     if match:
         import re
+
         assert re.search(match, msg), msg
     return msg
 
 
 # ---------------------------------------------------------------- targeted values
+
 
 def test_valid_models_compile(models):
     for path in models.values():
@@ -129,7 +134,7 @@ def test_valid_models_compile(models):
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 0.0, -0.5])
 def test_bad_scale_is_one_line_naming_the_tensor(models, tmp_path, value):
     p = Patch(models["int8"].read_bytes())
-    w = p.find(lambda t: quantized(t) and t.Quantization().ScaleLength() > 1)   # per-channel conv weights
+    w = p.find(lambda t: quantized(t) and t.Quantization().ScaleLength() > 1)  # per-channel conv weights
     p.scales(w)[1] = value
     name = p.tensor(w).Name().decode()
     msg = one_line_error(p.save(tmp_path / "m.tflite"), r"quantization scale .* is not a finite positive number")
@@ -145,8 +150,7 @@ def test_zero_point_out_of_range(models, tmp_path):
 
 def test_quantized_dimension_outside_rank(models, tmp_path):
     p = Patch(models["int8"].read_bytes())
-    i = p.find(lambda t: quantized(t) and t.Quantization().ScaleLength() > 1
-               and t.Quantization()._tab.Offset(16))
+    i = p.find(lambda t: quantized(t) and t.Quantization().ScaleLength() > 1 and t.Quantization()._tab.Offset(16))
     assert p.set_quantized_dimension(i, 7)
     one_line_error(p.save(tmp_path / "m.tflite"), rf"tensor {i} .*quantized_dimension 7 is outside its rank")
 
@@ -164,7 +168,7 @@ def test_negative_and_huge_dimensions(models, tmp_path):
 def test_buffer_size_must_match_shape(models, tmp_path):
     p = Patch(models["int8"].read_bytes())
     w = p.find(lambda t: quantized(t) and t.Quantization().ScaleLength() > 1 and t.ShapeLength() == 4)
-    p.shape(w)[0] -= 1                      # the weights' buffer now holds one filter too many
+    p.shape(w)[0] -= 1  # the weights' buffer now holds one filter too many
     one_line_error(p.save(tmp_path / "m.tflite"), rf"tensor {w} .*buffer \d+ holds \d+ bytes, but shape")
 
 
@@ -174,7 +178,7 @@ def test_indices_in_range(models, tmp_path):
     p.op_inputs(0)[0] = n + 5
     one_line_error(p.save(tmp_path / "in.tflite"), rf"operator 0 \(CONV_2D\) input 0 refers to tensor {n + 5}")
     p = Patch(models["int8"].read_bytes())
-    p.op_inputs(0)[1] = -2                  # -1 means "no tensor"; -2 once picked the last tensor
+    p.op_inputs(0)[1] = -2  # -1 means "no tensor"; -2 once picked the last tensor
     one_line_error(p.save(tmp_path / "neg.tflite"), r"operator 0 \(CONV_2D\) input 1 refers to tensor -2")
     p = Patch(models["int8"].read_bytes())
     p.op_outputs(1)[0] = -1
@@ -189,7 +193,7 @@ def test_indices_in_range(models, tmp_path):
     one_line_error(p.save(tmp_path / "code.tflite"), rf"operator {j} has opcode index 99")
     p = Patch(models["int8"].read_bytes())
     j = next(j for j in range(p.sg.OperatorsLength()) if p.sg.Operators(j).InputsLength() == 1)
-    p.op_inputs(j)[0] = -1                  # a required input left out
+    p.op_inputs(j)[0] = -1  # a required input left out
     one_line_error(p.save(tmp_path / "req.tflite"), rf"operator {j} .* input 0 is missing \(tensor index -1\)")
 
 
@@ -201,10 +205,15 @@ def test_unknown_tensor_type(models, tmp_path):
 
 def test_strided_slice_fold_out_of_range(models, tmp_path):
     p = Patch(models["int8"].read_bytes())
-    ops = [tflite.utils.BUILTIN_OPCODE2NAME[max(p.model.OperatorCodes(p.sg.Operators(j).OpcodeIndex()).BuiltinCode(),
-                                                p.model.OperatorCodes(p.sg.Operators(j).OpcodeIndex())
-                                                .DeprecatedBuiltinCode())]
-           for j in range(p.sg.OperatorsLength())]
+    ops = [
+        tflite.utils.BUILTIN_OPCODE2NAME[
+            max(
+                p.model.OperatorCodes(p.sg.Operators(j).OpcodeIndex()).BuiltinCode(),
+                p.model.OperatorCodes(p.sg.Operators(j).OpcodeIndex()).DeprecatedBuiltinCode(),
+            )
+        ]
+        for j in range(p.sg.OperatorsLength())
+    ]
     j = ops.index("STRIDED_SLICE")
     begin = int(p.op_inputs(j)[1])
     p.data(begin)[:4] = np.frombuffer(struct.pack("<i", 9), np.uint8)
@@ -250,19 +259,20 @@ def _mutate(data: bytes, rng) -> bytes:
                 j = int(rng.integers(0, p.sg.OperatorsLength()))
                 v = p.op_inputs(j) if rng.integers(0, 2) else p.op_outputs(j)
                 if len(v):
-                    v[int(rng.integers(0, len(v)))] = int(rng.choice([-3, -1, 0, len(tensors) - 1, len(tensors),
-                                                                      int(rng.integers(0, len(tensors)))]))
+                    v[int(rng.integers(0, len(v)))] = int(
+                        rng.choice([-3, -1, 0, len(tensors) - 1, len(tensors), int(rng.integers(0, len(tensors)))])
+                    )
             elif kind == 6 and t.Buffer() and p.model.Buffers(t.Buffer()).DataLength():
                 d = p.data(i)
                 k = int(rng.integers(0, len(d)))
                 d[k] = int(rng.integers(0, 256))
             elif kind == 7:
                 p.set_type(i, int(rng.integers(0, 18)))
-            else:                                   # raw bytes anywhere
+            else:  # raw bytes anywhere
                 k = int(rng.integers(8, len(p.buf)))
                 p.buf[k] = int(rng.integers(0, 256))
         except Exception:
-            pass                                    # a mutation that broke the accessors: keep the bytes as they are
+            pass  # a mutation that broke the accessors: keep the bytes as they are
     return bytes(p.buf)
 
 
@@ -305,5 +315,5 @@ def test_int64_bias_beyond_accumulator_range(models, tmp_path):
     i = p.find(lambda t: t.Type() == tflite.TensorType.INT64 and t.Buffer() > 0)
     p.data(i).view(np.int64)[0] = (1 << 62) + 1
     one_line_error(p.save(tmp_path / "m.tflite"), rf"bias tensor {i} .* holds {(1 << 62) + 1}, beyond the \+-2\^62")
-    p.data(i).view(np.int64)[0] = 1 << 62                # the limit itself compiles
+    p.data(i).view(np.int64)[0] = 1 << 62  # the limit itself compiles
     assert compile_(p.save(tmp_path / "ok.tflite")).report["layers"]

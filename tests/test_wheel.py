@@ -6,6 +6,7 @@ checkout on its path.
 Nothing is downloaded: the wheel is built without isolation, installed with --no-index --no-deps,
 and the fresh venv reaches numpy, jinja2, SCons, pyelftools... through a .pth file naming this
 interpreter's site-packages (after its own, so the installed mcu_mot is the one imported)."""
+
 from __future__ import annotations
 
 import ast
@@ -23,20 +24,25 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ("templates", "firmware", "boards", "SConstruct")     # what setup.py ships as mcu_mot/_data/
+DATA = ("templates", "firmware", "boards", "SConstruct")  # what setup.py ships as mcu_mot/_data/
 BOARD = "qemu-mps2-an386"
 
-needs_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                               reason="arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi)")
-needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None,
-                                reason="qemu-system-arm not installed (Debian: qemu-system-arm)")
+needs_gcc = pytest.mark.skipif(
+    shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi)"
+)
+needs_qemu = pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed (Debian: qemu-system-arm)"
+)
 
 
 def _version() -> str:
     """mcu_mot/version.py's __version__, read from the checkout (not imported: the one under test)."""
     tree = ast.parse((ROOT / "mcu_mot" / "version.py").read_text())
-    return next(ast.literal_eval(n.value) for n in tree.body
-                if isinstance(n, ast.Assign) and [t.id for t in n.targets] == ["__version__"])
+    return next(
+        ast.literal_eval(n.value)
+        for n in tree.body
+        if isinstance(n, ast.Assign) and [t.id for t in n.targets] == ["__version__"]
+    )
 
 
 def _clean_env(**extra) -> dict:
@@ -47,8 +53,9 @@ def _clean_env(**extra) -> dict:
 
 
 def _run(argv, cwd, env, timeout=180) -> subprocess.CompletedProcess:
-    r = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                       check=False)
+    r = subprocess.run(
+        [str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
     assert r.returncode == 0, f"{argv}\n{r.stdout}\n{r.stderr}"
     return r
 
@@ -75,6 +82,7 @@ def _ignore_top(src, names):
 
 
 # ---------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
@@ -137,8 +145,23 @@ def _lend_dependencies(py: Path) -> None:
 
 
 def _pip(py: Path, *args) -> None:
-    _run([sys.executable, "-m", "pip", "--python", py, "--disable-pip-version-check", "-q", "install",
-          "--no-deps", "--no-index", *args], cwd=py.parent, env=_clean_env())
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            py,
+            "--disable-pip-version-check",
+            "-q",
+            "install",
+            "--no-deps",
+            "--no-index",
+            *args,
+        ],
+        cwd=py.parent,
+        env=_clean_env(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +179,7 @@ def model(work):
     pytest.importorskip("keras")
     import keras
     from harness import convert, keras_model, save
+
     d = work / "model"
     d.mkdir()
     m = keras_model(lambda x: keras.layers.Dense(4)(keras.layers.Dense(6, activation="relu")(x)), (10,))
@@ -169,8 +193,12 @@ def model(work):
 def user(work, venv, tmp_path):
     """A user's shell: cwd outside the checkout, no PYTHONPATH, the venv's bin first on PATH,
     a cache of its own (nothing compiled by the checkout's code is reused)."""
-    env = _clean_env(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-                     MCU_MOT_CACHE=work / "cache", VIRTUAL_ENV=venv, TF_CPP_MIN_LOG_LEVEL=3)
+    env = _clean_env(
+        PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        MCU_MOT_CACHE=work / "cache",
+        VIRTUAL_ENV=venv,
+        TF_CPP_MIN_LOG_LEVEL=3,
+    )
     env.pop("MCU_MOT_DEBUG", None)
     cwd = tmp_path / "user"
     cwd.mkdir()
@@ -180,30 +208,37 @@ def user(work, venv, tmp_path):
 
 # ---------------------------------------------------------------- what ships
 
+
 def test_wheel_and_sdist_carry_the_data_files(dist):
     sdist, wheel = dist
     version = _version()
     assert wheel.name == f"mcu_mot-{version}-py3-none-any.whl"
     assert sdist.name == f"mcu_mot-{version}.tar.gz"
     want = _data_files()
-    assert {"SConstruct", "firmware/runtime/boot2/rp2040_generic_03h.S", "templates/model.c.j2",
-            "boards/qemu-mps2-an386.toml", "firmware/host/main_host.c"} <= set(want)
+    assert {
+        "SConstruct",
+        "firmware/runtime/boot2/rp2040_generic_03h.S",
+        "templates/model.c.j2",
+        "boards/qemu-mps2-an386.toml",
+        "firmware/host/main_host.c",
+    } <= set(want)
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         for rel, p in want.items():
             assert z.read(f"mcu_mot/_data/{rel}") == p.read_bytes(), rel
-        shipped = {n[len("mcu_mot/_data/"):] for n in names if n.startswith("mcu_mot/_data/")}
+        shipped = {n[len("mcu_mot/_data/") :] for n in names if n.startswith("mcu_mot/_data/")}
         assert shipped == set(want), shipped ^ set(want)
         assert z.read(f"mcu_mot-{version}.dist-info/LICENSE") == (ROOT / "LICENSE").read_bytes()
         meta = z.read(f"mcu_mot-{version}.dist-info/METADATA").decode()
         assert f"\nVersion: {version}\n" in meta and "MIT License" in meta
         assert "mcu-mot = mcu_mot.cli:main" in z.read(f"mcu_mot-{version}.dist-info/entry_points.txt").decode()
-        assert all(n.startswith(("mcu_mot/", f"mcu_mot-{version}.dist-info/")) for n in names), \
-            sorted(n for n in names if not n.startswith("mcu_mot"))
+        assert all(n.startswith(("mcu_mot/", f"mcu_mot-{version}.dist-info/")) for n in names), sorted(
+            n for n in names if not n.startswith("mcu_mot")
+        )
         assert not any("__pycache__" in n or n.endswith((".pyc", ".o", ".so")) for n in names)
     top = f"mcu_mot-{version}/"
     with tarfile.open(sdist) as t:
-        in_sdist = {m.name[len(top):] for m in t.getmembers() if m.isfile()}
+        in_sdist = {m.name[len(top) :] for m in t.getmembers() if m.isfile()}
     assert set(want) | {"LICENSE", "setup.py", "pyproject.toml", "MANIFEST.in", "mcu_mot/version.py"} <= in_sdist
 
 
@@ -211,9 +246,25 @@ def test_pip_install_dot_ships_the_data_files(work, user):
     """`pip install .` (not editable) into a fresh venv: the data come from the installed package."""
     source = _copy_checkout(work / "src-dot")
     py = _fresh_venv(work / "venv-dot")
-    _lend_dependencies(py)          # setuptools for --no-build-isolation
-    _run([sys.executable, "-m", "pip", "--python", py, "--disable-pip-version-check", "-q", "install",
-          "--no-deps", "--no-index", "--no-build-isolation", source], cwd=work, env=_clean_env())
+    _lend_dependencies(py)  # setuptools for --no-build-isolation
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            py,
+            "--disable-pip-version-check",
+            "-q",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            source,
+        ],
+        cwd=work,
+        env=_clean_env(),
+    )
     cwd, env = user
     r = _run([py, "-c", "import mcu_mot.resources as r; print(r.PACKAGE); print(r.DATA_ROOT)"], cwd=cwd, env=env)
     package, data = map(Path, r.stdout.split())
@@ -227,11 +278,31 @@ def test_editable_install_uses_the_checkout_live(work, user):
     source = _copy_checkout(work / "src-editable")
     py = _fresh_venv(work / "venv-editable")
     _lend_dependencies(py)
-    _run([sys.executable, "-m", "pip", "--python", py, "--disable-pip-version-check", "-q", "install",
-          "--no-deps", "--no-index", "--no-build-isolation", "-e", source], cwd=work, env=_clean_env())
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            py,
+            "--disable-pip-version-check",
+            "-q",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "-e",
+            source,
+        ],
+        cwd=work,
+        env=_clean_env(),
+    )
     cwd, env = user
-    r = _run([py, "-c", "import mcu_mot.resources as r; print(r.PACKAGE); print(r.DATA_ROOT); print(r.INSTALLED)"],
-             cwd=cwd, env=env)
+    r = _run(
+        [py, "-c", "import mcu_mot.resources as r; print(r.PACKAGE); print(r.DATA_ROOT); print(r.INSTALLED)"],
+        cwd=cwd,
+        env=env,
+    )
     package, data, installed = r.stdout.split()
     assert Path(package) == source.resolve() / "mcu_mot" and Path(data) == source.resolve()
     assert installed == "False" and not (source / "mcu_mot" / "_data").exists()
@@ -239,14 +310,18 @@ def test_editable_install_uses_the_checkout_live(work, user):
 
 # ---------------------------------------------------------------- the installed wheel at work
 
+
 def test_installed_package_is_not_the_checkout(venv, user):
     cwd, env = user
-    probe = ("import json, os, sys, mcu_mot, mcu_mot.resources as r\n"
-             "names = ['DATA_ROOT', 'TEMPLATES', 'FIRMWARE', 'KERNELS', 'RUNTIME', 'HOST_FIRMWARE', 'BOOT2',"
-             " 'BOARDS', 'SCONSTRUCT']\n"
-             "print(json.dumps({'file': mcu_mot.__file__, 'version': mcu_mot.__version__, 'path': [os.path.realpath(p) for p in sys.path],"
-             " 'installed': r.INSTALLED, 'package': str(r.PACKAGE),"
-             " 'paths': {n: str(getattr(r, n)) for n in names}}))\n")
+    probe = (
+        "import json, os, sys, mcu_mot, mcu_mot.resources as r\n"
+        "names = ['DATA_ROOT', 'TEMPLATES', 'FIRMWARE', 'KERNELS', 'RUNTIME', 'HOST_FIRMWARE', 'BOOT2',"
+        " 'BOARDS', 'SCONSTRUCT']\n"
+        "print(json.dumps({'file': mcu_mot.__file__, 'version': mcu_mot.__version__,"
+        " 'path': [os.path.realpath(p) for p in sys.path],"
+        " 'installed': r.INSTALLED, 'package': str(r.PACKAGE),"
+        " 'paths': {n: str(getattr(r, n)) for n in names}}))\n"
+    )
     info = json.loads(_run([venv / "bin" / "python", "-c", probe], cwd=cwd, env=env).stdout)
     site = _site_packages(venv / "bin" / "python").resolve()
     package = site / "mcu_mot"
@@ -288,8 +363,7 @@ def test_installed_wheel_compiles_simulates_builds_and_runs(venv, model, user):
     assert Path(cfg["board_file"]).resolve() == data / "boards" / f"{BOARD}.toml"
     assert (cwd / "fw" / "firmware.elf").is_file() and (cwd / "fw" / "report.json").is_file()
 
-    _run([mm, "run", path, "-b", BOARD, "--build-dir", "fw", "--input", x, "--output", "y_dev.npy"],
-         cwd=cwd, env=env)
+    _run([mm, "run", path, "-b", BOARD, "--build-dir", "fw", "--input", x, "--output", "y_dev.npy"], cwd=cwd, env=env)
     host, dev = np.load(cwd / "y_host.npy"), np.load(cwd / "y_dev.npy")
     assert host.shape == (3, 4) and host.dtype == np.int8
     assert np.array_equal(host, dev)
@@ -306,7 +380,8 @@ def test_installed_wheel_in_a_users_sconstruct(venv, model, user):
         "from mcu_mot.fwbuild.sconstools import firmware\n"
         "env = Environment()\n"
         f"elf = firmware(env, {str(path)!r}, board={BOARD!r}, build_dir='fw')\n"
-        "Default(elf)\n")
+        "Default(elf)\n"
+    )
     _run([py, "-m", "SCons", "-Q"], cwd=cwd, env=env)
     assert (cwd / "fw" / "firmware.elf").is_file()
     cfg = json.loads((cwd / "fw" / "build.json").read_text())
@@ -314,6 +389,9 @@ def test_installed_wheel_in_a_users_sconstruct(venv, model, user):
     assert Path(cfg["board_file"]).resolve() == data / "boards" / f"{BOARD}.toml"
 
     sconstruct = data / "SConstruct"
-    _run([py, "-m", "SCons", "-Q", "-f", sconstruct, f"MODEL={path}", f"BOARD={BOARD}", "BUILD_DIR=direct"],
-         cwd=cwd, env=env)
+    _run(
+        [py, "-m", "SCons", "-Q", "-f", sconstruct, f"MODEL={path}", f"BOARD={BOARD}", "BUILD_DIR=direct"],
+        cwd=cwd,
+        env=env,
+    )
     assert (cwd / "direct" / "firmware.elf").is_file()

@@ -12,6 +12,7 @@ CalculateActivationRange(Quantized). An op neither backend can lower raises
 `unsupported(op, why)` (a one-line MotError); what a backend merely does not cover is that
 backend's own check (cmsis_nn raises NotCovered before calling in here).
 """
+
 from __future__ import annotations
 
 import math
@@ -20,11 +21,11 @@ from typing import Optional
 
 import numpy as np
 
+from mcu_mot.codegen.lowering import unsupported
 from mcu_mot.ir.graph import Op, Tensor
 from mcu_mot.ir.quantize import activation_range, f32, quantize_multiplier, quantize_multipliers, wrap_int32
-from mcu_mot.codegen.lowering import unsupported
 
-SAME, VALID = 0, 1   # tflite Padding
+SAME, VALID = 0, 1  # tflite Padding
 
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -91,9 +92,10 @@ def channel_multipliers(op: Op, inp: Tensor, weights: Tensor, out: Tensor, chann
         w_scales = np.repeat(w_scales, channels)
     reals = [s_in * float(ws) / s_out for ws in w_scales]
     mult, shift = quantize_multipliers(reals)
-    if shift.size and int(shift.max()) > 31:     # a left shift past 31 bits: undefined in C (and TFLM)
-        raise unsupported(op, f"rescaling factor {max(reals):.6g} is too large (degenerate output scale "
-                              f"{s_out!r} of '{out.name}')")
+    if shift.size and int(shift.max()) > 31:  # a left shift past 31 bits: undefined in C (and TFLM)
+        raise unsupported(
+            op, f"rescaling factor {max(reals):.6g} is too large (degenerate output scale {s_out!r} of '{out.name}')"
+        )
     return mult, shift
 
 
@@ -123,6 +125,7 @@ def tflm_padding(op, padding: int, stride: int, dilation: int, in_size: int, k: 
 class ConvGeometry:
     """CONV_2D / DEPTHWISE_CONV_2D / TRANSPOSE_CONV geometry, NHWC. For TRANSPOSE_CONV
     the padding is computed with the output as the "image" (dilation 1)."""
+
     batches: int
     in_h: int
     in_w: int
@@ -132,9 +135,9 @@ class ConvGeometry:
     out_c: int
     k_h: int
     k_w: int
-    k_c: int            # filter depth: in_c / groups (CONV_2D), 1 (depthwise), in_c (transpose)
-    groups: int         # CONV_2D channel groups (1 otherwise)
-    depth_mult: int     # DEPTHWISE_CONV_2D depth multiplier (1 otherwise)
+    k_c: int  # filter depth: in_c / groups (CONV_2D), 1 (depthwise), in_c (transpose)
+    groups: int  # CONV_2D channel groups (1 otherwise)
+    depth_mult: int  # DEPTHWISE_CONV_2D depth multiplier (1 otherwise)
     stride_h: int
     stride_w: int
     dil_h: int
@@ -156,12 +159,27 @@ def _check_4d(op, *tensors):
 
 def _strides(op) -> tuple[int, int, int, int, int]:
     o = op.options
-    return (int(o.get("stride_h", 1)), int(o.get("stride_w", 1)), int(o.get("dilation_h_factor", 1)),
-            int(o.get("dilation_w_factor", 1)), int(o.get("padding", SAME)))
+    return (
+        int(o.get("stride_h", 1)),
+        int(o.get("stride_w", 1)),
+        int(o.get("dilation_h_factor", 1)),
+        int(o.get("dilation_w_factor", 1)),
+        int(o.get("padding", SAME)),
+    )
 
 
-def window_geometry(op, inp: Tensor, out: Tensor, k_h: int, k_w: int, *, k_c: int, groups: int = 1,
-                    depth_mult: int = 1, macs: Optional[int] = None) -> ConvGeometry:
+def window_geometry(
+    op,
+    inp: Tensor,
+    out: Tensor,
+    k_h: int,
+    k_w: int,
+    *,
+    k_c: int,
+    groups: int = 1,
+    depth_mult: int = 1,
+    macs: Optional[int] = None,
+) -> ConvGeometry:
     """The geometry of a windowed op over 4-D `inp` -> `out` (strides, dilations and padding
     from its options), the filter shape already checked by the caller."""
     batches, in_h, in_w, in_c = (int(d) for d in inp.shape)
@@ -169,10 +187,27 @@ def window_geometry(op, inp: Tensor, out: Tensor, k_h: int, k_w: int, *, k_c: in
     s_h, s_w, d_h, d_w, padding = _strides(op)
     if macs is None:
         macs = batches * out_h * out_w * out_c * k_h * k_w * k_c
-    return ConvGeometry(batches, in_h, in_w, in_c, out_h, out_w, out_c, int(k_h), int(k_w), int(k_c),
-                        groups, depth_mult, s_h, s_w, d_h, d_w,
-                        tflm_padding(op, padding, s_h, d_h, in_h, k_h),
-                        tflm_padding(op, padding, s_w, d_w, in_w, k_w), macs)
+    return ConvGeometry(
+        batches,
+        in_h,
+        in_w,
+        in_c,
+        out_h,
+        out_w,
+        out_c,
+        int(k_h),
+        int(k_w),
+        int(k_c),
+        groups,
+        depth_mult,
+        s_h,
+        s_w,
+        d_h,
+        d_w,
+        tflm_padding(op, padding, s_h, d_h, in_h, k_h),
+        tflm_padding(op, padding, s_w, d_w, in_w, k_w),
+        macs,
+    )
 
 
 def conv_geometry(op) -> ConvGeometry:
@@ -219,20 +254,39 @@ def transpose_conv_geometry(op) -> ConvGeometry:
     if k_c != in_c or out_c2 != out_c or out.shape[0] != batches:
         raise unsupported(op, f"filter {weights.shape} does not match input {inp.shape} / output {out.shape}")
     s_h, s_w, _, _, padding = _strides(op)
-    return ConvGeometry(batches, in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, k_c, 1, 1, s_h, s_w, 1, 1,
-                        tflm_padding(op, padding, s_h, 1, out_h, k_h), tflm_padding(op, padding, s_w, 1, out_w, k_w),
-                        batches * in_h * in_w * in_c * k_h * k_w * out_c)
+    return ConvGeometry(
+        batches,
+        in_h,
+        in_w,
+        in_c,
+        out_h,
+        out_w,
+        out_c,
+        k_h,
+        k_w,
+        k_c,
+        1,
+        1,
+        s_h,
+        s_w,
+        1,
+        1,
+        tflm_padding(op, padding, s_h, 1, out_h, k_h),
+        tflm_padding(op, padding, s_w, 1, out_w, k_w),
+        batches * in_h * in_w * in_c * k_h * k_w * out_c,
+    )
 
 
 @dataclass(frozen=True)
 class ConvQuant:
     """int8 / int16x8 per-channel requantization of a convolution or FULLY_CONNECTED."""
+
     input_zp: int
     output_zp: int
     act_min: int
     act_max: int
-    multiplier: np.ndarray   # int32 per output channel
-    shift: np.ndarray        # int32 per output channel (left shift, negative = right)
+    multiplier: np.ndarray  # int32 per output channel
+    shift: np.ndarray  # int32 per output channel (left shift, negative = right)
 
     @property
     def input_offset(self) -> int:
@@ -246,8 +300,9 @@ def conv_quant(op, inp: Tensor, weights: Tensor, out: Tensor, channels: int) -> 
     if inp.quant is None or out.quant is None or weights.quant is None:
         raise unsupported(op, "missing quantization parameters")
     if weights.quant.scale.size not in (1, channels):
-        raise unsupported(op, f"weights '{weights.name}' have {weights.quant.scale.size} scales "
-                              f"for {channels} output channels")
+        raise unsupported(
+            op, f"weights '{weights.name}' have {weights.quant.scale.size} scales for {channels} output channels"
+        )
     _, in_zp = qparams(op, inp)
     _, out_zp = qparams(op, out)
     act_min, act_max = fused_range(op, out)
@@ -281,9 +336,10 @@ def fold_bias(bias: np.ndarray, w_by_channel: np.ndarray, input_offset: int, dty
 class FastRequant8:
     """int8 requantization out = (acc * M + C) >> E in one SMMLAR-style step, per channel,
     proven exact for every accumulator the layer can produce."""
-    multiplier: np.ndarray   # M (int64 values, int32 range)
-    constant: np.ndarray     # C = rounding + output zero point << E
-    exponent: np.ndarray     # E = -shift, 1..31
+
+    multiplier: np.ndarray  # M (int64 values, int32 range)
+    constant: np.ndarray  # C = rounding + output zero point << E
+    exponent: np.ndarray  # E = -shift, 1..31
 
 
 def accumulator_bound(folded_bias: np.ndarray, w_by_channel: np.ndarray, max_input: int) -> np.ndarray:
@@ -344,7 +400,7 @@ def fc_geometry(op) -> FcGeometry:
 
 @dataclass(frozen=True)
 class FcQuant(ConvQuant):
-    weights_zp: int = 0      # per-tensor weight zero point (0 when per-channel)
+    weights_zp: int = 0  # per-tensor weight zero point (0 when per-channel)
     per_channel: bool = False
 
 
@@ -405,8 +461,9 @@ def pool_geometry(op) -> PoolGeometry:
     if (n, oh, ow, c) != tuple(out.shape):
         raise unsupported(op, f"output shape {out.shape} does not match the computed {(n, oh, ow, c)}")
     # TFLM ComputePadding (dilation 1): the top/left half of the total padding
-    return PoolGeometry(n, h, w, c, oh, ow, sh, sw, fh, fw,
-                        max(0, (oh - 1) * sh + fh - h) // 2, max(0, (ow - 1) * sw + fw - w) // 2)
+    return PoolGeometry(
+        n, h, w, c, oh, ow, sh, sw, fh, fw, max(0, (oh - 1) * sh + fh - h) // 2, max(0, (ow - 1) * sw + fw - w) // 2
+    )
 
 
 def pool_quant(op) -> tuple[int, int]:
@@ -416,8 +473,9 @@ def pool_quant(op) -> tuple[int, int]:
     s_in, z_in = qparams(op, inp)
     s_out, z_out = qparams(op, out)
     if abs(s_in - s_out) > 1e-6 or z_in != z_out:
-        raise unsupported(op, f"input '{inp.name}' and output '{out.name}' quantization differ "
-                              "(TFLM requires them equal)")
+        raise unsupported(
+            op, f"input '{inp.name}' and output '{out.name}' quantization differ (TFLM requires them equal)"
+        )
     return fused_range(op, out)
 
 
@@ -425,6 +483,7 @@ def pool_quant(op) -> tuple[int, int]:
 @dataclass(frozen=True)
 class AddQuant:
     """int8 / int16 ADD and SUB: TFLM's general path (left shift 20 / 15)."""
+
     input1_offset: int
     input1_multiplier: int
     input1_shift: int
@@ -482,11 +541,12 @@ def mul_quant(op) -> MulQuant:
 @dataclass(frozen=True)
 class SoftmaxS8:
     """int8-input SOFTMAX (int8 or int16 output): TFLM's fixed-point exp parameters."""
+
     outer: int
     depth: int
     multiplier: int
     left_shift: int
-    diff_min: int     # -CalculateInputRadius(5, left_shift): differences below it give exp 0
+    diff_min: int  # -CalculateInputRadius(5, left_shift): differences below it give exp 0
 
 
 def input_radius(int_bits: int, left_shift: int, total_bits: int = 31) -> int:

@@ -1,4 +1,5 @@
 """compile: .tflite -> Graph -> passes -> lowering -> memory plan -> C sources + report.json."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,34 +10,35 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcu_mot.resources import KERNELS, PACKAGE, TEMPLATES
+from mcu_mot.boards import load_board
+from mcu_mot.codegen import cmsis_nn
+from mcu_mot.codegen import ops as _ops  # noqa: F401  (importing the lowerings registers them)
+from mcu_mot.codegen.cmsis_nn.sources import sources_for
+from mcu_mot.codegen.emit import render, weights_bytes
+from mcu_mot.codegen.inplace import overlap_lead
+from mcu_mot.codegen.lowering import Alias, Call, LoweringContext, lower_op
 from mcu_mot.errors import MotError
-from mcu_mot.version import __version__
 from mcu_mot.ir import read_tflite
 from mcu_mot.ir.passes import run_passes
 from mcu_mot.plan import plan_memory
-from mcu_mot.codegen.emit import render, weights_bytes
-from mcu_mot.codegen.inplace import overlap_lead
-from mcu_mot.codegen import cmsis_nn
-from mcu_mot.codegen import ops as _ops  # noqa: F401  (importing the lowerings registers them)
-from mcu_mot.codegen.lowering import Alias, Call, LoweringContext, lower_op
+from mcu_mot.resources import KERNELS, PACKAGE, TEMPLATES
+from mcu_mot.version import __version__
 
 KERNEL_DIR = KERNELS
 BACKENDS = ("portable", "cmsis-nn", "auto")
-ISAS = ("plain", "dsp", "mve")   # index = MM_ISA_* level in firmware/kernels/mm_isa.h
+ISAS = ("plain", "dsp", "mve")  # index = MM_ISA_* level in firmware/kernels/mm_isa.h
 
 
 def board_isa(board) -> str:
     """The kernel ISA level a board's core supports (the board model's Board.isa; 'host': plain C)."""
     if board in ("host", None):
         return "plain"
-    from mcu_mot.boards import load_board
     return load_board(board).isa
 
 
 @dataclass
 class CompiledModel:
-    files: dict          # file name -> text (model.c, model.h)
+    files: dict  # file name -> text (model.c, model.h)
     kernel_sources: list  # Paths of the kernel .c files the model calls
     kernel_headers: list  # Paths of the kernel headers
     report: dict
@@ -44,15 +46,22 @@ class CompiledModel:
     # third-party code the calls need (cmsis-nn backend): .c files and include directories
     extra_sources: list = field(default_factory=list)
     include_dirs: list = field(default_factory=list)
-    extra_root: Path | None = None   # the checkout extra_sources/include_dirs live in
+    extra_root: Path | None = None  # the checkout extra_sources/include_dirs live in
 
 
 def model_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def generate(model_path, backend: str = "portable", board: str = "host", isa: str | None = None,
-             choices: dict | None = None, costs: dict | None = None, choice: dict | None = None) -> CompiledModel:
+def generate(
+    model_path,
+    backend: str = "portable",
+    board: str = "host",
+    isa: str | None = None,
+    choices: dict | None = None,
+    costs: dict | None = None,
+    choice: dict | None = None,
+) -> CompiledModel:
     """Everything `compile` produces, in memory.
 
     isa: kernel paths and weight layouts to generate for (plain, dsp, mve);
@@ -81,8 +90,13 @@ def generate(model_path, backend: str = "portable", board: str = "host", isa: st
     ctx = LoweringContext(backend, isa)
     steps, used, notes = [], {}, {}
     for op in graph.ops:
-        want = "cmsis-nn" if backend == "cmsis-nn" else choices.get(op.index, "portable") if backend == "auto" \
+        want = (
+            "cmsis-nn"
+            if backend == "cmsis-nn"
+            else choices.get(op.index, "portable")
+            if backend == "auto"
             else "portable"
+        )
         if want not in ("portable", "cmsis-nn"):
             raise MotError(f"layer {op.index}: unknown backend choice '{want}'")
         low = None
@@ -100,15 +114,23 @@ def generate(model_path, backend: str = "portable", board: str = "host", isa: st
     ctx.prune([low for _, low in steps])
     plan = plan_memory(graph.inputs, graph.outputs, [_plan_step(op, low) for op, low in steps])
     _bind_scratch_contexts(steps, plan, ctx)
-    files = render(graph, steps, plan, ctx, name=graph.name, source=model_path.name,
-                   model_hash=digest[:8], backend=backend, isa=ISAS.index(isa))
+    files = render(
+        graph,
+        steps,
+        plan,
+        ctx,
+        name=graph.name,
+        source=model_path.name,
+        model_hash=digest[:8],
+        backend=backend,
+        isa=ISAS.index(isa),
+    )
     calls = [low for _, low in steps if isinstance(low, Call)]
     headers = ["mm_math.h", "mm_isa.h"] + sorted({c.header for c in calls if not cmsis_nn.is_cmsis_call(c)})
     sources = [KERNEL_DIR / h.replace(".h", ".c") for h in headers if (KERNEL_DIR / h.replace(".h", ".c")).exists()]
     cmsis_funcs = sorted({c.kernel for c in calls if cmsis_nn.is_cmsis_call(c)})
     extra_sources, include_dirs = [], []
     if cmsis_funcs:
-        from mcu_mot.codegen.cmsis_nn.sources import sources_for
         extra_sources = sources_for(cmsis_root, cmsis_funcs)
         include_dirs = [cmsis_root / "Include"]
     kernel_layers = [op.index for op, low in steps if isinstance(low, Call)]
@@ -127,8 +149,11 @@ def generate(model_path, backend: str = "portable", board: str = "host", isa: st
         "layers": [_layer(op, low, plan, used, notes, costs) for op, low in steps],
     }
     if cmsis_funcs or backend == "cmsis-nn":
-        report["cmsis_nn"] = {"path": str(cmsis_root), "functions": cmsis_funcs,
-                              "sources": [str(p.relative_to(cmsis_root)) for p in extra_sources]}
+        report["cmsis_nn"] = {
+            "path": str(cmsis_root),
+            "functions": cmsis_funcs,
+            "sources": [str(p.relative_to(cmsis_root)) for p in extra_sources],
+        }
     if backend == "auto":
         summary = dict(choice or {})
         if cmsis_root is None:
@@ -139,19 +164,34 @@ def generate(model_path, backend: str = "portable", board: str = "host", isa: st
         report["backend_choice"] = summary
     # a kernel's one-source-for-every-type body (mm_<kernel>.inc) goes with its header
     incs = [s.with_suffix(".inc") for s in sources if s.with_suffix(".inc").is_file()]
-    return CompiledModel(files, sources, [KERNEL_DIR / h for h in headers] + incs, report, digest,
-                         extra_sources=extra_sources, include_dirs=include_dirs, extra_root=cmsis_root)
+    return CompiledModel(
+        files,
+        sources,
+        [KERNEL_DIR / h for h in headers] + incs,
+        report,
+        digest,
+        extra_sources=extra_sources,
+        include_dirs=include_dirs,
+        extra_root=cmsis_root,
+    )
 
 
 def _layer(op, low, plan, used, notes, costs) -> dict:
     is_call = isinstance(low, Call)
-    d = {"index": op.index, "name": op.name, "op": op.opcode, "tensor": op.outputs[0].index,
-         "shape": list(op.outputs[0].shape), "dtype": op.outputs[0].dtype,
-         "kernel": low.kernel if is_call else None,
-         "backend": used[op.index] if is_call else None,
-         "macs": low.macs if is_call else 0,
-         "arena_offset": plan.offset(op.outputs[0]), "bytes": op.outputs[0].nbytes,
-         "scratch_bytes": low.scratch_bytes if is_call else 0}
+    d = {
+        "index": op.index,
+        "name": op.name,
+        "op": op.opcode,
+        "tensor": op.outputs[0].index,
+        "shape": list(op.outputs[0].shape),
+        "dtype": op.outputs[0].dtype,
+        "kernel": low.kernel if is_call else None,
+        "backend": used[op.index] if is_call else None,
+        "macs": low.macs if is_call else 0,
+        "arena_offset": plan.offset(op.outputs[0]),
+        "bytes": op.outputs[0].nbytes,
+        "scratch_bytes": low.scratch_bytes if is_call else 0,
+    }
     if is_call and notes.get(op.index):
         d["backend_note"] = notes[op.index]
     if is_call and op.index in costs:
@@ -178,8 +218,11 @@ def _bind_scratch_contexts(steps, plan, ctx) -> None:
             continue
         for k, a in enumerate(low.args):
             if isinstance(a, cmsis_nn.ScratchContext):
-                low.args[k] = ctx.struct(f"{op.name}_ctx", "cmsis_nn_context", dict(
-                    buf=f"(void *)(mm_arena + {plan.scratch_offset[i]}u)", size=a.size))
+                low.args[k] = ctx.struct(
+                    f"{op.name}_ctx",
+                    "cmsis_nn_context",
+                    dict(buf=f"(void *)(mm_arena + {plan.scratch_offset[i]}u)", size=a.size),
+                )
 
 
 def _io(t, plan):
@@ -209,8 +252,10 @@ def _check_backend(graph, backend: str):
         compute = [op for op in graph.ops if op.opcode not in ("QUANTIZE", "DEQUANTIZE", "RESHAPE")]
         if compute and all(op.outputs[0].dtype == "float32" for op in compute):
             op = compute[0]
-            raise MotError(f"backend cmsis-nn needs an int8/int16 model: every layer is float32 (first: "
-                           f"{op.opcode} at index {op.index}, '{op.name}'); quantize it or use --backend portable")
+            raise MotError(
+                f"backend cmsis-nn needs an int8/int16 model: every layer is float32 (first: "
+                f"{op.opcode} at index {op.index}, '{op.name}'); quantize it or use --backend portable"
+            )
     return cmsis_nn.cmsis_nn_path(required=(backend == "cmsis-nn"))
 
 
@@ -236,7 +281,7 @@ def write_output_dir(out: Path, compiled: CompiledModel) -> None:
         kdir.mkdir()
         for p in compiled.kernel_headers + compiled.kernel_sources:
             shutil.copy2(p, kdir / p.name)
-        if compiled.extra_sources:   # the CMSIS-NN files the model needs, with their layout
+        if compiled.extra_sources:  # the CMSIS-NN files the model needs, with their layout
             root = compiled.extra_root
             for p in list(compiled.extra_sources) + sorted((root / "Include").rglob("*.h")):
                 dest = tmp / "cmsis-nn" / p.relative_to(root)

@@ -5,25 +5,31 @@ through `safetext.c_text` (string literals) / `c_comment` (comments), identifier
 `LoweringContext` (indices and sanitized hints), and every value a template renders is
 checked by `safetext.check_c_fragment` on the way out (a MotError if one could alter the
 code around it)."""
+
 from __future__ import annotations
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from mcu_mot.resources import TEMPLATES
-from mcu_mot.errors import MotError
-from mcu_mot.version import __version__
-from mcu_mot.ir.graph import Tensor
-from mcu_mot.safetext import c_comment, c_text, check_c_fragment
 from mcu_mot.codegen.lowering import SCRATCH, Call
+from mcu_mot.errors import MotError
+from mcu_mot.ir.graph import Tensor
+from mcu_mot.resources import TEMPLATES
+from mcu_mot.safetext import c_comment, c_text, check_c_fragment
+from mcu_mot.version import __version__
 
 DTYPE_CODES = {"float32": 0, "int8": 1, "int16": 2, "int32": 3, "uint8": 4, "int64": 5}
 
 
 def _env() -> Environment:
-    return Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
-                       keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False,
-                       finalize=_checked)
+    return Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+        lstrip_blocks=False,
+        finalize=_checked,
+    )
 
 
 def _checked(value):
@@ -47,7 +53,7 @@ def format_array(values: np.ndarray, dtype: str) -> str:
         items = [("INT32_MIN" if v == -(1 << 31) else str(v)) for v in values.tolist()]
     else:
         items = [str(v) for v in values.tolist()]
-    lines = [", ".join(items[i:i + 24]) for i in range(0, len(items), 24)]
+    lines = [", ".join(items[i : i + 24]) for i in range(0, len(items), 24)]
     return "    " + ",\n    ".join(lines) if lines else "    0"
 
 
@@ -77,35 +83,61 @@ def render(graph, steps, plan, ctx, *, name, source, model_hash, backend, isa: i
             else:
                 args.append(str(a))
         out = op.outputs[0]
-        layers.append(dict(index=op.index, name=c_text(op.name), op=c_text(op.opcode, 48),
-                           comment=c_comment(op.name), macs=lowered.macs,
-                           out_offset=plan.offset(out), out_bytes=out.nbytes,
-                           code=[f"{lowered.kernel}({', '.join(args)});"]))
+        layers.append(
+            dict(
+                index=op.index,
+                name=c_text(op.name),
+                op=c_text(op.opcode, 48),
+                comment=c_comment(op.name),
+                macs=lowered.macs,
+                out_offset=plan.offset(out),
+                out_bytes=out.nbytes,
+                code=[f"{lowered.kernel}({', '.join(args)});"],
+            )
+        )
         if lowered.header not in headers:
             headers.append(lowered.header)
 
     def io(t):
-        scale, zp = (t.quant.single() if t.quant is not None else (0.0, 0))
+        scale, zp = t.quant.single() if t.quant is not None else (0.0, 0)
         dims = list(t.shape) or [1]
-        return dict(name=c_text(t.name), dtype_code=DTYPE_CODES[t.dtype], rank=len(dims),
-                    dims=", ".join(str(d) for d in dims), bytes=t.nbytes, scale=_hexf(scale),
-                    zero_point=zp, offset=plan.offset(t))
+        return dict(
+            name=c_text(t.name),
+            dtype_code=DTYPE_CODES[t.dtype],
+            rank=len(dims),
+            dims=", ".join(str(d) for d in dims),
+            bytes=t.nbytes,
+            scale=_hexf(scale),
+            zero_point=zp,
+            offset=plan.offset(t),
+        )
 
-    arrays = [dict(name=a["name"], ctype=a["ctype"], count=max(1, a["values"].size),
-                   body=format_array(a["values"], a["dtype"])) for a in ctx.arrays]
-    common = dict(name=c_text(name), title=c_comment(name), version=c_text(__version__),
-                  source=c_comment(source), hash=model_hash,
-                  arena_bytes=plan.arena_bytes, inputs=[io(t) for t in graph.inputs],
-                  outputs=[io(t) for t in graph.outputs], layers=layers, backend=backend, isa=isa,
-                  weights_bytes=weights_bytes(ctx))
+    arrays = [
+        dict(
+            name=a["name"], ctype=a["ctype"], count=max(1, a["values"].size), body=format_array(a["values"], a["dtype"])
+        )
+        for a in ctx.arrays
+    ]
+    common = dict(
+        name=c_text(name),
+        title=c_comment(name),
+        version=c_text(__version__),
+        source=c_comment(source),
+        hash=model_hash,
+        arena_bytes=plan.arena_bytes,
+        inputs=[io(t) for t in graph.inputs],
+        outputs=[io(t) for t in graph.outputs],
+        layers=layers,
+        backend=backend,
+        isa=isa,
+        weights_bytes=weights_bytes(ctx),
+    )
     env = _env()
     return {
         "model.h": env.get_template("model.h.j2").render(**common),
-        "model.c": env.get_template("model.c.j2").render(headers=headers, arrays=arrays,
-                                                         structs=ctx.structs, **common),
+        "model.c": env.get_template("model.c.j2").render(headers=headers, arrays=arrays, structs=ctx.structs, **common),
     }
 
 
 def weights_bytes(ctx) -> int:
     return int(sum(a["values"].nbytes for a in ctx.arrays))
-

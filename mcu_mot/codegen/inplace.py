@@ -7,12 +7,13 @@ A kernel added to RASTER_KERNELS must keep that property; one that computes
 k output pixels together says so with Call(raster_block=k), one that does
 not walk in raster order with raster_block=0.
 """
+
 from __future__ import annotations
 
+from mcu_mot.codegen.analysis import window_geometry
+from mcu_mot.codegen.lowering import Call
 from mcu_mot.ir.graph import DTYPE_BYTES
 from mcu_mot.plan.overlap import raster_lead
-from mcu_mot.codegen.lowering import Call
-from mcu_mot.codegen.analysis import window_geometry
 
 RASTER_KERNELS = {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"}
 
@@ -31,6 +32,13 @@ def overlap_lead(op, call: Call):
     else:
         k_h, k_w = int(o.get("filter_height", 1)), int(o.get("filter_width", 1))
     g = window_geometry(op, inp, out, k_h, k_w, k_c=1)
-    lead = raster_lead(inp.shape, out.shape, DTYPE_BYTES[inp.dtype], DTYPE_BYTES[out.dtype],
-                       (g.stride_h, g.stride_w), (g.pad_h, g.pad_w), block=call.raster_block)
+    lead = raster_lead(
+        inp.shape,
+        out.shape,
+        DTYPE_BYTES[inp.dtype],
+        DTYPE_BYTES[out.dtype],
+        (g.stride_h, g.stride_w),
+        (g.pad_h, g.pad_w),
+        block=call.raster_block,
+    )
     return (0, 0, lead)

@@ -13,6 +13,7 @@ shape (`scratch_shape`) and lower_op computes scratch_bytes from the registered 
 so no kernel gets scratch without a size function (tests/test_kernel_contract.py
 checks the two against each other).
 """
+
 from __future__ import annotations
 
 import re
@@ -28,14 +29,14 @@ from mcu_mot.safetext import c_ident, one_line
 SCRATCH = object()  # marker: the op's scratch buffer in the arena
 
 _LOWERINGS: dict[str, Callable] = {}
-ISA_LEVELS = ("plain", "dsp", "mve")   # index = MM_ISA_* in firmware/kernels/mm_isa.h
+ISA_LEVELS = ("plain", "dsp", "mve")  # index = MM_ISA_* in firmware/kernels/mm_isa.h
 
 
 @dataclass(frozen=True)
 class ScratchSize:
-    fn: Callable        # fn(isa, **shape) -> bytes
-    shape: tuple        # argument names, in the order of the C size function's
-    isas: tuple         # levels the kernel exists at (the C _isa function returns -1 at the others)
+    fn: Callable  # fn(isa, **shape) -> bytes
+    shape: tuple  # argument names, in the order of the C size function's
+    isas: tuple  # levels the kernel exists at (the C _isa function returns -1 at the others)
 
 
 _SCRATCH_SIZES: dict[str, ScratchSize] = {}
@@ -44,9 +45,11 @@ _SCRATCH_SIZES: dict[str, ScratchSize] = {}
 def scratch_size(kernel: str, shape: tuple, isas: tuple = ISA_LEVELS):
     """Register fn(isa, **shape) as the scratch bytes of `kernel` at ISA level isa: the
     number the C `<kernel>_get_buffer_size_isa(level, shape...)` returns."""
+
     def register(fn):
         _SCRATCH_SIZES[kernel] = ScratchSize(fn, tuple(shape), tuple(isas))
         return fn
+
     return register
 
 
@@ -57,12 +60,15 @@ def scratch_sizes() -> dict[str, ScratchSize]:
 
 def registrar(table: dict):
     """A `@lowers("OP", ...)` decorator that records lowerings in `table` (one per backend)."""
+
     def lowers(*opcodes: str):
         def register(fn):
             for code in opcodes:
                 table[code] = fn
             return fn
+
         return register
+
     return lowers
 
 
@@ -71,24 +77,25 @@ lowers = registrar(_LOWERINGS)
 
 @dataclass
 class Call:
-    kernel: str                      # C function name, mm_<op>_<type>
-    args: list                       # str | Tensor | SCRATCH
-    header: str                      # kernel header to include
-    scratch_bytes: int = 0           # portable kernels: set by lower_op from scratch_shape
+    kernel: str  # C function name, mm_<op>_<type>
+    args: list  # str | Tensor | SCRATCH
+    header: str  # kernel header to include
+    scratch_bytes: int = 0  # portable kernels: set by lower_op from scratch_shape
     macs: int = 0
     inplace: Optional[tuple] = None  # (input position, output position) that may share bytes
     # Raster-order kernels (conv/depthwise/pool): how many output pixels the kernel computes
     # together (reading all their inputs before writing any); 0 = not raster order, so its
     # output must not overlap its input (see codegen/inplace.py).
     raster_block: int = 1
-    reads: list = field(default_factory=list)   # activation tensors read (filled by lower_op)
+    reads: list = field(default_factory=list)  # activation tensors read (filled by lower_op)
     writes: list = field(default_factory=list)  # activation tensors written
-    scratch_shape: Optional[dict] = None        # the arguments of the kernel's scratch size function
+    scratch_shape: Optional[dict] = None  # the arguments of the kernel's scratch size function
 
 
 @dataclass
 class Alias:
     """The output is a view of the input: same bytes, no code (RESHAPE, SQUEEZE)."""
+
     source: Tensor
     view: Tensor
 
@@ -107,8 +114,8 @@ class LoweringContext:
 
     def __init__(self, backend: str = "portable", isa: str = "plain"):
         self.backend = backend
-        self.isa = isa                 # "plain" | "dsp" | "mve": kernel paths and layouts to target
-        self.arrays: list[dict] = []   # {name, ctype, values, align}
+        self.isa = isa  # "plain" | "dsp" | "mve": kernel paths and layouts to target
+        self.arrays: list[dict] = []  # {name, ctype, values, align}
         self.structs: list[dict] = []  # {name, ctype, fields}
         self._names: set[str] = set()
         self._array_cache: dict = {}
@@ -134,8 +141,9 @@ class LoweringContext:
         if key in self._array_cache:
             return self._array_cache[key]
         name = "mmw_" + self._unique(hint)
-        self.arrays.append({"name": name, "ctype": C_TYPES[dtype], "dtype": dtype,
-                            "values": values.astype(dtype).ravel()})
+        self.arrays.append(
+            {"name": name, "ctype": C_TYPES[dtype], "dtype": dtype, "values": values.astype(dtype).ravel()}
+        )
         self._array_cache[key] = name
         return name
 
@@ -149,8 +157,7 @@ class LoweringContext:
         """Drop the arrays no parameter struct and no call refers to (a lowering may
         prepare an array and then pick a kernel that does not need it)."""
         text = " ".join(str(v) for st in self.structs for v in st["fields"].values())
-        text += " " + " ".join(str(a) for low in steps if isinstance(low, Call) for a in low.args
-                               if isinstance(a, str))
+        text += " " + " ".join(str(a) for low in steps if isinstance(low, Call) for a in low.args if isinstance(a, str))
         used = set(re.findall(r"mmw_[A-Za-z0-9_]+", text))
         self.arrays = [a for a in self.arrays if a["name"] in used]
 
@@ -187,7 +194,7 @@ def _c_value(v) -> str:
 
 def c_float(v) -> str:
     v = float(np.float32(v))
-    if np.isnan(v):   # a model's parameters may hold NaN: a constant, never the call nanf
+    if np.isnan(v):  # a model's parameters may hold NaN: a constant, never the call nanf
         return "NAN"
     if np.isinf(v):
         return "INFINITY" if v > 0 else "-INFINITY"
@@ -204,8 +211,9 @@ def unsupported(op: Op, why: str = "") -> MotError:
         if src is not None:  # graph outputs lose the layer name: say what it reads
             where += f" (reading '{one_line(src.name, 120)}')"
     # names come from the model file: the message stays one line whatever they hold
-    return MotError(one_line(f"unsupported op {one_line(op.opcode, 80)} ({dtype}) at index {op.index}, "
-                             f"{where}{detail}", 1000))
+    return MotError(
+        one_line(f"unsupported op {one_line(op.opcode, 80)} ({dtype}) at index {op.index}, {where}{detail}", 1000)
+    )
 
 
 def lower_op(op: Op, ctx: LoweringContext):
@@ -228,8 +236,8 @@ def _plan_scratch(call: Call, isa: str) -> None:
     size = _SCRATCH_SIZES.get(call.kernel)
     shape = call.scratch_shape or {}
     if not takes or size is None or set(shape) != set(size.shape) or isa not in size.isas or call.scratch_bytes:
-        raise MotError(f"internal error: kernel {call.kernel} takes scratch outside the scratch contract "
-                       f"(register its size with @scratch_size, pass scratch_shape)")
+        raise MotError(
+            f"internal error: kernel {call.kernel} takes scratch outside the scratch contract "
+            f"(register its size with @scratch_size, pass scratch_shape)"
+        )
     call.scratch_bytes = int(size.fn(isa, **shape))
-
-

@@ -6,6 +6,8 @@ side, and the profiler. Nothing here imports TensorFlow.
     with QemuTarget("build/an386").connect() as dev: ...
 """
 
+import importlib
+
 _EXPORTS = {
     "DeviceClient": ("client", "DeviceClient"),
     "DeviceError": ("transport", "DeviceError"),
@@ -18,13 +20,12 @@ _EXPORTS = {
     "target_for": ("target", "target_for"),
     "HostDevice": ("host", "HostDevice"),
     "build_host_firmware": ("host", "build_host_firmware"),
-    "profile_device": ("profile", "profile"),   # not "profile": that name is the submodule
+    "profile_device": ("profile", "profile"),  # not "profile": that name is the submodule
 }
 
 
 def __getattr__(name):
     if name in _EXPORTS:
-        import importlib
         mod, attr = _EXPORTS[name]
         return getattr(importlib.import_module(f"{__name__}.{mod}"), attr)
     raise AttributeError(name)

@@ -18,6 +18,7 @@ Recovery on a bad line (on top of the transport's resends of the same frame):
 - `run` redoes a sample (input, INVOKE, outputs) when the device no longer holds its input or
   its outputs (it was reset in between), so a reset never yields stale or zeroed outputs.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,9 @@ import time
 
 import numpy as np
 
-from mcu_mot.errors import MotError
 from mcu_mot.device import protocol as P
 from mcu_mot.device.transport import DeviceError, LinkError, Transport
+from mcu_mot.errors import MotError
 
 #: smallest adaptive chunk (data bytes per SET_INPUT, bytes per GET_OUTPUT / GET_TENSOR read)
 MIN_CHUNK = 16
@@ -43,14 +44,14 @@ class _Chunker:
     - An estimate of the byte error rate p from a moving average of the attempts that got their
       reply and the bytes they moved, giving the goodput-optimal chunk of about 1/p bytes."""
 
-    OVERHEAD = 36            # framing bytes of one request + its reply besides the data
-    attempts = 4             # tries for one chunk before it is cut smaller
+    OVERHEAD = 36  # framing bytes of one request + its reply besides the data
+    attempts = 4  # tries for one chunk before it is cut smaller
 
     def __init__(self, largest: int):
         self.largest = max(MIN_CHUNK, largest)
         self.cap = float(self.largest)
         self.streak = 0
-        self.ok = 1.0        # moving average: attempts that got their reply
+        self.ok = 1.0  # moving average: attempts that got their reply
         self.moved = float(self.largest + self.OVERHEAD)
 
     def record(self, attempts: int, data_bytes: int, got_through: bool) -> None:
@@ -90,17 +91,29 @@ def sample_shape(shape) -> tuple:
 class DeviceClient:
     """Talk to mcu_mot firmware on `port` (a pyserial port name or URL, or an open Transport)."""
 
-    def __init__(self, port, *, timeout: float = 1.0, retries: int = 5, invoke_timeout: float = 120.0,
-                 deadline: float = 30.0, baudrate: int = 115200, sync: bool = True):
-        self.transport = port if isinstance(port, Transport) else Transport(port, timeout=timeout, retries=retries,
-                                                                           deadline=deadline, baudrate=baudrate)
+    def __init__(
+        self,
+        port,
+        *,
+        timeout: float = 1.0,
+        retries: int = 5,
+        invoke_timeout: float = 120.0,
+        deadline: float = 30.0,
+        baudrate: int = 115200,
+        sync: bool = True,
+    ):
+        self.transport = (
+            port
+            if isinstance(port, Transport)
+            else Transport(port, timeout=timeout, retries=retries, deadline=deadline, baudrate=baudrate)
+        )
         self.invoke_timeout = float(invoke_timeout)
         self._info: P.DeviceInfo | None = None
         self._layers: list | None = None
         self._in_chunk = _Chunker(P.INPUT_CHUNK)
         self._read_chunk = _Chunker(P.MAX_PAYLOAD)
         self._has_status: bool | None = None
-        self.redone = 0                            # samples `run` had to redo (device reset)
+        self.redone = 0  # samples `run` had to redo (device reset)
         if sync:
             # A PING with a random nonce: flushes whatever the line held and replaces the device's
             # reply cache, so a request of ours can never be mistaken for a retry of an older one.
@@ -132,8 +145,9 @@ class DeviceClient:
         if self._info is None or refresh:
             info = P.parse_info(self.request(P.INFO))
             if info.version != P.VERSION:
-                raise MotError(f"device on {self.port} speaks protocol version {info.version}, "
-                               f"this mcu_mot speaks {P.VERSION}")
+                raise MotError(
+                    f"device on {self.port} speaks protocol version {info.version}, this mcu_mot speaks {P.VERSION}"
+                )
             self._info = info
         return self._info
 
@@ -172,8 +186,10 @@ class DeviceClient:
         want = int(str(model_hash)[:8], 16) if isinstance(model_hash, str) else int(model_hash)
         have = self.info().model_hash
         if want != have:
-            raise MotError(f"the device on {self.port} runs model {have:08x} ('{self.info().name}'), "
-                           f"not {want:08x}: flash the new build first")
+            raise MotError(
+                f"the device on {self.port} runs model {have:08x} ('{self.info().name}'), "
+                f"not {want:08x}: flash the new build first"
+            )
 
     def set_input(self, index: int, array) -> None:
         """Write input `index` (the whole tensor, in chunks)."""
@@ -186,8 +202,9 @@ class DeviceClient:
             raise MotError(f"input {index} must be {spec.dtype}, got {a.dtype}")
         data = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
         if len(data) != spec.bytes:
-            raise MotError(f"input {index} must have shape {sample_shape(spec.shape)} ({spec.bytes} bytes), "
-                           f"got {a.shape}")
+            raise MotError(
+                f"input {index} must have shape {sample_shape(spec.shape)} ({spec.bytes} bytes), got {a.shape}"
+            )
         self._write_input(index, data, min(P.INPUT_CHUNK, info.max_payload - 6))
 
     def _write_input(self, index: int, data: bytes, largest: int) -> None:
@@ -197,7 +214,7 @@ class DeviceClient:
         ch.largest = largest
         tr = self.transport
         until = time.monotonic() + tr.deadline
-        stop = time.monotonic() + TOTAL_DEADLINES * tr.deadline    # progress or not: bounded
+        stop = time.monotonic() + TOTAL_DEADLINES * tr.deadline  # progress or not: bounded
         tries = failures = 0
         last: Exception | None = None
         while off < size and time.monotonic() < stop:
@@ -205,8 +222,12 @@ class DeviceClient:
             before = tr.sent
             tries += 1
             try:
-                reply = tr.request(P.SET_INPUT, P.set_input_payload(index, off, data[off:off + n]),
-                                   deadline=until, attempts=ch.attempts if n > MIN_CHUNK else None)
+                reply = tr.request(
+                    P.SET_INPUT,
+                    P.set_input_payload(index, off, data[off : off + n]),
+                    deadline=until,
+                    attempts=ch.attempts if n > MIN_CHUNK else None,
+                )
             except LinkError as e:
                 last, failures = e, failures + 1
                 ch.record(tr.sent - before, n, False)
@@ -226,18 +247,25 @@ class DeviceClient:
                 raise MotError(f"device on {self.port} sent a malformed SET_INPUT reply ({len(reply)} bytes)")
             got = int.from_bytes(reply[:4], "little")
             if got < off + n or got > size:
-                raise MotError(f"device on {self.port} acknowledged {got} bytes of input {index} "
-                               f"after a chunk ending at {off + n} of {size}")
+                raise MotError(
+                    f"device on {self.port} acknowledged {got} bytes of input {index} "
+                    f"after a chunk ending at {off + n} of {size}"
+                )
             ch.record(tr.sent - before, n, True)
             if got > off:
-                until = min(stop, time.monotonic() + tr.deadline)   # progress: the deadline counts from here
+                until = min(stop, time.monotonic() + tr.deadline)  # progress: the deadline counts from here
             off = got
         if off < size:
-            why = (f"{tr.deadline:g} s without progress" if time.monotonic() < stop
-                   else f"{TOTAL_DEADLINES * tr.deadline:g} s in all")
-            raise MotError(f"SET_INPUT of input {index} to {self.port} failed: {off} of {size} bytes acknowledged "
-                           f"after {tries} chunks ({failures} not getting through, down to {ch.size} bytes) and "
-                           f"{why}; last: {last}")
+            why = (
+                f"{tr.deadline:g} s without progress"
+                if time.monotonic() < stop
+                else f"{TOTAL_DEADLINES * tr.deadline:g} s in all"
+            )
+            raise MotError(
+                f"SET_INPUT of input {index} to {self.port} failed: {off} of {size} bytes acknowledged "
+                f"after {tries} chunks ({failures} not getting through, down to {ch.size} bytes) and "
+                f"{why}; last: {last}"
+            )
 
     def invoke(self, first: int = 0, last: int | None = None) -> tuple[int, int]:
         """Run layers [first, last] (all by default). Returns (total ticks, layers run).
@@ -256,16 +284,15 @@ class DeviceClient:
             try:
                 st = self.status(deadline=time.monotonic() + tr.deadline)
             except MotError as e2:
-                raise MotError(f"INVOKE on {self.port}: {lost}; and STATUS did not get through either ({e2})") \
-                    from None
+                raise MotError(f"INVOKE on {self.port}: {lost}; and STATUS did not get through either ({e2})") from None
             if st is None:
                 raise lost
             if st.invoked and st.last_invoke_seq == seq and not st.fresh:
-                return st.last_ticks, st.last_layers              # it ran; only its replies were lost
+                return st.last_ticks, st.last_layers  # it ran; only its replies were lost
             if not (first == 0 and st.fresh) or round_:
                 state = "still holds the fresh input" if st.fresh else "holds no fresh input: set the input again"
                 raise MotError(f"INVOKE on {self.port} got no reply ({lost}); the device did not run it and {state}")
-            until = time.monotonic() + self.invoke_timeout + tr.deadline   # fresh input, not run: again
+            until = time.monotonic() + self.invoke_timeout + tr.deadline  # fresh input, not run: again
         raise AssertionError("unreachable")
 
     def _read(self, type_, make, size: int) -> bytes:
@@ -279,20 +306,23 @@ class DeviceClient:
         while len(out) < size:
             off = len(out)
             if time.monotonic() >= stop:
-                raise MotError(f"{P.NAMES.get(type_, type_)} from {self.port} failed: {off} of {size} bytes read "
-                               f"in {TOTAL_DEADLINES * tr.deadline:g} s ({failures} reads not getting through)")
+                raise MotError(
+                    f"{P.NAMES.get(type_, type_)} from {self.port} failed: {off} of {size} bytes read "
+                    f"in {TOTAL_DEADLINES * tr.deadline:g} s ({failures} reads not getting through)"
+                )
             n = min(ch.size, size - off)
             before = tr.sent
             try:
-                part = tr.request(type_, make(off, n), deadline=until,
-                                  attempts=ch.attempts if n > MIN_CHUNK else None)
+                part = tr.request(type_, make(off, n), deadline=until, attempts=ch.attempts if n > MIN_CHUNK else None)
             except LinkError as e:
                 failures += 1
                 ch.record(tr.sent - before, n, False)
                 if time.monotonic() >= until:
-                    raise MotError(f"{P.NAMES.get(type_, type_)} from {self.port} failed: {off} of {size} bytes "
-                                   f"read, {failures} reads not getting through (down to {ch.size} bytes) in "
-                                   f"{tr.deadline:g} s without progress; last: {e}") from None
+                    raise MotError(
+                        f"{P.NAMES.get(type_, type_)} from {self.port} failed: {off} of {size} bytes "
+                        f"read, {failures} reads not getting through (down to {ch.size} bytes) in "
+                        f"{tr.deadline:g} s without progress; last: {e}"
+                    ) from None
                 continue
             if len(part) != n:
                 raise MotError(f"device on {self.port} sent {len(part)} bytes, asked for {n}")
@@ -308,15 +338,20 @@ class DeviceClient:
             raise MotError(f"the model has {len(info.outputs)} output(s), no output {index}")
         spec = info.outputs[index]
         raw = self._read(P.GET_OUTPUT, lambda off, n: P.get_output_payload(index, off, n), spec.bytes)
-        return np.frombuffer(raw, dtype=np.dtype(spec.dtype).newbyteorder("<")).astype(spec.dtype).reshape(
-            sample_shape(spec.shape))
+        return (
+            np.frombuffer(raw, dtype=np.dtype(spec.dtype).newbyteorder("<"))
+            .astype(spec.dtype)
+            .reshape(sample_shape(spec.shape))
+        )
 
     def get_profile(self) -> list[int]:
         """Ticks per layer of the last INVOKE (multiply by info().unit_per_tick for instructions/cycles)."""
         n = self.info().layers
         ticks = []
         for first in range(0, n, P.PROFILE_CHUNK):
-            ticks += P.parse_profile(self.request(P.GET_PROFILE, P.get_profile_payload(first, min(P.PROFILE_CHUNK, n - first))))
+            ticks += P.parse_profile(
+                self.request(P.GET_PROFILE, P.get_profile_payload(first, min(P.PROFILE_CHUNK, n - first)))
+            )
         return ticks
 
     def get_tensor(self, layer: int, dtype=None, shape=None):

@@ -11,6 +11,7 @@ whole frame) and `delay` (hold a chunk back up to `max_delay` seconds) per chunk
 live connections (as an emulator that closes its socket); new ones are accepted as before.
 A test and benchmark tool: nothing in the deploy path uses it.
 """
+
 from __future__ import annotations
 
 import random
@@ -34,8 +35,9 @@ def faults_at(rate: float, max_delay: float = 0.05) -> "Faults":
     """A byte error rate `rate` (0.01 = 1 %) split equally into dropped, corrupted and duplicated
     bytes; besides, that fraction of the chunks read is held back up to `max_delay` seconds and
     (a tenth as often) sent twice."""
-    return Faults(drop=rate / 3, corrupt=rate / 3, dup_byte=rate / 3, delay=rate, dup_chunk=rate / 10,
-                  max_delay=max_delay)
+    return Faults(
+        drop=rate / 3, corrupt=rate / 3, dup_byte=rate / 3, delay=rate, dup_chunk=rate / 10, max_delay=max_delay
+    )
 
 
 @dataclass
@@ -87,8 +89,15 @@ class _Direction:
 class FaultProxy:
     """Listens on 127.0.0.1 (free port); each accepted client is connected to 127.0.0.1:target_port."""
 
-    def __init__(self, target_port: int, *, seed: int = 0, to_device: Faults | None = None,
-                 to_host: Faults | None = None, **faults):
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        seed: int = 0,
+        to_device: Faults | None = None,
+        to_host: Faults | None = None,
+        **faults,
+    ):
         both = Faults(**faults)
         self.target_port = target_port
         self.up = _Direction(to_device or both, random.Random(seed * 2 + 1))
@@ -235,7 +244,7 @@ class SilentServer:
                         c.recv(65536)
                     except BlockingIOError:
                         pass
-                    if self.noise:   # a wrong baud rate: a stream of junk with the odd 0x00 in it
+                    if self.noise:  # a wrong baud rate: a stream of junk with the odd 0x00 in it
                         c.send(bytes(self.rng.randrange(256) for _ in range(512)))
                 except OSError:
                     pass

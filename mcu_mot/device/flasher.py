@@ -7,6 +7,7 @@ parses a path as code: `-c "program FILE ..."` is a Tcl script, and several open
 `eval` the file name a second time inside their `program` proc. A path holding anything but
 plain file-name characters is therefore never put into that script: flash_hardware flashes a
 copy under a fresh temporary folder instead (and refuses, in one line, if even that is unsafe)."""
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,11 @@ from pathlib import Path
 
 from mcu_mot.errors import MotError
 
-PACKAGES = {"openocd": "openocd (apt-get install openocd)", "pyocd": "pyocd (pip install pyocd)",
-            "picotool": "picotool (apt-get install picotool)"}
+PACKAGES = {
+    "openocd": "openocd (apt-get install openocd)",
+    "pyocd": "pyocd (pip install pyocd)",
+    "picotool": "picotool (apt-get install picotool)",
+}
 
 # characters that mean nothing to Tcl (or Jim Tcl) however often the word is parsed
 _TCL_SAFE = re.compile(r"[A-Za-z0-9_./+,:@%=-]+")
@@ -33,8 +37,10 @@ def tcl_path(path) -> str:
     text = str(path)
     if not tcl_safe(text):
         bad = sorted({c for c in text if not _TCL_SAFE.fullmatch(c)})
-        raise MotError(f"cannot hand {text!r} to openocd: its Tcl would interpret the characters "
-                       f"{''.join(bad)!r} (use a path of letters, digits and ._-/+,:@%=)")
+        raise MotError(
+            f"cannot hand {text!r} to openocd: its Tcl would interpret the characters "
+            f"{''.join(bad)!r} (use a path of letters, digits and ._-/+,:@%=)"
+        )
     return "{" + text + "}"
 
 
@@ -42,7 +48,7 @@ def flash_command(board, elf: Path) -> list[str]:
     """The command line that programs `elf` onto `board` and resets it."""
     f = board.flash
     method = f.get("method")
-    elf = Path(elf).absolute()       # never a relative name a tool could take for an option
+    elf = Path(elf).absolute()  # never a relative name a tool could take for an option
     if method == "openocd":
         argv = ["openocd"]
         for cfg in f.get("config", []):

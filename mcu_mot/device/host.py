@@ -6,9 +6,11 @@ transport's retries and fault injection are tested in seconds without QEMU.
     with HostDevice("model.tflite") as dev:          # builds (cached), starts, stops
         with DeviceClient(dev.url) as c: ...
 """
+
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import shutil
 import subprocess
@@ -16,19 +18,32 @@ import tempfile
 import weakref
 from pathlib import Path
 
-from mcu_mot.resources import HOST_FIRMWARE, KERNELS, RUNTIME as RUNTIME_DIR
+from mcu_mot.codegen.compile import codegen_fingerprint, generate, model_digest
+from mcu_mot.device.simulator import host_compiler
 from mcu_mot.errors import MotError
+from mcu_mot.fwbuild.sanitize import cache_tag, host_cflags
+from mcu_mot.resources import HOST_FIRMWARE, KERNELS
+from mcu_mot.resources import RUNTIME as RUNTIME_DIR
+from mcu_mot.safedirs import cache_subdir, load_entry, store_entry
 
 RUNTIME = RUNTIME_DIR
 HOST_DIR = HOST_FIRMWARE
 RUNTIME_SOURCES = ("mm_protocol.c", "mm_cobs.c", "mm_crc32.c")
 HOST_SOURCES = ("mm_hal_host.c", "main_host.c")
-HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wtrigraphs", "-D_POSIX_C_SOURCE=200809L", "-ffp-contract=off", "-fwrapv", "-Wall", "-Wextra", "-Werror"]
+HOST_CFLAGS = [
+    "-O2",
+    "-std=gnu99",
+    "-Wtrigraphs",
+    "-D_POSIX_C_SOURCE=200809L",
+    "-ffp-contract=off",
+    "-fwrapv",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+]
 
 
 def _fingerprint() -> str:
-    import hashlib
-    from mcu_mot.codegen.compile import codegen_fingerprint
     h = hashlib.sha256(codegen_fingerprint().encode())
     for p in [RUNTIME / s for s in RUNTIME_SOURCES] + sorted(RUNTIME.glob("*.h")) + sorted(HOST_DIR.glob("*")):
         if p.is_file():
@@ -39,15 +54,11 @@ def _fingerprint() -> str:
 
 def build_host_firmware(model_path, out: Path | None = None) -> Path:
     """Compile the host firmware for `model_path`; returns the executable (cached by model and sources)."""
-    from mcu_mot.codegen.compile import generate, model_digest
-    from mcu_mot.safedirs import cache_subdir, load_entry, store_entry
-    from mcu_mot.device.simulator import host_compiler
     model_path = Path(model_path)
     if not model_path.is_file():
         raise MotError(f"model file not found: {model_path}")
-    from mcu_mot.fwbuild.sanitize import cache_tag
     key = model_digest(model_path.read_bytes())[:24] + "-" + _fingerprint() + cache_tag()
-    if out is None:   # cache_dir()/hostfw/KEY.bin, run only when KEY.json is whole and the file hashes to it
+    if out is None:  # cache_dir()/hostfw/KEY.bin, run only when KEY.json is whole and the file hashes to it
         cdir = cache_subdir("hostfw")
         found = load_entry(cdir, key, ".bin")
         if found is not None:
@@ -58,11 +69,23 @@ def build_host_firmware(model_path, out: Path | None = None) -> Path:
         for name, text in compiled.files.items():
             (tmp / name).write_text(text)
         target = tmp / "fw"
-        from mcu_mot.fwbuild.sanitize import host_cflags   # MCU_MOT_SANITIZE=undefined,address (opt-in)
-        cmd = [host_compiler(), *host_cflags(HOST_CFLAGS), f"-I{tmp}", f"-I{KERNELS}", f"-I{RUNTIME}",
-               f"-I{HOST_DIR}", "-include", str(RUNTIME / "mm_profile_hooks.h"), str(tmp / "model.c"),
-               *map(str, compiled.kernel_sources), *(str(RUNTIME / s) for s in RUNTIME_SOURCES),
-               *(str(HOST_DIR / s) for s in HOST_SOURCES), "-lm", "-o", str(target)]
+        cmd = [
+            host_compiler(),
+            *host_cflags(HOST_CFLAGS),
+            f"-I{tmp}",
+            f"-I{KERNELS}",
+            f"-I{RUNTIME}",
+            f"-I{HOST_DIR}",
+            "-include",
+            str(RUNTIME / "mm_profile_hooks.h"),
+            str(tmp / "model.c"),
+            *map(str, compiled.kernel_sources),
+            *(str(RUNTIME / s) for s in RUNTIME_SOURCES),
+            *(str(HOST_DIR / s) for s in HOST_SOURCES),
+            "-lm",
+            "-o",
+            str(target),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr.strip()[:300])
@@ -95,8 +118,9 @@ class HostDevice:
 
     def start(self) -> "HostDevice":
         # stdin stays a pipe: the firmware exits when it closes, so it never outlives us
-        self.proc = subprocess.Popen([str(self.exe), str(self.port)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [str(self.exe), str(self.port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         _live.add(self)
         line = self.proc.stdout.readline().decode(errors="replace").split()
         if len(line) != 2 or line[0] != "PORT":

@@ -3,6 +3,7 @@
 A frame is type, seq, u16 len, payload, u32 CRC-32 (zlib.crc32 of everything before it),
 COBS-encoded and delimited by 0x00. Nothing here does I/O: see transport.py.
 """
+
 from __future__ import annotations
 
 import struct
@@ -13,20 +14,35 @@ from cobs import cobs
 
 VERSION = 1
 MAX_PAYLOAD = 512
-OVERHEAD = 8                                   # type, seq, len, crc
+OVERHEAD = 8  # type, seq, len, crc
 MAX_ENCODED = OVERHEAD + MAX_PAYLOAD + (OVERHEAD + MAX_PAYLOAD) // 254 + 1
 
 INFO, SET_INPUT, INVOKE, GET_OUTPUT, GET_PROFILE, GET_TENSOR, PING, LAYER_INFO, STATS, STATUS = range(1, 11)
 ERROR = 0x7F
 REPLY = 0x80
-NAMES = {INFO: "INFO", SET_INPUT: "SET_INPUT", INVOKE: "INVOKE", GET_OUTPUT: "GET_OUTPUT",
-         GET_PROFILE: "GET_PROFILE", GET_TENSOR: "GET_TENSOR", PING: "PING", LAYER_INFO: "LAYER_INFO",
-         STATS: "STATS", STATUS: "STATUS", ERROR: "ERROR"}
+NAMES = {
+    INFO: "INFO",
+    SET_INPUT: "SET_INPUT",
+    INVOKE: "INVOKE",
+    GET_OUTPUT: "GET_OUTPUT",
+    GET_PROFILE: "GET_PROFILE",
+    GET_TENSOR: "GET_TENSOR",
+    PING: "PING",
+    LAYER_INFO: "LAYER_INFO",
+    STATS: "STATS",
+    STATUS: "STATUS",
+    ERROR: "ERROR",
+}
 
 ERR_UNKNOWN, ERR_BAD_LENGTH, ERR_RANGE, ERR_NOT_FRESH, ERR_OTHER, ERR_CORRUPT = range(1, 7)
-ERROR_NAMES = {ERR_UNKNOWN: "unknown request", ERR_BAD_LENGTH: "bad length or arguments",
-               ERR_RANGE: "out of range", ERR_NOT_FRESH: "no fresh input", ERR_OTHER: "device error",
-               ERR_CORRUPT: "corrupt frame"}
+ERROR_NAMES = {
+    ERR_UNKNOWN: "unknown request",
+    ERR_BAD_LENGTH: "bad length or arguments",
+    ERR_RANGE: "out of range",
+    ERR_NOT_FRESH: "no fresh input",
+    ERR_OTHER: "device error",
+    ERR_CORRUPT: "corrupt frame",
+}
 
 DTYPES = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "uint8", 5: "int64"}
 UNITS = {0: "instructions", 1: "cycles"}
@@ -91,7 +107,7 @@ class FrameReader:
         self.limit = limit
         self._buf = bytearray()
         self._overflow = False
-        self.dropped = 0          # overlong runs discarded
+        self.dropped = 0  # overlong runs discarded
 
     def feed(self, data: bytes) -> list[bytes]:
         """Return the complete encoded frames (possibly invalid) found so far."""
@@ -124,6 +140,7 @@ class FrameReader:
 
 # ---- payloads ---------------------------------------------------------------------------
 
+
 @dataclass
 class IOInfo:
     dtype: str
@@ -136,12 +153,12 @@ class IOInfo:
 @dataclass
 class DeviceInfo:
     version: int
-    unit: str                 # "instructions" | "cycles"
+    unit: str  # "instructions" | "cycles"
     layers: int
     model_hash: int
     arena_bytes: int
     clock_hz: int
-    unit_per_tick: float      # INFO's unit-per-tick x 1000, divided by 1000
+    unit_per_tick: float  # INFO's unit-per-tick x 1000, divided by 1000
     max_payload: int
     inputs: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
@@ -166,13 +183,24 @@ def parse_info(p: bytes) -> DeviceInfo:
             off += 12
             ios.append(IOInfo(DTYPES.get(dt, f"dtype{dt}"), tuple(dims), nbytes, scale, zp))
         nlen = p[off]
-        name = p[off + 1:off + 1 + nlen].decode("ascii", "replace")
+        name = p[off + 1 : off + 1 + nlen].decode("ascii", "replace")
         if len(p) < off + 1 + nlen:
             raise struct.error("name cut short")
     except (struct.error, IndexError) as exc:
         raise FrameError(f"malformed INFO reply ({exc})") from None
-    return DeviceInfo(version, UNITS.get(unit, f"unit{unit}"), layers, mhash, arena, clock, uptk / 1000.0, maxp,
-                      ios[:n_in], ios[n_in:], name)
+    return DeviceInfo(
+        version,
+        UNITS.get(unit, f"unit{unit}"),
+        layers,
+        mhash,
+        arena,
+        clock,
+        uptk / 1000.0,
+        maxp,
+        ios[:n_in],
+        ios[n_in:],
+        name,
+    )
 
 
 def set_input_payload(index: int, offset: int, data: bytes) -> bytes:
@@ -215,9 +243,9 @@ def parse_layer_info(p: bytes) -> dict:
     try:
         index, macs, out_offset, out_bytes = struct.unpack_from("<HIII", p)
         off = 14
-        op = p[off + 1:off + 1 + p[off]].decode("ascii", "replace")
+        op = p[off + 1 : off + 1 + p[off]].decode("ascii", "replace")
         off += 1 + p[off]
-        name = p[off + 1:off + 1 + p[off]].decode("ascii", "replace")
+        name = p[off + 1 : off + 1 + p[off]].decode("ascii", "replace")
     except (struct.error, IndexError) as exc:
         raise FrameError(f"malformed LAYER_INFO reply ({exc})") from None
     return {"index": index, "name": name, "op": op, "macs": macs, "arena_offset": out_offset, "bytes": out_bytes}
@@ -233,14 +261,15 @@ def parse_stats(p: bytes) -> dict:
 class DeviceStatus:
     """STATUS reply: what the device holds now (lets the host resume an input and learn whether
     an INVOKE whose reply it lost was run)."""
-    invokes: int              # INVOKEs executed since boot
-    invoked: bool             # an INVOKE ran since boot (then the next three fields describe it)
-    fresh: bool               # every input completely written since the last INVOKE
-    outputs_valid: bool       # the last INVOKE ran the whole model and no SET_INPUT came since
+
+    invokes: int  # INVOKEs executed since boot
+    invoked: bool  # an INVOKE ran since boot (then the next three fields describe it)
+    fresh: bool  # every input completely written since the last INVOKE
+    outputs_valid: bool  # the last INVOKE ran the whole model and no SET_INPUT came since
     last_invoke_seq: int
     last_ticks: int
     last_layers: int
-    received: list            # per input: contiguous bytes received since the last INVOKE
+    received: list  # per input: contiguous bytes received since the last INVOKE
 
 
 def parse_status(p: bytes) -> DeviceStatus:

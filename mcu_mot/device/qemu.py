@@ -10,9 +10,11 @@ is a TCP server on a free port of 127.0.0.1 (`socket://127.0.0.1:PORT` for pyser
 is reliable: terminate, kill after a grace period, also at interpreter exit and (Linux) when
 this process dies.
 """
+
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import shutil
 import signal
@@ -25,6 +27,7 @@ import time
 import weakref
 from pathlib import Path
 
+from mcu_mot.boards import load_board
 from mcu_mot.errors import MotError
 
 QEMU = "qemu-system-arm"
@@ -34,8 +37,9 @@ def qemu_binary() -> str:
     exe = os.environ.get("MCU_MOT_QEMU", QEMU)
     path = shutil.which(exe)
     if path is None:
-        raise MotError(f"{exe} not found: install it (Debian/Ubuntu: apt-get install qemu-system-arm) "
-                       f"or set MCU_MOT_QEMU")
+        raise MotError(
+            f"{exe} not found: install it (Debian/Ubuntu: apt-get install qemu-system-arm) or set MCU_MOT_QEMU"
+        )
     return path
 
 
@@ -53,14 +57,12 @@ def uart_server(port: int) -> str:
 def qemu_command(board, elf, port: int, extra_args=()) -> list[str]:
     """The one command line every emulator is started with: the board file's (Board.qemu_argv,
     counting instructions), the installed binary (MCU_MOT_QEMU) and the UART on `port`."""
-    from mcu_mot.boards import load_board
     argv = load_board(board).qemu_argv(elf, uart_server(port))
     return [qemu_binary()] + argv[1:] + [str(a) for a in extra_args]
 
 
 def _die_with_parent():  # runs in the child before exec
     try:
-        import ctypes
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except Exception:
         pass
@@ -72,8 +74,17 @@ _live: "weakref.WeakSet[QemuInstance]" = weakref.WeakSet()
 class QemuInstance:
     """One emulator process running `elf` on `board`; `url` is its UART for pyserial."""
 
-    def __init__(self, board, elf, *, port: int | None = None, start_timeout: float = 20.0,
-                 extra_args=(), log_path=None, detached: bool = False):
+    def __init__(
+        self,
+        board,
+        elf,
+        *,
+        port: int | None = None,
+        start_timeout: float = 20.0,
+        extra_args=(),
+        log_path=None,
+        detached: bool = False,
+    ):
         """detached: the emulator outlives this process (its own session, no stop at exit or
         when this object goes away; `mcu-mot flash`); stop it by pid (session.stop_emulator)."""
         self.board = board
@@ -118,11 +129,19 @@ class QemuInstance:
             else:
                 self._log = tempfile.NamedTemporaryFile(prefix="mm-qemu-", suffix=".log", delete=False)
             # PR_SET_PDEATHSIG fires when the *thread* that forked exits: only from the main thread
-            orphan_guard = (not self.detached and sys.platform.startswith("linux")
-                            and threading.current_thread() is threading.main_thread())
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                         stderr=subprocess.STDOUT, start_new_session=self.detached,
-                                         preexec_fn=_die_with_parent if orphan_guard else None)
+            orphan_guard = (
+                not self.detached
+                and sys.platform.startswith("linux")
+                and threading.current_thread() is threading.main_thread()
+            )
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=self.detached,
+                preexec_fn=_die_with_parent if orphan_guard else None,
+            )
             if not self.detached:
                 _live.add(self)
             self.port = port

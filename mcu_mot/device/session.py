@@ -2,8 +2,10 @@
 (checked), the firmware.elf that report describes (hash-checked), and the emulator `mcu-mot flash`
 left running for it (BUILD_DIR/device.json: a pid and a port, trusted only if that pid is this
 user's emulator running that image). Which device a command talks to is mcu_mot.device.target."""
+
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -11,6 +13,8 @@ import time
 from pathlib import Path
 
 from mcu_mot.errors import MotError
+from mcu_mot.fileio import atomic_write
+from mcu_mot.safedirs import ensure_build_dir
 
 STATE = "device.json"
 
@@ -18,7 +22,6 @@ STATE = "device.json"
 def _trusted_dir(build_dir) -> Path:
     """The build folder, if only this user can write it: its report.json names the image to run
     and its device.json the process to stop, so a folder another user can write is refused."""
-    from mcu_mot.safedirs import ensure_build_dir
     path = Path(build_dir)
     if not path.is_dir():
         raise MotError(f"{build_dir}: no such build folder (run mcu-mot build first)")
@@ -46,10 +49,11 @@ def firmware_image(build_dir, report: dict) -> Path:
         raise MotError(f"firmware image not found: {elf} (run mcu-mot build first)")
     want = report.get("elf_sha256")
     if want is not None:
-        import hashlib
         if hashlib.sha256(elf.read_bytes()).hexdigest() != want:
-            raise MotError(f"{elf} is not the image {Path(build_dir) / 'report.json'} describes "
-                           f"(an interrupted or foreign build?): run mcu-mot build again")
+            raise MotError(
+                f"{elf} is not the image {Path(build_dir) / 'report.json'} describes "
+                f"(an interrupted or foreign build?): run mcu-mot build again"
+            )
     return elf
 
 
@@ -59,7 +63,7 @@ def _is_our_emulator(pid: int, elf: str) -> bool:
         st = os.stat(f"/proc/{pid}")
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return not Path("/proc/self").exists() and _alive(pid)   # no /proc: trust the pid
+        return not Path("/proc/self").exists() and _alive(pid)  # no /proc: trust the pid
     return st.st_uid == os.geteuid() and b"-kernel" in argv and os.fsencode(str(elf)) in argv
 
 
@@ -81,7 +85,7 @@ def running_emulator(build_dir) -> dict | None:
         pid, elf = int(state["pid"]), str(state["elf"])
         str(state["port"])
     except (OSError, ValueError, TypeError, KeyError, RecursionError):
-        path.unlink(missing_ok=True)          # damaged: nothing to trust, nothing to stop
+        path.unlink(missing_ok=True)  # damaged: nothing to trust, nothing to stop
         return None
     if pid <= 1 or not _alive(pid) or not _is_our_emulator(pid, elf):
         path.unlink(missing_ok=True)
@@ -107,5 +111,4 @@ def stop_emulator(build_dir) -> bool:
 
 def save_emulator(build_dir, state: dict) -> None:
     """Record the detached emulator running this build (pid, port, board, elf) in device.json."""
-    from mcu_mot.fileio import atomic_write
     atomic_write(_trusted_dir(build_dir) / STATE, json.dumps(state).encode())

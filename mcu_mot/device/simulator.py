@@ -4,10 +4,12 @@ The generated model.c and the portable kernels are compiled with the system C
 compiler into a shared library, cached by the model's hash and a fingerprint
 of the compiler's own sources, so a repeated simulate costs only the run.
 """
+
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -17,10 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mcu_mot.resources import KERNELS
-from mcu_mot.errors import MotError
-from mcu_mot.fileio import load_arrays
+from mcu_mot.codegen.cmsis_nn import cmsis_nn_path
 from mcu_mot.codegen.compile import codegen_fingerprint, generate, model_digest
+from mcu_mot.errors import MotError
+from mcu_mot.fileio import atomic_write, load_arrays
+from mcu_mot.fwbuild.sanitize import cache_tag, host_cflags
+from mcu_mot.resources import KERNELS
+from mcu_mot.safedirs import cache_root, cache_subdir, load_entry, store_entry
 
 HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wtrigraphs", "-fPIC", "-shared", "-ffp-contract=off", "-fwrapv"]
 
@@ -28,9 +33,7 @@ HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wtrigraphs", "-fPIC", "-shared", "-ffp-con
 def cache_dir() -> Path:
     """The per-user cache root ($MCU_MOT_CACHE, $XDG_CACHE_HOME/mcu_mot or ~/.cache/mcu_mot):
     created 0700, refused with one line when another user could write it (mcu_mot.safedirs)."""
-    from mcu_mot.safedirs import cache_root
     return cache_root()
-
 
 
 class HostModel:
@@ -111,8 +114,7 @@ def check_input(x: np.ndarray, spec: dict) -> np.ndarray:
     if x.dtype != np.dtype(spec["dtype"]):
         raise MotError(f"input '{spec['name']}' must be {spec['dtype']}, got {x.dtype}")
     if list(x.shape[1:]) != want:
-        raise MotError(f"input '{spec['name']}' must have shape (N, {', '.join(map(str, want))}), "
-                       f"got {tuple(x.shape)}")
+        raise MotError(f"input '{spec['name']}' must have shape (N, {', '.join(map(str, want))}), got {tuple(x.shape)}")
     return x
 
 
@@ -127,7 +129,6 @@ def _backend_key(backend: str) -> str:
     """Cache-key part for a backend: which CMSIS-NN checkout (and its API header) it compiles."""
     if backend == "portable":
         return ""
-    from mcu_mot.codegen.cmsis_nn import cmsis_nn_path
     root = cmsis_nn_path(required=(backend == "cmsis-nn"))
     if root is None:
         return "-" + backend
@@ -146,11 +147,18 @@ def load(model_path, isa: str = "plain", backend: str = "portable") -> HostModel
     if not model_path.is_file():
         raise MotError(f"model file not found: {model_path}")
     if isa not in ("plain", "dsp"):
-        raise MotError(f"the host simulator runs isa plain or dsp, not '{isa}' "
-                       "(Helium code runs on a Cortex-M55: mcu-mot run -b qemu-mps3-an547)")
-    key = (model_digest(model_path.read_bytes())[:24] + "-" + codegen_fingerprint() + ("" if isa == "plain" else "-" + isa)
-           + _backend_key(backend) + _sanitize_tag())
-    from mcu_mot.safedirs import cache_subdir, load_entry, store_entry
+        raise MotError(
+            f"the host simulator runs isa plain or dsp, not '{isa}' "
+            "(Helium code runs on a Cortex-M55: mcu-mot run -b qemu-mps3-an547)"
+        )
+    key = (
+        model_digest(model_path.read_bytes())[:24]
+        + "-"
+        + codegen_fingerprint()
+        + ("" if isa == "plain" else "-" + isa)
+        + _backend_key(backend)
+        + _sanitize_tag()
+    )
     cdir = cache_subdir("host")
     # trusted only when KEY.json is whole, names this key and the .so hashes to it: else rebuilt
     found = load_entry(cdir, key, ".so")
@@ -165,11 +173,21 @@ def load(model_path, isa: str = "plain", backend: str = "portable") -> HostModel
             # warning-free (tests/test_c_warnings.py); CMSIS-NN's files, compiled in the same
             # command, are not held to -Werror
             warn = ["-Wall", "-Wextra"] + ([] if compiled.extra_sources else ["-Werror"])
-            from mcu_mot.fwbuild.sanitize import host_cflags   # MCU_MOT_SANITIZE=undefined,address (opt-in)
-            cmd = [host_compiler(), *host_cflags(HOST_CFLAGS, shared=True), *warn, *emulate, f"-I{KERNELS}", f"-I{tmp}",
-                   *(f"-I{d}" for d in compiled.include_dirs),
-                   str(tmp / "model.c"), *map(str, compiled.kernel_sources), *map(str, compiled.extra_sources),
-                   "-lm", "-o", str(out)]
+            cmd = [
+                host_compiler(),
+                *host_cflags(HOST_CFLAGS, shared=True),
+                *warn,
+                *emulate,
+                f"-I{KERNELS}",
+                f"-I{tmp}",
+                *(f"-I{d}" for d in compiled.include_dirs),
+                str(tmp / "model.c"),
+                *map(str, compiled.kernel_sources),
+                *map(str, compiled.extra_sources),
+                "-lm",
+                "-o",
+                str(out),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr.strip()[:300])
@@ -180,7 +198,6 @@ def load(model_path, isa: str = "plain", backend: str = "portable") -> HostModel
 
 
 def _sanitize_tag() -> str:
-    from mcu_mot.fwbuild.sanitize import cache_tag
     return cache_tag(shared=True)
 
 
@@ -205,8 +222,6 @@ def read_inputs(inputs, count: int) -> list[np.ndarray]:
 
 def write_outputs(path: Path, results: list[np.ndarray]) -> None:
     """Atomic write: .npy for one output, .npz for several."""
-    import io
-    from mcu_mot.fileio import atomic_write
     buf = io.BytesIO()
     if len(results) == 1:
         np.save(buf, results[0])

@@ -27,12 +27,22 @@ command talks to.
 - HostTarget: the firmware built for this machine (device/host.py), speaking the same protocol on
   a TCP port of 127.0.0.1: a target in seconds, without a cross compiler or QEMU.
 """
+
 from __future__ import annotations
 
 import abc
 import contextlib
 from pathlib import Path
 
+from mcu_mot.boards import load_board
+from mcu_mot.codegen.compile import model_digest
+from mcu_mot.device import session
+from mcu_mot.device.client import DeviceClient
+from mcu_mot.device.flasher import flash_hardware
+from mcu_mot.device.host import HostDevice, build_host_firmware
+from mcu_mot.device.qemu import QemuInstance
+from mcu_mot.device.session import build_report, firmware_image
+from mcu_mot.device.transport import normalize_port
 from mcu_mot.errors import MotError
 
 
@@ -46,7 +56,6 @@ class Target(abc.ABC):
         self.build_dir = Path(build_dir) if build_dir is not None else None
         self.board = None
         if board is not None:
-            from mcu_mot.boards import load_board
             self.board = load_board(board)
         self.elf = Path(elf) if elf is not None else None
         self.report: dict | None = None
@@ -60,10 +69,8 @@ class Target(abc.ABC):
         if self._prepared:
             return self
         if self.build_dir is not None:
-            from mcu_mot.device.session import build_report, firmware_image
             self.report = build_report(self.build_dir)
             if self.board is None:
-                from mcu_mot.boards import load_board
                 self.board = load_board(self.report["board"])
             if self.elf is None:
                 self.elf = firmware_image(self.build_dir, self.report)
@@ -81,7 +88,6 @@ class Target(abc.ABC):
 
     def open_transport(self, *, timeout: float = 1.0, **options):
         """A DeviceClient on this target's serial link (options: those of DeviceClient)."""
-        from mcu_mot.device.client import DeviceClient
         self.launch()
         options.setdefault("baudrate", self.baudrate)
         client = DeviceClient(self.url, timeout=timeout, **options)
@@ -161,8 +167,17 @@ class QemuTarget(Target):
 
     kind = "qemu"
 
-    def __init__(self, build_dir=None, *, board=None, elf=None, attach: bool = False,
-                 detached: bool = False, start_timeout: float = 20.0, extra_args=()):
+    def __init__(
+        self,
+        build_dir=None,
+        *,
+        board=None,
+        elf=None,
+        attach: bool = False,
+        detached: bool = False,
+        start_timeout: float = 20.0,
+        extra_args=(),
+    ):
         super().__init__(build_dir, board=board, elf=elf)
         if detached and self.build_dir is None:
             raise MotError("a detached emulator is recorded in its build folder: give one")
@@ -170,20 +185,19 @@ class QemuTarget(Target):
         self.detached = detached
         self.start_timeout = start_timeout
         self.extra_args = list(extra_args)
-        self.instance = None       # the QemuInstance this target started
-        self.state: dict | None = None   # the detached emulator's record (pid, port, board, elf)
+        self.instance = None  # the QemuInstance this target started
+        self.state: dict | None = None  # the detached emulator's record (pid, port, board, elf)
         self._url: str | None = None
 
     def _prepare(self) -> None:
         if self.board is None or self.elf is None:
             raise MotError("a QEMU target needs a build folder, or a board and an image")
         if not self.board.emulated:
-            raise MotError(f"board '{self.board.name}' is not emulated "
-                           f"(flash method: {self.board.flash.get('method')})")
+            raise MotError(
+                f"board '{self.board.name}' is not emulated (flash method: {self.board.flash.get('method')})"
+            )
 
     def _launch(self) -> None:
-        from mcu_mot.device.qemu import QemuInstance
-        from mcu_mot.device import session
         if self.attach and self.build_dir is not None:
             state = session.running_emulator(self.build_dir)
             if state is not None:
@@ -191,16 +205,23 @@ class QemuTarget(Target):
                 return
         if self.detached:
             session.stop_emulator(self.build_dir)
-            elf = self.elf.resolve()       # device.json names it: the pid check compares it
-            q = QemuInstance(self.board, elf, start_timeout=self.start_timeout, extra_args=self.extra_args,
-                             log_path=self.build_dir / "qemu.log", detached=True).start()
+            elf = self.elf.resolve()  # device.json names it: the pid check compares it
+            q = QemuInstance(
+                self.board,
+                elf,
+                start_timeout=self.start_timeout,
+                extra_args=self.extra_args,
+                log_path=self.build_dir / "qemu.log",
+                detached=True,
+            ).start()
             self.state = {"pid": q.proc.pid, "port": q.url, "board": self.board.name, "elf": str(elf)}
             session.save_emulator(self.build_dir, self.state)
             self._url = q.url
             q.release()
             return
-        self.instance = QemuInstance(self.board, self.elf, start_timeout=self.start_timeout,
-                                     extra_args=self.extra_args).start()
+        self.instance = QemuInstance(
+            self.board, self.elf, start_timeout=self.start_timeout, extra_args=self.extra_args
+        ).start()
         self._url = self.instance.url
 
     def _stop(self) -> None:
@@ -226,15 +247,23 @@ class SerialTarget(Target):
 
     kind = "serial"
 
-    def __init__(self, port: str | None, build_dir=None, *, board=None, elf=None, flash: bool = False,
-                 flash_timeout: float = 120.0):
+    def __init__(
+        self,
+        port: str | None,
+        build_dir=None,
+        *,
+        board=None,
+        elf=None,
+        flash: bool = False,
+        flash_timeout: float = 120.0,
+    ):
         super().__init__(build_dir, board=board, elf=elf)
         if not port and not flash:
             raise MotError("a serial target needs a port (e.g. /dev/ttyACM0, COM3, socket://HOST:PORT)")
         self.port = str(port) if port else None
         self.flash = flash
         self.flash_timeout = flash_timeout
-        self.flashed_with: str | None = None   # the flash command that ran
+        self.flashed_with: str | None = None  # the flash command that ran
 
     def _prepare(self) -> None:
         if self.flash:
@@ -245,14 +274,12 @@ class SerialTarget(Target):
 
     def _launch(self) -> None:
         if self.flash:
-            from mcu_mot.device.flasher import flash_hardware
             self.flashed_with = flash_hardware(self.board, self.elf, timeout=self.flash_timeout)
 
     @property
     def url(self) -> str:
         if self.port is None:
             raise MotError(f"no port to talk to {self.name} on: pass --port")
-        from mcu_mot.device.transport import normalize_port
         return normalize_port(self.port)
 
 
@@ -271,18 +298,18 @@ class HostTarget(Target):
 
     def _prepare(self) -> None:
         if self.source.suffix == ".tflite":
-            from mcu_mot.codegen.compile import model_digest
-            from mcu_mot.device.host import build_host_firmware
             self.exe = build_host_firmware(self.source)
-            self.report = {"board": "host", "model": self.source.name,
-                           "model_sha256": model_digest(self.source.read_bytes())}
+            self.report = {
+                "board": "host",
+                "model": self.source.name,
+                "model_sha256": model_digest(self.source.read_bytes()),
+            }
         elif self.source.is_file():
             self.exe = self.source
         else:
             raise MotError(f"host firmware not found: {self.source}")
 
     def _launch(self) -> None:
-        from mcu_mot.device.host import HostDevice
         self.device = HostDevice(self.exe, port=self.listen_port).start()
 
     def _stop(self) -> None:
@@ -312,16 +339,13 @@ def target_for(build_dir=None, *, port: str | None = None, board=None, flash: bo
     real hardware; an emulated board's build on a port is attached to, never flashed); else the
     build folder's emulated board: the emulator `mcu-mot flash` left running, or one started for
     this target's lifetime. A real board without a port is a one-line error."""
-    from mcu_mot.boards import load_board
     if port:
         b = load_board(board) if board is not None else None
         if b is None and build_dir is not None and flash:
-            from mcu_mot.device.session import build_report
             b = load_board(build_report(build_dir)["board"])
         return SerialTarget(port, build_dir, board=b, flash=flash and b is not None and not b.emulated)
     if build_dir is None:
         raise MotError("name a --port, or a build directory whose board is emulated")
-    from mcu_mot.device.session import build_report
     b = load_board(board if board is not None else build_report(build_dir)["board"])
     if not b.emulated:
         raise MotError(f"board '{b.name}' is real hardware: flash it and pass --port")
@@ -332,8 +356,6 @@ def flash_target(build_dir, *, port: str | None = None) -> Target:
     """What `mcu-mot flash BUILD_DIR` does: an emulated board's emulator started detached (it runs
     until `--stop`), a real board programmed with its flash tool (and, with `port`, checked to
     answer there)."""
-    from mcu_mot.boards import load_board
-    from mcu_mot.device.session import build_report
     b = load_board(build_report(build_dir)["board"])
     if b.emulated:
         if port:

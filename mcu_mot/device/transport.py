@@ -19,15 +19,19 @@ How hard it tries:
   it has read the old one to its end).
 Every failure is a one-line MotError (LinkError when the link, not the device, failed).
 """
+
 from __future__ import annotations
 
 import random
 import re
+import socket
 import struct
 import time
 
-from mcu_mot.errors import MotError
+import serial
+
 from mcu_mot.device import protocol as P
+from mcu_mot.errors import MotError
 
 #: shortest retransmission timeout (s). Damaged frames and NAKs trigger a resend at once, so a
 #: timeout only covers frames lost whole; a shorter one makes needless resends on a clean but
@@ -47,15 +51,25 @@ class DeviceError(MotError):
     def __init__(self, code: int, request: int, message: str, port: str = ""):
         self.code, self.request, self.detail = code, request, message
         what = P.NAMES.get(request, f"request 0x{request:02x}")
-        super().__init__(f"device{' on ' + port if port else ''} refused {what}: "
-                         f"{P.ERROR_NAMES.get(code, f'error {code}')} ({message})")
+        super().__init__(
+            f"device{' on ' + port if port else ''} refused {what}: "
+            f"{P.ERROR_NAMES.get(code, f'error {code}')} ({message})"
+        )
 
 
 class LinkError(MotError):
     """No valid reply to one request (timeouts, damaged frames, a connection that broke)."""
 
-    def __init__(self, message: str, *, attempts: int = 0, naks: int = 0, timeouts: int = 0,
-                 received: int = 0, answered: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int = 0,
+        naks: int = 0,
+        timeouts: int = 0,
+        received: int = 0,
+        answered: bool = False,
+    ):
         super().__init__(message)
         self.attempts, self.naks, self.timeouts, self.received = attempts, naks, timeouts, received
         self.answered = answered
@@ -72,16 +86,14 @@ def normalize_port(port: str) -> str:
 
 
 def open_serial(port: str, timeout: float = 1.0, baudrate: int = 115200):
-    import serial
     try:
         ser = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout, write_timeout=max(timeout, 5.0))
     except (serial.SerialException, ValueError, OSError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise MotError(f"cannot open port {port}: {msg}") from None
-    sock = getattr(ser, "_socket", None)       # socket://: no Nagle delay on small frames
+    sock = getattr(ser, "_socket", None)  # socket://: no Nagle delay on small frames
     if sock is not None:
         try:
-            import socket
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass
@@ -93,13 +105,12 @@ def close_serial(ser) -> None:
     sock = getattr(ser, "_socket", None)
     if sock is not None:
         try:
-            import socket
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
         except (OSError, AttributeError):
             pass
         try:
-            ser._socket = None                 # pyserial's close would send a FIN and sleep 0.3 s
+            ser._socket = None  # pyserial's close would send a FIN and sleep 0.3 s
             ser.is_open = False
         except Exception:
             pass
@@ -134,8 +145,17 @@ class Transport:
     `timeout`: the longest wait for one attempt's reply; `retries`: attempts for a device that has
     not answered yet; `deadline`: seconds one request may take in all once it has."""
 
-    def __init__(self, port, *, timeout: float = 1.0, retries: int = 5, deadline: float = 30.0,
-                 baudrate: int = 115200, serial_obj=None, reconnect: bool = True):
+    def __init__(
+        self,
+        port,
+        *,
+        timeout: float = 1.0,
+        retries: int = 5,
+        deadline: float = 30.0,
+        baudrate: int = 115200,
+        serial_obj=None,
+        reconnect: bool = True,
+    ):
         self.port = normalize_port(port) if serial_obj is None else str(port)
         self.timeout = float(timeout)
         self.retries = max(1, int(retries))
@@ -146,7 +166,7 @@ class Transport:
         self.reader = P.FrameReader()
         self._seq = random.randrange(256)
         self._rtt: dict[int, _Rtt] = {}
-        self.last_seq: int | None = None       # seq of the last request sent (for INVOKE recovery)
+        self.last_seq: int | None = None  # seq of the last request sent (for INVOKE recovery)
         # counters (for monitor / tests / benchmarks)
         self.sent = 0
         self.resent = 0
@@ -156,9 +176,9 @@ class Transport:
         self.naks = 0
         self.timeouts = 0
         self.reconnects = 0
-        self.damaged_replies = 0               # attempts cut short by a damaged frame (resent at once)
-        self.alive = False                     # a valid frame (reply or NAK) came from the device
-        self.lossy = 0.0                       # moving average: attempts that met a fault
+        self.damaged_replies = 0  # attempts cut short by a damaged frame (resent at once)
+        self.alive = False  # a valid frame (reply or NAK) came from the device
+        self.lossy = 0.0  # moving average: attempts that met a fault
 
     # ---- life cycle ----
     def close(self) -> None:
@@ -181,9 +201,9 @@ class Transport:
             return min(cap, max(floor, est.rto()))
         known = [e.rto() for e in self._rtt.values() if e.srtt is not None]
         if not known:
-            return cap                         # nothing measured yet: the full timeout
+            return cap  # nothing measured yet: the full timeout
         first = FIRST_INVOKE_WAIT if type_ == P.INVOKE else floor
-        return min(cap, max(first, 4 * max(known)))   # a new type: backoff finds its time
+        return min(cap, max(first, 4 * max(known)))  # a new type: backoff finds its time
 
     # ---- I/O ----
     def _next_seq(self) -> int:
@@ -195,7 +215,6 @@ class Transport:
         self._write(data)
 
     def _write(self, data: bytes) -> None:
-        import serial
         try:
             self.ser.write(data)
             self.ser.flush()
@@ -203,7 +222,6 @@ class Transport:
             raise _Broken(_first_line(exc)) from None
 
     def _read_some(self, remaining: float) -> bytes:
-        import serial
         try:
             self.ser.timeout = max(0.001, remaining)
             data = self.ser.read(1)
@@ -230,19 +248,28 @@ class Transport:
             except MotError as exc:
                 last = str(exc)
             if time.monotonic() + pause >= until:
-                raise MotError(f"lost the connection to {self.port} ({why or 'closed'}) and could not "
-                               f"reopen it: {last}")
+                raise MotError(
+                    f"lost the connection to {self.port} ({why or 'closed'}) and could not reopen it: {last}"
+                )
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
 
     def _drain_input(self) -> None:
         try:
-            self.ser.reset_input_buffer()          # stale replies of earlier requests
+            self.ser.reset_input_buffer()  # stale replies of earlier requests
         except Exception:
             pass
 
-    def request(self, type_: int, payload: bytes = b"", *, timeout: float | None = None,
-                deadline: float | None = None, attempts: int | None = None, seq: int | None = None) -> bytes:
+    def request(
+        self,
+        type_: int,
+        payload: bytes = b"",
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        attempts: int | None = None,
+        seq: int | None = None,
+    ) -> bytes:
         """Send one request and return its reply's payload; DeviceError for an ERROR reply,
         LinkError when no valid reply came.
 
@@ -255,7 +282,7 @@ class Transport:
         until = start + self.deadline if deadline is None else deadline
         seq = self._next_seq() if seq is None else seq & 0xFF
         self.last_seq = seq
-        frame = b"\x00" + P.encode_frame(type_, seq, payload)   # the leading 0x00 ends any junk
+        frame = b"\x00" + P.encode_frame(type_, seq, payload)  # the leading 0x00 ends any junk
         want = type_ | P.REPLY
         received = noise = naks = timeouts = broken = silent = 0
         why_broken = ""
@@ -300,7 +327,7 @@ class Transport:
                             noise += 1
                             self.bad_frames += 1
                             if answered:
-                                damaged = True    # likely our reply, damaged: resend now
+                                damaged = True  # likely our reply, damaged: resend now
                             continue
                         self.alive = True
                         if f.seq != seq:
@@ -311,8 +338,8 @@ class Transport:
                             if code == P.ERR_CORRUPT:
                                 naks += 1
                                 self.naks += 1
-                                self._sample(type_, time.monotonic() - sent_at)   # a round trip too
-                                nak = True            # our frame arrived damaged: resend now
+                                self._sample(type_, time.monotonic() - sent_at)  # a round trip too
+                                nak = True  # our frame arrived damaged: resend now
                                 break
                             if req == type_:
                                 self._measured(type_, attempt, sent_at)
@@ -324,16 +351,16 @@ class Transport:
                             return f.payload
                         self.stale_frames += 1
                     noise += self.reader.dropped - dropped
-                self.lossy = 0.95 * self.lossy + 0.05     # this attempt met a fault
+                self.lossy = 0.95 * self.lossy + 0.05  # this attempt met a fault
                 if damaged and not nak:
                     self.damaged_replies += 1
                 elif not nak:
                     timeouts += 1
                     self.timeouts += 1
-                    wait = min(longest, wait * 1.5)   # back off
+                    wait = min(longest, wait * 1.5)  # back off
                     silent = silent + 1 if received == got_before else 0
                     if silent >= 4:
-                        longest = cap                 # not a byte for 4 tries: busy, or reset
+                        longest = cap  # not a byte for 4 tries: busy, or reset
             except _Broken as exc:
                 broken += 1
                 why_broken = str(exc)
@@ -363,22 +390,33 @@ class Transport:
                 hint = "it answered before: did it reset or hang?"
                 if broken:
                     hint = f"the connection broke {broken} time{'s' if broken > 1 else ''} ({why})"
-                return LinkError(f"no reply to {name} from {self.port} after {tries} in {spent:.1f} s: {hint}",
-                                 **detail)
-            return LinkError(f"no reply from {self.port} after {tries} ({cap:g} s each): "
-                             f"is the board running mcu_mot firmware?", **detail)
+                return LinkError(
+                    f"no reply to {name} from {self.port} after {tries} in {spent:.1f} s: {hint}", **detail
+                )
+            return LinkError(
+                f"no reply from {self.port} after {tries} ({cap:g} s each): is the board running mcu_mot firmware?",
+                **detail,
+            )
         if naks:
-            return LinkError(f"no valid reply to {name} from {self.port} after {tries} in {spent:.1f} s: the "
-                             f"device received {naks} damaged cop{'y' if naks == 1 else 'ies'} of it and "
-                             f"{timeouts} repl{'y was' if timeouts == 1 else 'ies were'} lost; the line is "
-                             f"too noisy", **detail)
+            return LinkError(
+                f"no valid reply to {name} from {self.port} after {tries} in {spent:.1f} s: the "
+                f"device received {naks} damaged cop{'y' if naks == 1 else 'ies'} of it and "
+                f"{timeouts} repl{'y was' if timeouts == 1 else 'ies were'} lost; the line is "
+                f"too noisy",
+                **detail,
+            )
         if self.replies:
-            return LinkError(f"no valid reply to {name} from {self.port} after {tries} in {spent:.1f} s: "
-                             f"{noise} damaged frame{'s' if noise != 1 else ''} and {timeouts} timeout"
-                             f"{'s' if timeouts != 1 else ''}; the line is too noisy", **detail)
-        return LinkError(f"no valid reply to {name} from {self.port} after {tries} in {spent:.1f} s: "
-                         f"{received} bytes of noise ({noise} corrupt frames); check the port and baud rate",
-                         **detail)
+            return LinkError(
+                f"no valid reply to {name} from {self.port} after {tries} in {spent:.1f} s: "
+                f"{noise} damaged frame{'s' if noise != 1 else ''} and {timeouts} timeout"
+                f"{'s' if timeouts != 1 else ''}; the line is too noisy",
+                **detail,
+            )
+        return LinkError(
+            f"no valid reply to {name} from {self.port} after {tries} in {spent:.1f} s: "
+            f"{received} bytes of noise ({noise} corrupt frames); check the port and baud rate",
+            **detail,
+        )
 
 
 class _Broken(Exception):

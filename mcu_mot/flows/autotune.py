@@ -2,8 +2,9 @@
 
 With CMSIS_NN_PATH set, the model is built twice for an emulated board with the
 target's core (Board.reference_board: the board itself when it is emulated, else the
-emulated board its file flags as the reference for that core), once all-portable and once all-cmsis-nn; one inference of each runs on
-QEMU with per-layer profiling (instructions, -icount), and every layer takes
+emulated board its file flags as the reference for that core), once all-portable and
+once all-cmsis-nn; one inference of each runs on QEMU with per-layer profiling
+(instructions, -icount), and every layer takes
 the backend that cost fewer instructions (a tie keeps portable). The
 measurement is cached in <cache>/costs/<model sha[:16]>-<board>-<fingerprint>.json
 (fingerprint: mcu_mot's code generator and kernels, and the CMSIS-NN checkout),
@@ -14,14 +15,21 @@ folders (<cache>/build/autotune/<that name>/<backend>) are per-user and 0700
 Without CMSIS_NN_PATH, or for a core with no emulated reference (and for the
 host), auto is all-portable and the report says why (report["backend_choice"]).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
 
-
+from mcu_mot.boards import load_board
+from mcu_mot.codegen.cmsis_nn import cmsis_nn_path
+from mcu_mot.codegen.compile import codegen_fingerprint, generate, model_digest
+from mcu_mot.device.profile import build_profile, random_inputs_for_report
+from mcu_mot.device.target import QemuTarget
 from mcu_mot.errors import MotError
+from mcu_mot.fwbuild import build
+from mcu_mot.safedirs import cache_root, cache_subdir, ensure_build_dir, read_own_file, safe_name, write_cache_file
 
 BACKENDS = ("portable", "cmsis-nn")
 
@@ -31,13 +39,11 @@ def reference_board(board) -> str | None:
     the board model's Board.reference_board."""
     if board in (None, "host"):
         return None
-    from mcu_mot.boards import load_board
     return load_board(board).reference_board
 
 
 def fingerprint(cmsis_root: Path) -> str:
     """What the costs depend on besides the model and the board."""
-    from mcu_mot.codegen.compile import codegen_fingerprint
     h = hashlib.sha256(codegen_fingerprint().encode())
     h.update(str(cmsis_root).encode())
     for name in ("Include/arm_nnfunctions.h", "Include/arm_nnsupportfunctions.h"):
@@ -48,15 +54,12 @@ def fingerprint(cmsis_root: Path) -> str:
 
 
 def cost_cache_path(model_path, board: str, cmsis_root: Path) -> Path:
-    from mcu_mot.codegen.compile import model_digest
-    from mcu_mot.safedirs import cache_subdir, safe_name
     sha = model_digest(Path(model_path).read_bytes())[:16]
     return cache_subdir("costs") / f"{sha}-{safe_name(board)}-{fingerprint(cmsis_root)}.json"
 
 
 def _read_costs(path: Path) -> dict | None:
     """The cached measurement at `path` when it is whole and for this key (its file name), else None."""
-    from mcu_mot.safedirs import read_own_file
     raw = read_own_file(path)
     if raw is None:
         return None
@@ -66,12 +69,16 @@ def _read_costs(path: Path) -> dict | None:
             return None
         costs = {int(k): v for k, v in data["costs"].items()}
         counts = [n for c in costs.values() for n in c.values()] + list(data["totals"].values())
-        if (not costs or not all(isinstance(c.get("portable"), (int, float)) for c in costs.values())
-                or not all(isinstance(n, (int, float)) for n in counts)
-                or not all(isinstance(i, int) for i in data["covered"]) or not isinstance(data["unit"], str)):
+        if (
+            not costs
+            or not all(isinstance(c.get("portable"), (int, float)) for c in costs.values())
+            or not all(isinstance(n, (int, float)) for n in counts)
+            or not all(isinstance(i, int) for i in data["covered"])
+            or not isinstance(data["unit"], str)
+        ):
             return None
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        return None     # a damaged cache file is measured again
+        return None  # a damaged cache file is measured again
     data["costs"] = costs
     return data
 
@@ -79,23 +86,22 @@ def _read_costs(path: Path) -> dict | None:
 def profile_layers(model_path, board: str, backend: str, build_dir, progress=None) -> dict:
     """Build `model_path` with one backend, run one inference on QEMU, and return
     {layer index: (instructions, backend that layer used)} and the total."""
-    from mcu_mot.fwbuild import build
-    from mcu_mot.device.profile import build_profile, random_inputs_for_report
-    from mcu_mot.device.target import QemuTarget
     report = build(model_path, board, build_dir, backend=backend, progress=progress)
     inputs = random_inputs_for_report(report, 1)
     with QemuTarget(build_dir, board=board).connect(timeout=10.0, retries=3) as dev:
         dev.check_model(report["model_sha256"])
         _, profiles = dev.run(*inputs, profile=True)
-        prof = build_profile(dev.info(), dev.layers(), [p[0] for p in profiles], [p[1] for p in profiles],
-                             board=board)
+        prof = build_profile(dev.info(), dev.layers(), [p[0] for p in profiles], [p[1] for p in profiles], board=board)
     kernels = [layer for layer in report["layers"] if layer["kernel"]]
     if len(kernels) != len(prof["layers"]):
-        raise MotError(f"profile of {Path(model_path).name} on {board} has {len(prof['layers'])} layers, "
-                       f"the build {len(kernels)}")
-    return {"total": prof["total"], "unit": prof["unit"],
-            "layers": {layer["index"]: (row["count"], layer["backend"])
-                       for layer, row in zip(kernels, prof["layers"])}}
+        raise MotError(
+            f"profile of {Path(model_path).name} on {board} has {len(prof['layers'])} layers, the build {len(kernels)}"
+        )
+    return {
+        "total": prof["total"],
+        "unit": prof["unit"],
+        "layers": {layer["index"]: (row["count"], layer["backend"]) for layer, row in zip(kernels, prof["layers"])},
+    }
 
 
 def measure_costs(model_path, board: str, cmsis_root: Path, progress=None, refresh: bool = False) -> dict:
@@ -104,7 +110,6 @@ def measure_costs(model_path, board: str, cmsis_root: Path, progress=None, refre
 
     Returns {"board", "unit", "totals": {backend: n}, "costs": {index: {backend: n}},
     "covered": [indices CMSIS-NN lowered], "cached": bool}."""
-    from mcu_mot.safedirs import cache_root, ensure_build_dir, write_cache_file
     path = cost_cache_path(model_path, board, cmsis_root)
     data = None if refresh else _read_costs(path)
     if data is not None:
@@ -120,8 +125,15 @@ def measure_costs(model_path, board: str, cmsis_root: Path, progress=None, refre
     indices = sorted(runs["portable"]["layers"])
     costs = {i: {b: runs[b]["layers"][i][0] for b in BACKENDS if i in runs[b]["layers"]} for i in indices}
     covered = [i for i in indices if runs["cmsis-nn"]["layers"].get(i, (0, "portable"))[1] == "cmsis-nn"]
-    data = {"key": path.stem, "model": Path(model_path).name, "board": board, "unit": runs["portable"]["unit"],
-            "totals": {b: runs[b]["total"] for b in BACKENDS}, "costs": costs, "covered": covered}
+    data = {
+        "key": path.stem,
+        "model": Path(model_path).name,
+        "board": board,
+        "unit": runs["portable"]["unit"],
+        "totals": {b: runs[b]["total"] for b in BACKENDS},
+        "costs": costs,
+        "covered": covered,
+    }
     write_cache_file(path, (json.dumps(data, indent=1) + "\n").encode())
     data["cached"] = False
     return data
@@ -140,31 +152,38 @@ def choose(measured: dict) -> dict:
 def generate_auto(model_path, board: str = "host", progress=None):
     """codegen.generate for backend auto: measured per-layer choices when CMSIS_NN_PATH is set
     and the board's core has an emulated reference, else all-portable with the reason."""
-    from mcu_mot.codegen.cmsis_nn import cmsis_nn_path
-    from mcu_mot.codegen.compile import generate
     root = cmsis_nn_path(required=False)
     if root is None:
         return generate(model_path, "auto", board)
     ref = reference_board(board)
     if ref is None:
-        why = ("the host has no core to measure on" if board in (None, "host")
-               else f"no emulated reference board for the core of {board}")
-        return generate(model_path, "auto", board,
-                        choice={"reason": f"{why}: every layer uses the portable kernels"})
-    try:   # nothing to measure when CMSIS-NN would lower no layer (float models, unsupported ops)
+        why = (
+            "the host has no core to measure on"
+            if board in (None, "host")
+            else f"no emulated reference board for the core of {board}"
+        )
+        return generate(model_path, "auto", board, choice={"reason": f"{why}: every layer uses the portable kernels"})
+    try:  # nothing to measure when CMSIS-NN would lower no layer (float models, unsupported ops)
         trial = generate(model_path, "cmsis-nn", ref).report
         covered = any(layer["backend"] == "cmsis-nn" for layer in trial["layers"] if layer["kernel"])
     except MotError:
         covered = False
     if not covered:
-        return generate(model_path, "auto", board,
-                        choice={"reason": "CMSIS-NN covers no layer of this model: every layer uses the "
-                                          "portable kernels"})
+        return generate(
+            model_path,
+            "auto",
+            board,
+            choice={"reason": "CMSIS-NN covers no layer of this model: every layer uses the portable kernels"},
+        )
     measured = measure_costs(model_path, ref, root, progress=progress)
     choices = choose(measured)
     estimate = sum(c[choices[i]] for i, c in measured["costs"].items())
-    summary = {"measured_on": ref, "unit": measured["unit"], "cached": measured["cached"],
-               "totals": measured["totals"], "estimate": estimate,
-               "rule": "per layer, the backend with fewer measured instructions (tie: portable)"}
+    summary = {
+        "measured_on": ref,
+        "unit": measured["unit"],
+        "cached": measured["cached"],
+        "totals": measured["totals"],
+        "estimate": estimate,
+        "rule": "per layer, the backend with fewer measured instructions (tie: portable)",
+    }
     return generate(model_path, "auto", board, choices=choices, costs=measured["costs"], choice=summary)
-

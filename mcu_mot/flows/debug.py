@@ -27,41 +27,71 @@ forces a coarse scale on every channel of a per-tensor quantized activation: the
 lose their precision, which this score shows at the layer that causes it, while the end-to-end errors
 rise at every layer after it.
 """
+
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
 import re
+import sys
 import tempfile
 import warnings
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
+from mcu_mot.boards import load_board
+from mcu_mot.codegen.compile import generate, model_digest
+from mcu_mot.device.simulator import load
+from mcu_mot.device.target import QemuTarget, SerialTarget
 from mcu_mot.errors import MotError
 from mcu_mot.fileio import load_arrays
+from mcu_mot.fwbuild import build
+from mcu_mot.ir import read_tflite
+from mcu_mot.optimize import ptq
+from mcu_mot.optimize.keras_io import load_keras
+from mcu_mot.optimize.report_html import atomic_write
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 #: what `score` (the sort key) measures, written into the result
-SCORE_DOC = ("local channel NRMSE: the error this layer adds by itself (float layer on the dequantized "
-             "quantized inputs vs the quantized output), per output channel relative to the channel's "
-             "std in the float model, averaged over channels")
+SCORE_DOC = (
+    "local channel NRMSE: the error this layer adds by itself (float layer on the dequantized "
+    "quantized inputs vs the quantized output), per output channel relative to the channel's "
+    "std in the float model, averaged over channels"
+)
 
 _SKIP_OPS = {"DEQUANTIZE"}
 _ERR_KEYS = ("rmse", "max_abs_err", "snr_db", "nrmse", "channel_nrmse", "worst_channel")
-_TOL_ABS, _TOL_REL = 0.02, 0.10          # numeric ties when choosing between candidate layers
-_FALLBACK_MAX_REL = 0.5                  # a layer found by numbers alone must match this well
+_TOL_ABS, _TOL_REL = 0.02, 0.10  # numeric ties when choosing between candidate layers
+_FALLBACK_MAX_REL = 0.5  # a layer found by numbers alone must match this well
 
 
 # --------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------
-def debug(keras_model_or_path, tflite_path, calib, labels=None, board=None, progress=None, *,
-          port=None, build_dir=None, max_samples: int | None = None, worst_k: int = 3,
-          exclusions: bool = True, quantize_kwargs: dict | None = None, batch_size: int = 32) -> dict:
+def debug(
+    keras_model_or_path,
+    tflite_path,
+    calib,
+    labels=None,
+    board=None,
+    progress=None,
+    *,
+    port=None,
+    build_dir=None,
+    max_samples: int | None = None,
+    worst_k: int = 3,
+    exclusions: bool = True,
+    quantize_kwargs: dict | None = None,
+    batch_size: int = 32,
+) -> dict:
     """Per-layer quantization error of `tflite_path` against the float Keras model.
 
     keras_model_or_path: a keras.Model or a .keras file.
@@ -81,7 +111,6 @@ def debug(keras_model_or_path, tflite_path, calib, labels=None, board=None, prog
     """
     say = progress or (lambda *a, **k: None)
     tflite_path = Path(tflite_path)
-    from mcu_mot.ir import read_tflite
     graph = read_tflite(tflite_path)
     model, model_name = _load_keras(keras_model_or_path)
     xs = _as_inputs(calib, model)
@@ -94,8 +123,10 @@ def debug(keras_model_or_path, tflite_path, calib, labels=None, board=None, prog
         raise MotError(f"{tflite_path.name} has {len(graph.inputs)} input(s), the Keras model {len(xs)}")
     for t, x in zip(graph.inputs, xs):
         if int(np.prod(t.shape[1:] if t.shape and t.shape[0] == 1 else t.shape)) != int(np.prod(x.shape[1:])):
-            raise MotError(f"{tflite_path.name}: input '{t.name}' has shape {tuple(t.shape)}, the calibration "
-                           f"data {tuple(x.shape[1:])}: is this the quantized version of this Keras model?")
+            raise MotError(
+                f"{tflite_path.name}: input '{t.name}' has shape {tuple(t.shape)}, the calibration "
+                f"data {tuple(x.shape[1:])}: is this the quantized version of this Keras model?"
+            )
     xq_all = [quantize_input(x, t) for x, t in zip(xs, graph.inputs)]
 
     keras_side = _KerasSide(model)
@@ -129,44 +160,62 @@ def debug(keras_model_or_path, tflite_path, calib, labels=None, board=None, prog
 
 def write_json(result: dict, path) -> Path:
     """The result as JSON, written atomically."""
-    from mcu_mot.optimize.report_html import atomic_write
     return atomic_write(path, (json.dumps(_jsonable(result), indent=2) + "\n").encode())
 
 
 def print_table(result: dict, console=None, top: int | None = None) -> None:
     """A rich table of the layers, worst first (and the model metric when there is one)."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
     console = console or Console()
     rows = result["layers"][:top] if top else result["layers"]
     where = result.get("where", "host")
     # names and file names are data, never rich markup
-    table = Table(title=escape(f"Quantization error per layer: {result['tflite']} vs {result['model']} "
-                               f"({result['samples']} samples, {where}), worst first"),
-                  caption="score: the error the layer adds by itself (per-channel RMSE / float std); "
-                          "RMSE, max |err|, SNR: against the float model from the input on")
+    table = Table(
+        title=escape(
+            f"Quantization error per layer: {result['tflite']} vs {result['model']} "
+            f"({result['samples']} samples, {where}), worst first"
+        ),
+        caption="score: the error the layer adds by itself (per-channel RMSE / float std); "
+        "RMSE, max |err|, SNR: against the float model from the input on",
+    )
     wide = console.width >= 110
     cols = ["#", "layer", "op", "score", "RMSE", "max |err|", "SNR dB", "scale, zp", "float range"]
     if not wide:
         cols = [c for c in cols if c not in ("max |err|", "float range")]
     for col in cols:
-        table.add_column(col, justify="left" if col in ("layer", "op") else "right", overflow="fold",
-                         no_wrap=col not in ("layer", "op"))
+        table.add_column(
+            col,
+            justify="left" if col in ("layer", "op") else "right",
+            overflow="fold",
+            no_wrap=col not in ("layer", "op"),
+        )
     for r in rows:
-        cells = {"#": str(r["index"]), "layer": escape(r["name"]), "op": escape(r["op"]), "score": _g(r["score"]),
-                 "RMSE": _g(r["rmse"]), "max |err|": _g(r["max_abs_err"]), "SNR dB": _db(r["snr_db"]),
-                 "scale, zp": "float" if r["scale"] is None else f"{_g(r['scale'])}, {r['zero_point']}",
-                 "float range": f"{_g(r['float_min'])}..{_g(r['float_max'])}"}
+        cells = {
+            "#": str(r["index"]),
+            "layer": escape(r["name"]),
+            "op": escape(r["op"]),
+            "score": _g(r["score"]),
+            "RMSE": _g(r["rmse"]),
+            "max |err|": _g(r["max_abs_err"]),
+            "SNR dB": _db(r["snr_db"]),
+            "scale, zp": "float" if r["scale"] is None else f"{_g(r['scale'])}, {r['zero_point']}",
+            "float range": f"{_g(r['float_min'])}..{_g(r['float_max'])}",
+        }
         table.add_row(*(cells[c] for c in cols))
     console.print(table)
     m = result.get("model_metric")
     if m:
-        console.print(escape(f"{m['metric']}: float {_g(m['float'])}, quantized {_g(m['quantized'])} "
-                             f"({m['samples']} samples, quantized on {m.get('where', 'host')})"))
+        console.print(
+            escape(
+                f"{m['metric']}: float {_g(m['float'])}, quantized {_g(m['quantized'])} "
+                f"({m['samples']} samples, quantized on {m.get('where', 'host')})"
+            )
+        )
         for e in m.get("exclusions") or []:
-            what = (f"{_g(e['quantized'])} ({e['gain']:+.4f})" if e.get("gain") is not None
-                    else f"not measured: {e.get('error', '')}")
+            what = (
+                f"{_g(e['quantized'])} ({e['gain']:+.4f})"
+                if e.get("gain") is not None
+                else f"not measured: {e.get('error', '')}"
+            )
             console.print(escape(f"  {_variant_text(e)} in float (--exclude '{e['exclude']}'): {what}"))
         if m.get("exclusions_note"):
             console.print(escape(f"  {m['exclusions_note']}"))
@@ -179,10 +228,10 @@ def print_table(result: dict, console=None, top: int | None = None) -> None:
 # inputs
 # --------------------------------------------------------------------------------------------
 def _load_keras(model_or_path):
-    import keras
+    import keras  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
     if isinstance(model_or_path, keras.Model):
         return model_or_path, model_or_path.name
-    from mcu_mot.optimize.keras_io import load_keras
     path = Path(model_or_path)
     return load_keras(path), path.stem
 
@@ -262,8 +311,11 @@ def _dequantize(a: np.ndarray, t) -> np.ndarray:
 
 
 def _mode_of(graph) -> str:
-    dtypes = {op.outputs[0].dtype for op in graph.ops if op.outputs and not op.outputs[0].is_const
-              and op.opcode not in ("QUANTIZE", "DEQUANTIZE")}
+    dtypes = {
+        op.outputs[0].dtype
+        for op in graph.ops
+        if op.outputs and not op.outputs[0].is_const and op.opcode not in ("QUANTIZE", "DEQUANTIZE")
+    }
     kinds = [k for k in ("int16", "int8", "float32") if k in dtypes]
     if kinds == ["int16"]:
         return "int16x8"
@@ -281,7 +333,6 @@ class _HostRunner:
     where = "host"
 
     def __init__(self, path):
-        from mcu_mot.device.simulator import load
         self.model = load(path)
         self.calls = [layer for layer in self.model.meta["layers"] if layer["kernel"]]
 
@@ -299,8 +350,10 @@ class _DeviceRunner:
         self.where = board
         info = client.info()
         if info.layers != len(calls):
-            raise MotError(f"the device on {client.port} runs a model with {info.layers} layers, "
-                           f"this one has {len(calls)}: flash the build of this model first")
+            raise MotError(
+                f"the device on {client.port} runs a model with {info.layers} layers, "
+                f"this one has {len(calls)}: flash the build of this model first"
+            )
 
     def layer_outputs(self, sample: list) -> list[np.ndarray]:
         for k, x in enumerate(sample):
@@ -322,16 +375,11 @@ def _open_runner(stack: ExitStack, path: Path, board, port, build_dir, say):
     if board in (None, "host") and port is None:
         say(0, 1, "compiling the generated C for the host")
         return _HostRunner(path)
-    from mcu_mot.boards import load_board
-    from mcu_mot.codegen.compile import generate, model_digest
-    from mcu_mot.device.target import QemuTarget, SerialTarget
     b = load_board(board) if board is not None else None
-    calls = [layer for layer in generate(path, "portable", b.name if b else "host").report["layers"]
-             if layer["kernel"]]
+    calls = [layer for layer in generate(path, "portable", b.name if b else "host").report["layers"] if layer["kernel"]]
     if port is None:
         if not b.emulated:
             raise MotError(f"board '{b.name}' is not emulated: flash the firmware for {path.name} and give its port")
-        from mcu_mot.fwbuild import build
         if build_dir is None:
             build_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mm-debug-"))
         build(path, b, Path(build_dir), progress=say)
@@ -352,13 +400,14 @@ def _predict(model, xs: list, batch: int = 256) -> list[np.ndarray]:
     parts = []
     for s in range(0, xs[0].shape[0], batch):
         with _quiet():
-            o = model([x[s:s + batch] for x in xs] if len(xs) > 1 else xs[0][s:s + batch], training=False)
+            o = model([x[s : s + batch] for x in xs] if len(xs) > 1 else xs[0][s : s + batch], training=False)
         parts.append([_np(t) for t in (o if isinstance(o, (list, tuple)) else [o])])
     return [np.concatenate(p) for p in zip(*parts)]
 
 
 def _np(t) -> np.ndarray:
-    import keras
+    import keras  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
     return np.asarray(keras.ops.convert_to_numpy(t), dtype=np.float64)
 
 
@@ -378,11 +427,12 @@ class _KerasSide:
     """The float model's layers, their outputs, and sub-models that recompute one layer from its inputs."""
 
     def __init__(self, model):
-        import keras
+        import keras  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
         self.keras = keras
         self.model = model
         self.input_layers = [t._keras_history.operation for t in model.inputs]
-        self.layers = []          # single-output, non-input layers in graph order
+        self.layers = []  # single-output, non-input layers in graph order
         seen = set()
         for layer in model.layers:
             if layer in self.input_layers or id(layer) in seen:
@@ -390,7 +440,7 @@ class _KerasSide:
             seen.add(id(layer))
             try:
                 out = layer.output
-            except Exception:     # shared layers (several nodes) have no single output
+            except Exception:  # shared layers (several nodes) have no single output
                 continue
             if isinstance(out, (list, tuple, dict)) or not hasattr(out, "shape"):
                 continue
@@ -403,7 +453,7 @@ class _KerasSide:
         self._all = keras.Model(model.inputs, outs) if outs else None
         self.output_layers = [t._keras_history.operation for t in model.outputs]
         self._segments = {}
-        self._readers = {}       # id(layer) -> layers whose input is its output (this model's graph)
+        self._readers = {}  # id(layer) -> layers whose input is its output (this model's graph)
         for layer in self.layers:
             for t in self._inbound(layer.output):
                 self._readers.setdefault(id(t._keras_history.operation), []).append(layer)
@@ -494,8 +544,8 @@ def _name_candidates(tensor_name: str, names: dict) -> dict:
                 continue
             stem, suffix = _SUFFIX.match(seg).groups()
             groups = re.findall(r"_\d+", suffix)
-            for k in range(len(groups) + 1):   # strip 0, 1, 2, ... '_N' groups
-                cand = stem + "".join(groups[:len(groups) - k])
+            for k in range(len(groups) + 1):  # strip 0, 1, 2, ... '_N' groups
+                cand = stem + "".join(groups[: len(groups) - k])
                 if cand in names:
                     rank = 0 if k == 1 else 1 if k == 0 else 2
                     found[cand] = min(rank, found.get(cand, 9))
@@ -530,7 +580,7 @@ def _match(graph, ks: _KerasSide, calls: list, q_first: list, f_first: dict, req
     tensors = {t.index: t for t in graph.tensors}
     out_of = _graph_output_producers(graph)
     match = {}
-    cands = {}        # call -> [(rel, rank, -pos, layer)]
+    cands = {}  # call -> [(rel, rank, -pos, layer)]
     for i, layer in enumerate(calls):
         t = tensors[layer["tensor"]]
         op = layer["op"]
@@ -539,7 +589,7 @@ def _match(graph, ks: _KerasSide, calls: list, q_first: list, f_first: dict, req
         if op == "QUANTIZE":
             src = requant.get(i)
             if src is not None and src[0] == "input" and graph.inputs[src[1]].dtype == "float32":
-                match[i] = src                        # the model's float input, quantized
+                match[i] = src  # the model's float input, quantized
             elif src is not None:
                 match[i] = ("requant", src)
             continue
@@ -587,7 +637,7 @@ class _Stats:
     """Streaming error statistics of q against f (float64 arrays, channels last)."""
 
     def __init__(self, lo=None, hi=None):
-        self.lo, self.hi = lo, hi          # the quantized tensor's representable range
+        self.lo, self.hi = lo, hi  # the quantized tensor's representable range
         self.clipped = 0
         self.n = 0
         self.se = self.sf = self.sf2 = 0.0
@@ -642,9 +692,14 @@ class _Stats:
             worst = int(np.flatnonzero(live)[int(np.argmax(ratios))])
         else:
             c_nrmse, worst = (0.0 if rmse == 0 else math.inf), None
-        d = {"rmse": rmse, "max_abs_err": self.max_abs, "snr_db": snr,
-             "nrmse": rmse / std if std > 0 else (0.0 if rmse == 0 else math.inf),
-             "channel_nrmse": c_nrmse, "worst_channel": worst}
+        d = {
+            "rmse": rmse,
+            "max_abs_err": self.max_abs,
+            "snr_db": snr,
+            "nrmse": rmse / std if std > 0 else (0.0 if rmse == 0 else math.inf),
+            "channel_nrmse": c_nrmse,
+            "worst_channel": worst,
+        }
         if not prefix:
             d["float_min"] = self.fmin if self.n else None
             d["float_max"] = self.fmax if self.n else None
@@ -732,7 +787,7 @@ def _compare(graph, ks: _KerasSide, runner, xs, xq_all, n, batch_size, say):
 
         for i, v in match.items():
             if isinstance(v, tuple):
-                if v[0] == "requant":              # a QUANTIZE between two kernels: int16 <-> int8, float -> int
+                if v[0] == "requant":  # a QUANTIZE between two kernels: int16 <-> int8, float -> int
                     f = float_ref(v[1])
                     if f is None:
                         continue
@@ -753,8 +808,11 @@ def _compare(graph, ks: _KerasSide, runner, xs, xq_all, n, batch_size, say):
             feeds = []
             for t in frontier:
                 producer = t._keras_history.operation
-                src = (("input", ks.input_layers.index(producer)) if producer in ks.input_layers
-                       else ("call", layer_call[id(producer)]))
+                src = (
+                    ("input", ks.input_layers.index(producer))
+                    if producer in ks.input_layers
+                    else ("call", layer_call[id(producer)])
+                )
                 feeds.append(fed(i, src).reshape((b,) + tuple(t.shape[1:])))
             try:
                 with _quiet():
@@ -784,16 +842,18 @@ def _compare(graph, ks: _KerasSide, runner, xs, xq_all, n, batch_size, say):
         t = tensors[layer["tensor"]]
         if isinstance(v, tuple) and v[0] == "input":
             st = in_stats[v[1]].result()
-            rows.append(_row(i, ks.input_layers[v[1]].name, layer["op"], t, st, st, [ks.input_layers[v[1]].name],
-                             layer))
+            rows.append(
+                _row(i, ks.input_layers[v[1]].name, layer["op"], t, st, st, [ks.input_layers[v[1]].name], layer)
+            )
         elif isinstance(v, tuple):
             if i not in acc or src_name(v[1]) is None:
                 continue
             st_acc = acc[i].result()
             st_loc = local[i].result(std=acc[i].spread())
             src_t = tensors[calls[v[1][1]]["tensor"]] if v[1][0] == "call" else graph.inputs[v[1][1]]
-            rows.append(_row(i, f"{src_name(v[1])} ({src_t.dtype}->{t.dtype})", layer["op"], t, st_acc, st_loc,
-                             [], layer))
+            rows.append(
+                _row(i, f"{src_name(v[1])} ({src_t.dtype}->{t.dtype})", layer["op"], t, st_acc, st_loc, [], layer)
+            )
             rows[-1]["requantizes"] = src_name(v[1])
         else:
             sub, _, fused = seg_of[i]
@@ -803,15 +863,27 @@ def _compare(graph, ks: _KerasSide, runner, xs, xq_all, n, batch_size, say):
             rows.append(_row(i, v.name, layer["op"], t, st_acc, st_loc, [lyr.name for lyr in fused], layer))
             rows[-1]["readers"] = [lyr.name for lyr in ks.readers(v)]
     shown = {r["index"] for r in rows}
-    unmatched = [{"index": i, "name": layer["name"], "op": layer["op"]} for i, layer in enumerate(calls)
-                 if i not in shown and layer["op"] not in _SKIP_OPS]
+    unmatched = [
+        {"index": i, "name": layer["name"], "op": layer["op"]}
+        for i, layer in enumerate(calls)
+        if i not in shown and layer["op"] not in _SKIP_OPS
+    ]
     return rows, unmatched
 
 
 def _row(index, name, op, t, st_acc, st_loc, keras_layers, layer=None) -> dict:
     s, z = _quant_of(t)
-    row = {"index": index, "name": name, "op": op, "tensor": t.name, "keras_layers": keras_layers,
-           "shape": list(t.shape), "dtype": t.dtype, "scale": s, "zero_point": z}
+    row = {
+        "index": index,
+        "name": name,
+        "op": op,
+        "tensor": t.name,
+        "keras_layers": keras_layers,
+        "shape": list(t.shape),
+        "dtype": t.dtype,
+        "scale": s,
+        "zero_point": z,
+    }
     row["quant_min"], row["quant_max"] = _qrange(t)
     row.update(st_acc)
     if st_loc is not None:
@@ -844,13 +916,22 @@ def _metric(y: np.ndarray, out_f: np.ndarray, out_q: np.ndarray) -> dict:
         ids = y if y.ndim == 1 else y.argmax(-1)
         if out_f.ndim != 2:
             raise MotError(f"class labels need a (N, classes) output, the model gives {out_f.shape}")
-        return {"metric": "accuracy", "higher_is_better": True, "samples": n,
-                "float": float(np.mean(out_f.argmax(-1) == ids)),
-                "quantized": float(np.mean(out_q.argmax(-1) == ids))}
+        return {
+            "metric": "accuracy",
+            "higher_is_better": True,
+            "samples": n,
+            "float": float(np.mean(out_f.argmax(-1) == ids)),
+            "quantized": float(np.mean(out_q.argmax(-1) == ids)),
+        }
     if y.size == out_f.size:
         yy = y.reshape(out_f.shape).astype(np.float64)
-        return {"metric": "mse", "higher_is_better": False, "samples": n,
-                "float": float(np.mean((out_f - yy) ** 2)), "quantized": float(np.mean((out_q - yy) ** 2))}
+        return {
+            "metric": "mse",
+            "higher_is_better": False,
+            "samples": n,
+            "float": float(np.mean((out_f - yy) ** 2)),
+            "quantized": float(np.mean((out_q - yy) ** 2)),
+        }
     raise MotError(f"labels of shape {tuple(y.shape)} fit neither class ids (N,) nor the output {out_f.shape}")
 
 
@@ -863,15 +944,10 @@ def _add_exclusions(result, model, graph, xs, ys, k, quantize_kwargs, say) -> No
     metric["exclusions"] = []
     if k <= 0:
         return
-    import importlib.util
-    import sys
     if __package__ + ".ptq" not in sys.modules and importlib.util.find_spec(__package__ + ".ptq") is None:
         metric["exclusions"] = None
         metric["exclusions_note"] = "not measured: mcu_mot.optimize.ptq (quantize with exclude=) is not available"
         return
-    from mcu_mot.optimize import ptq
-    from mcu_mot.ir import read_tflite
-    from mcu_mot.device.simulator import load
     kwargs = dict(quantize_kwargs or {})
     mode = kwargs.pop("mode", None)
     if mode is None:
@@ -881,13 +957,15 @@ def _add_exclusions(result, model, graph, xs, ys, k, quantize_kwargs, say) -> No
             return
         mode = "int16x8" if result["mode"] == "int16x8" else "int8"
         if result["mode"].startswith("mixed"):
-            metric["exclusions_note"] = (f"re-quantized as {mode} with one layer excluded each time; pass "
-                                         f"quantize_kwargs to reproduce the original recipe")
+            metric["exclusions_note"] = (
+                f"re-quantized as {mode} with one layer excluded each time; pass "
+                f"quantize_kwargs to reproduce the original recipe"
+            )
     worst = [r for r in result["layers"] if r["op"] not in ("INPUT", "QUANTIZE")][:k]
     calib = xs if len(xs) > 1 else xs[0]
     sign = 1 if metric["higher_is_better"] else -1
     out_f = _float_out(model, xs)
-    metric["exclusions_where"] = "host"       # each variant runs as generated C on the host
+    metric["exclusions_where"] = "host"  # each variant runs as generated C on the host
     kwargs.setdefault("io", "float" if all(t.dtype == "float32" for t in graph.inputs) else "int")
     variants = []
     for row in worst:
@@ -911,7 +989,7 @@ def _add_exclusions(result, model, graph, xs, ys, k, quantize_kwargs, say) -> No
                 g2 = read_tflite(out)
                 xq = [quantize_input(x, t) for x, t in zip(xs, g2.inputs)]
                 outq = _dequantize(load(out).run(*xq)[0], g2.outputs[0])
-            except MotError as exc:            # this variant cannot be made or compiled: say so, go on
+            except MotError as exc:  # this variant cannot be made or compiled: say so, go on
                 entry.update({"quantized": None, "gain": None, "error": str(exc)})
                 metric["exclusions"].append(entry)
                 continue
@@ -920,8 +998,19 @@ def _add_exclusions(result, model, graph, xs, ys, k, quantize_kwargs, say) -> No
         metric["exclusions"].append(entry)
 
 
-_SHAPE_ONLY = ("Flatten", "Reshape", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-               "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity")
+_SHAPE_ONLY = (
+    "Flatten",
+    "Reshape",
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "ActivityRegularization",
+    "Identity",
+)
 
 
 def _exclusion_names(model, row) -> list[str]:
@@ -984,7 +1073,7 @@ def _jsonable(o):
         return [_jsonable(v) for v in o]
     if isinstance(o, (np.floating, float)):
         o = float(o)
-        return o if math.isfinite(o) else None       # JSON has no inf/nan
+        return o if math.isfinite(o) else None  # JSON has no inf/nan
     if isinstance(o, np.integer):
         return int(o)
     return o

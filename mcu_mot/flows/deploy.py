@@ -1,14 +1,15 @@
 """Compile and build with the backend choice resolved: `auto` measures both backends on an
 emulated board (mcu_mot.flows.autotune, cached) and hands the chosen code to the stage below,
 so codegen and fwbuild never reach up to the device."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from mcu_mot.boards import load_board
+from mcu_mot.codegen import compile as codegen
 from mcu_mot.codegen.cmsis_nn import cmsis_nn_path
 from mcu_mot.codegen.compile import write_output_dir
-from mcu_mot.codegen import compile as codegen
 from mcu_mot.flows.autotune import generate_auto
 from mcu_mot.fwbuild import firmware
 

@@ -1,6 +1,7 @@
 """What each quantized variant of a model costs on the device: flash, arena and accuracy of the
 generated C (host simulation, bit-exact with the device). Combines optimize's output with
 codegen and the simulator, so it lives in the top layer."""
+
 from __future__ import annotations
 
 import tempfile
@@ -31,7 +32,7 @@ def compare_variants(variants, x: np.ndarray, y: np.ndarray, progress: Union[Non
     rows = []
     with _Progress(progress) as prog, tempfile.TemporaryDirectory(prefix="mm-variants-") as tmp:
         for k, v in enumerate(variants):
-            name, src = (v if isinstance(v, (tuple, list)) else (Path(v).stem, v))
+            name, src = v if isinstance(v, (tuple, list)) else (Path(v).stem, v)
             if isinstance(src, (bytes, bytearray)):
                 path = Path(tmp) / f"variant{k}.tflite"
                 path.write_bytes(bytes(src))
@@ -44,10 +45,17 @@ def compare_variants(variants, x: np.ndarray, y: np.ndarray, progress: Union[Non
             tick = prog.stage(f"evaluating {name}", len(xq))
             correct = 0
             for start in range(0, len(xq), 64):
-                (out,) = model.run(xq[start:start + 64])[:1]
-                correct += int(np.sum(out.reshape(len(out), -1).argmax(-1) == y[start:start + 64]))
+                (out,) = model.run(xq[start : start + 64])[:1]
+                correct += int(np.sum(out.reshape(len(out), -1).argmax(-1) == y[start : start + 64]))
                 tick(min(start + 64, len(xq)))
-            rows.append({"name": name, "weights_bytes": int(report["weights_bytes"]),
-                         "arena_bytes": int(report["arena_bytes"]), "macs": int(report["macs"]),
-                         "accuracy": correct / len(xq), "input_dtype": spec["dtype"]})
+            rows.append(
+                {
+                    "name": name,
+                    "weights_bytes": int(report["weights_bytes"]),
+                    "arena_bytes": int(report["arena_bytes"]),
+                    "macs": int(report["macs"]),
+                    "accuracy": correct / len(xq),
+                    "input_dtype": spec["dtype"],
+                }
+            )
     return rows

@@ -7,9 +7,11 @@ recompile from content signatures: a second build with no change runs no compile
 linker. A model that does not fit the board's memories fails with a MotError naming the
 region and the overflow in bytes, measured on the ELF against the board file.
 """
+
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -21,11 +23,17 @@ import sys
 import threading
 from pathlib import Path
 
-from mcu_mot.resources import KERNELS, RUNTIME, SCONSTRUCT, TEMPLATES
-from mcu_mot.errors import MotError
-from mcu_mot.version import __version__
-from mcu_mot.fileio import atomic_write
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
 from mcu_mot.boards import Board, load_board
+from mcu_mot.codegen.compile import generate
+from mcu_mot.errors import MotError
+from mcu_mot.fileio import atomic_write
+from mcu_mot.fwbuild.boot2 import boot2_source
+from mcu_mot.fwbuild.size import fit_message, size_report
+from mcu_mot.resources import KERNELS, RUNTIME, SCONSTRUCT, TEMPLATES
+from mcu_mot.safedirs import ensure_build_dir
+from mcu_mot.version import __version__
 
 RUNTIME_DIR = RUNTIME
 KERNEL_DIR = KERNELS
@@ -33,8 +41,16 @@ TEMPLATE_DIR = TEMPLATES
 HOOKS = RUNTIME_DIR / "mm_profile_hooks.h"
 TOOLCHAIN = "arm-none-eabi-gcc"
 
-COMMON_CFLAGS = ["-O2", "-g", "-Wall", "-ffunction-sections", "-fdata-sections", "-ffp-contract=off",
-                 "-fwrapv", "-fno-common"]
+COMMON_CFLAGS = [
+    "-O2",
+    "-g",
+    "-Wall",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-ffp-contract=off",
+    "-fwrapv",
+    "-fno-common",
+]
 C_STD = ["-std=gnu11", "-Wtrigraphs"]
 # mcu_mot's own sources (model.c, startup.c, kernels, runtime) build warning-free; CMSIS-NN's
 # files and the user's extra sources keep COMMON_CFLAGS alone
@@ -43,12 +59,14 @@ OWN_CFLAGS = ["-Wextra", "-Werror"]
 
 # ---------------------------------------------------------------- helpers
 
+
 def find_toolchain() -> str:
     """Absolute path of arm-none-eabi-gcc, or a one-line MotError naming the Debian packages."""
     cc = shutil.which(TOOLCHAIN)
     if cc is None:
-        raise MotError(f"{TOOLCHAIN} not found on PATH: install the Debian packages gcc-arm-none-eabi "
-                       f"and libnewlib-arm-none-eabi")
+        raise MotError(
+            f"{TOOLCHAIN} not found on PATH: install the Debian packages gcc-arm-none-eabi and libnewlib-arm-none-eabi"
+        )
     return cc
 
 
@@ -71,9 +89,9 @@ def write_if_changed(path: Path, data) -> bool:
 
 
 def _env():
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-    return Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), undefined=StrictUndefined,
-                       keep_trailing_newline=True)
+    return Environment(
+        loader=FileSystemLoader(str(TEMPLATE_DIR)), undefined=StrictUndefined, keep_trailing_newline=True
+    )
 
 
 V8M = ("cortex-m33", "cortex-m55")
@@ -83,22 +101,40 @@ V6M = ("cortex-m0plus",)
 def render_startup(board: Board) -> str:
     v6 = board.cpu in V6M
     v8 = board.cpu in V8M
-    core = ["NMI_Handler", "HardFault_Handler",
-            None if v6 else "MemManage_Handler", None if v6 else "BusFault_Handler",
-            None if v6 else "UsageFault_Handler", "SecureFault_Handler" if v8 else None,
-            None, None, None, "SVC_Handler", None if v6 else "DebugMon_Handler", None,
-            "PendSV_Handler", "SysTick_Handler"]
+    core = [
+        "NMI_Handler",
+        "HardFault_Handler",
+        None if v6 else "MemManage_Handler",
+        None if v6 else "BusFault_Handler",
+        None if v6 else "UsageFault_Handler",
+        "SecureFault_Handler" if v8 else None,
+        None,
+        None,
+        None,
+        "SVC_Handler",
+        None if v6 else "DebugMon_Handler",
+        None,
+        "PendSV_Handler",
+        "SysTick_Handler",
+    ]
     handlers = [h for h in core if h]
     table = 4 * (16 + board.irqs)
     align = max(128, 1 << (table - 1).bit_length())
-    return _env().get_template("startup.c.j2").render(
-        board=board, version=__version__, core_vectors=core, handlers=handlers, vector_align=align, v8m=v8)
+    return (
+        _env()
+        .get_template("startup.c.j2")
+        .render(board=board, version=__version__, core_vectors=core, handlers=handlers, vector_align=align, v8m=v8)
+    )
 
 
 def render_linker(board: Board) -> str:
-    return _env().get_template("linker.ld.j2").render(
-        board=board, version=__version__, code=board.code_region, ram=board.ram_region,
-        weights=board.weights_region)
+    return (
+        _env()
+        .get_template("linker.ld.j2")
+        .render(
+            board=board, version=__version__, code=board.code_region, ram=board.ram_region, weights=board.weights_region
+        )
+    )
 
 
 def runtime_sources(board: Board, omit=()) -> list[Path]:
@@ -127,8 +163,20 @@ def _board_for_build(board) -> Board:
 
 # ---------------------------------------------------------------- prepare
 
-def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources=(), omit=(),
-            defines=None, profile_hooks=None, cc: str | None = None, compiled=None, stage: bool = False) -> dict:
+
+def prepare(
+    model_path,
+    board,
+    out_dir,
+    backend: str = "portable",
+    extra_sources=(),
+    omit=(),
+    defines=None,
+    profile_hooks=None,
+    cc: str | None = None,
+    compiled=None,
+    stage: bool = False,
+) -> dict:
     """Generate every source of the firmware into OUT/gen and return the SCons build
     configuration (also written to OUT/build.json). Files change only when their content does.
 
@@ -139,7 +187,6 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
     stage: link to OUT/obj/firmware.elf (what `build` does: it publishes the ELF together with
            report.json) instead of OUT/firmware.elf (a user's own SConstruct)
     """
-    from mcu_mot.codegen.compile import generate
     b = _board_for_build(board)
     out = Path(out_dir).resolve()
     gen = out / "gen"
@@ -161,16 +208,16 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
     if profile_hooks is None:
         profile_hooks = HOOKS.is_file()
     model_flags = ["-include", str(HOOKS)] if profile_hooks else []
-    sources = [{"src": str(gen / "model.c"), "obj": str(out / "obj" / "gen" / "model.o"),
-                "ccflags": model_flags + OWN_CFLAGS},
-               {"src": str(gen / "startup.c"), "obj": str(out / "obj" / "gen" / "startup.o"), "ccflags": OWN_CFLAGS}]
+    sources = [
+        {"src": str(gen / "model.c"), "obj": str(out / "obj" / "gen" / "model.o"), "ccflags": model_flags + OWN_CFLAGS},
+        {"src": str(gen / "startup.c"), "obj": str(out / "obj" / "gen" / "startup.o"), "ccflags": OWN_CFLAGS},
+    ]
     if b.boot2:
-        from mcu_mot.fwbuild.boot2 import boot2_source
         write_if_changed(gen / "boot2.S", boot2_source(cc, b, out / "obj" / "boot2"))
         sources.append({"src": str(gen / "boot2.S"), "obj": str(out / "obj" / "gen" / "boot2.o")})
     for p in sorted(set(compiled.kernel_sources)):
         sources.append({"src": str(p), "obj": str(out / "obj" / "kernels" / (p.stem + ".o")), "ccflags": OWN_CFLAGS})
-    for p in compiled.extra_sources:   # CMSIS-NN files (cmsis-nn/auto backends): only those the calls reach
+    for p in compiled.extra_sources:  # CMSIS-NN files (cmsis-nn/auto backends): only those the calls reach
         rel = Path(p).relative_to(compiled.extra_root) if compiled.extra_root else Path(Path(p).name)
         sources.append({"src": str(p), "obj": str(out / "obj" / "cmsis-nn" / rel.with_suffix(".o"))})
     for p in runtime_sources(b, omit):
@@ -199,11 +246,20 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
         "cflags": C_STD,
         "defines": defs,
         "cpppath": [str(gen), str(KERNEL_DIR), str(RUNTIME_DIR)]
-                   + sorted({str(Path(h).parent) for h in compiled.kernel_headers} - {str(KERNEL_DIR)})
-                   + [str(d) for d in compiled.include_dirs],
-        "linkflags": target + ["-T", str(ldscript), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
-                               "-Wl,--gc-sections", "-Xlinker", f"-Map={link_map}",
-                               "-Wl,--no-warn-rwx-segments"],
+        + sorted({str(Path(h).parent) for h in compiled.kernel_headers} - {str(KERNEL_DIR)})
+        + [str(d) for d in compiled.include_dirs],
+        "linkflags": target
+        + [
+            "-T",
+            str(ldscript),
+            "-nostartfiles",
+            "--specs=nano.specs",
+            "--specs=nosys.specs",
+            "-Wl,--gc-sections",
+            "-Xlinker",
+            f"-Map={link_map}",
+            "-Wl,--no-warn-rwx-segments",
+        ],
         "libs": ["m"],
         "sources": sources,
         "ldscript": str(ldscript),
@@ -217,8 +273,20 @@ def prepare(model_path, board, out_dir, backend: str = "portable", extra_sources
 
 # ---------------------------------------------------------------- build
 
-def build(model_path, board, out_dir, backend: str = "portable", jobs: int = 2, progress=None,
-          extra_sources=(), omit=(), defines=None, profile_hooks=None, compiled=None) -> dict:
+
+def build(
+    model_path,
+    board,
+    out_dir,
+    backend: str = "portable",
+    jobs: int = 2,
+    progress=None,
+    extra_sources=(),
+    omit=(),
+    defines=None,
+    profile_hooks=None,
+    compiled=None,
+) -> dict:
     """Build DIR/firmware.elf for `board` and write DIR/report.json; return the report.
 
     compiled: a CompiledModel generated already (the measured backend choice of
@@ -237,13 +305,23 @@ def build(model_path, board, out_dir, backend: str = "portable", jobs: int = 2, 
     cc = find_toolchain()
     _check_newlib(cc)
     out = Path(out_dir).resolve()
-    from mcu_mot.safedirs import ensure_build_dir   # SCons unpickles OUT/.sconsign.dblite: only we may write OUT
     ensure_build_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda *a: None)
     say(0, 1, "generate C")
-    cfg = prepare(model_path, b, out, backend=backend, extra_sources=extra_sources, omit=omit,
-                  defines=defines, profile_hooks=profile_hooks, cc=cc, compiled=compiled, stage=True)
+    cfg = prepare(
+        model_path,
+        b,
+        out,
+        backend=backend,
+        extra_sources=extra_sources,
+        omit=omit,
+        defines=defines,
+        profile_hooks=profile_hooks,
+        cc=cc,
+        compiled=compiled,
+        stage=True,
+    )
     compiled = cfg.pop("_compiled")
     total = len(cfg["sources"]) + 1
     _forget_interrupted_build(out)
@@ -251,26 +329,27 @@ def build(model_path, board, out_dir, backend: str = "portable", jobs: int = 2, 
     atomic_write(marker, b"a build is running or was interrupted: the next one starts clean\n")
     actions = _run_scons(out, cfg, jobs, total, say)
 
-    from mcu_mot.fwbuild.size import fit_message, size_report
     staged = Path(cfg["elf"])
     size = size_report(staged, b)
     msg = fit_message(size, Path(model_path).name)
-    if msg:        # cannot happen after a successful link, but never hand out an image that does not fit
+    if msg:  # cannot happen after a successful link, but never hand out an image that does not fit
         raise MotError(msg)
     elf = out / "firmware.elf"
     report = dict(compiled.report)
-    report.update({
-        "board": b.name,
-        "elf": str(elf),
-        "elf_sha256": hashlib.sha256(staged.read_bytes()).hexdigest(),
-        "flash_bytes": size["flash_bytes"],
-        "ram_bytes": size["ram_bytes"],
-        "flash": size["flash"],
-        "ram": size["ram"],
-        "regions": size["regions"],
-        "timer_unit": b.timer_unit,
-        "actions": actions,
-    })
+    report.update(
+        {
+            "board": b.name,
+            "elf": str(elf),
+            "elf_sha256": hashlib.sha256(staged.read_bytes()).hexdigest(),
+            "flash_bytes": size["flash_bytes"],
+            "ram_bytes": size["ram_bytes"],
+            "flash": size["flash"],
+            "ram": size["ram"],
+            "regions": size["regions"],
+            "timer_unit": b.timer_unit,
+            "actions": actions,
+        }
+    )
     stable = {k: v for k, v in report.items() if k != "actions"}
     _publish(out, staged, json.dumps(stable, indent=2) + "\n")
     marker.unlink(missing_ok=True)
@@ -318,16 +397,33 @@ _ACTION = re.compile(r"^(CC|AS|LINK) (.+)$")
 
 
 def _run_scons(out: Path, cfg: dict, jobs: int, total: int, say) -> list[str]:
-    cmd = [sys.executable, "-m", "SCons", "-Q", "--no-site-dir", "-f", str(SCONSTRUCT),
-           f"-j{max(1, int(jobs))}", f"MM_CONFIG={out / 'build.json'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "SCons",
+        "-Q",
+        "--no-site-dir",
+        "-f",
+        str(SCONSTRUCT),
+        f"-j{max(1, int(jobs))}",
+        f"MM_CONFIG={out / 'build.json'}",
+    ]
     # the SConstruct imports the mcu_mot it ships with (a checkout's or the installed package): no PYTHONPATH
     env = dict(os.environ)
     actions, lines = [], []
     # SCons gets its own process group (its compilers and linker inherit it) and a parent-death
     # signal: if this process is killed, interrupted or fails, nothing of the build keeps running
     # (a surviving SCons would go on to link a new firmware.elf beside an old report.json).
-    proc = subprocess.Popen(cmd, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            process_group=0, preexec_fn=_die_with_parent(os.getpid()))
+    proc = subprocess.Popen(
+        cmd,
+        cwd=out,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        process_group=0,
+        preexec_fn=_die_with_parent(os.getpid()),
+    )
     done = 0
     try:
         with _kill_group_on_sigterm(proc):
@@ -353,15 +449,16 @@ def _run_scons(out: Path, cfg: dict, jobs: int, total: int, say) -> list[str]:
 
 def _die_with_parent(parent: int):
     """preexec_fn: PR_SET_PDEATHSIG(SIGKILL) on Linux, so SCons dies with this process."""
+
     def setup():
         if sys.platform.startswith("linux"):
             try:
-                import ctypes
                 ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
             except Exception:
                 pass
             if os.getppid() != parent:
                 os._exit(127)
+
     return setup
 
 
@@ -393,6 +490,7 @@ def _kill_group_on_sigterm(proc):
             return
         signal.signal(signum, signal.SIG_DFL if old is None else old)
         os.kill(os.getpid(), signum)
+
     for sig in (signal.SIGTERM, signal.SIGHUP):
         try:
             previous[sig] = signal.signal(sig, handler)
@@ -410,8 +508,9 @@ def _explain_failure(out: Path, cfg: dict, log: str):
     if "will not fit in region" in log or "overflowed by" in log:
         raise MotError(_measure_overflow(out, cfg))
     for line in log.splitlines():
-        if (re.search(r"\berror\b|undefined reference|multiple definition", line, re.IGNORECASE)
-                and not line.startswith("scons:")):
+        if re.search(r"\berror\b|undefined reference|multiple definition", line, re.IGNORECASE) and not line.startswith(
+            "scons:"
+        ):
             raise MotError(f"firmware build failed: {line.strip()} (full log: {out / 'build.log'})")
     tail = [ln for ln in log.splitlines() if ln.strip()][-1:] or ["SCons failed"]
     raise MotError(f"firmware build failed: {tail[0].strip()} (full log: {out / 'build.log'})")
@@ -420,12 +519,12 @@ def _explain_failure(out: Path, cfg: dict, log: str):
 def _measure_overflow(out: Path, cfg: dict) -> str:
     """The link failed on a memory region: link again with --noinhibit-exec (to a separate
     file, never firmware.elf) so the ELF shows the full layout, and measure it."""
-    from mcu_mot.fwbuild.size import fit_message, size_report
     oversize = out / "firmware.oversize.elf"
     objs = [s["obj"] for s in cfg["sources"]]
     flags = [f"-Map={oversize.with_suffix('.map')}" if f.startswith("-Map=") else f for f in cfg["linkflags"]]
-    cmd = ([cfg["cc"], "-o", str(oversize)] + flags + ["-Wl,--noinhibit-exec"] + objs
-           + [f"-l{lib}" for lib in cfg["libs"]])
+    cmd = (
+        [cfg["cc"], "-o", str(oversize)] + flags + ["-Wl,--noinhibit-exec"] + objs + [f"-l{lib}" for lib in cfg["libs"]]
+    )
     r = subprocess.run(cmd, capture_output=True, text=True)
     m = re.search(r"undefined reference to `([^']+)'", r.stderr)
     if m or not oversize.is_file():
@@ -435,6 +534,7 @@ def _measure_overflow(out: Path, cfg: dict) -> str:
     msg = fit_message(rep, Path(cfg["model"]).name)
     if msg is None:
         found = re.findall(r"region `([^']+)' overflowed by (\d+) bytes", r.stderr)
-        msg = (f"{Path(cfg['model']).name} does not fit {cfg['board']}: " +
-               "; ".join(f"region '{n}' overflows by {k} bytes" for n, k in found))
+        msg = f"{Path(cfg['model']).name} does not fit {cfg['board']}: " + "; ".join(
+            f"region '{n}' overflows by {k} bytes" for n, k in found
+        )
     return msg

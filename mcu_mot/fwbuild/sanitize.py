@@ -10,15 +10,17 @@ host firmware executable): MCU_MOT_SANITIZE=undefined,address (or one of them).
 
 Unset or empty: no change to any flag.
 """
+
 from __future__ import annotations
 
 import os
+
+from mcu_mot.errors import MotError
 
 KINDS = ("undefined", "address")
 
 
 def requested() -> list[str]:
-    from mcu_mot.errors import MotError
     raw = os.environ.get("MCU_MOT_SANITIZE", "")
     kinds = [k.strip() for k in raw.replace(";", ",").split(",") if k.strip()]
     bad = [k for k in kinds if k not in KINDS]

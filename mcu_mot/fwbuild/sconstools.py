@@ -8,8 +8,10 @@ user's own SConstruct:
 
 Only imported inside SCons (it imports SCons.Script).
 """
+
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -18,6 +20,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from mcu_mot.fwbuild.firmware import prepare
 
 # ---------------------------------------------------------------- running commands without a shell
 # SCons' POSIX spawn joins the arguments with spaces and runs them through `sh -c`, quoting only
@@ -41,7 +45,7 @@ def _argv(args) -> list[str]:
     for a in args:
         a = str(a)
         if a.startswith(_LITERAL):
-            a = a[len(_LITERAL):]
+            a = a[len(_LITERAL) :]
         elif (" " in a or "\t" in a) and len(a) >= 2 and a[0] == a[-1] == '"':
             a = a[1:-1]
         out.append(a)
@@ -51,22 +55,24 @@ def _argv(args) -> list[str]:
 def _die_with_parent(parent: int):
     """preexec_fn: this compiler/linker dies with SCons (Linux PR_SET_PDEATHSIG), so a killed
     build leaves nothing running that could still write an object file or the ELF."""
+
     def setup():
         if sys.platform.startswith("linux"):
             try:
-                import ctypes
-                ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+                ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
             except Exception:
                 pass
-            if os.getppid() != parent:      # SCons died before prctl took effect
+            if os.getppid() != parent:  # SCons died before prctl took effect
                 os._exit(127)
+
     return setup
 
 
 def _run(argv, env, stdout=None, stderr=None) -> int:
     try:
-        proc = subprocess.Popen(argv, env=env, close_fds=True, stdout=stdout, stderr=stderr,
-                                preexec_fn=_die_with_parent(os.getpid()))
+        proc = subprocess.Popen(
+            argv, env=env, close_fds=True, stdout=stdout, stderr=stderr, preexec_fn=_die_with_parent(os.getpid())
+        )
     except OSError as e:
         sys.stderr.write(f"scons: {argv[0]}: {e.strerror}\n")
         return 127
@@ -115,8 +121,13 @@ def _compile_action(target, source, env):
 
 
 def _link_action(target, source, env):
-    argv = (list(env["MM_ARGV"][:1]) + ["-o", target[0].get_abspath()] + list(env["MM_ARGV"][1:])
-            + [s.get_abspath() for s in source] + [f"-l{lib}" for lib in env["MM_LIBS"]])
+    argv = (
+        list(env["MM_ARGV"][:1])
+        + ["-o", target[0].get_abspath()]
+        + list(env["MM_ARGV"][1:])
+        + [s.get_abspath() for s in source]
+        + [f"-l{lib}" for lib in env["MM_LIBS"]]
+    )
     Path(target[0].get_abspath()).parent.mkdir(parents=True, exist_ok=True)
     return _run(argv, env["ENV"])
 
@@ -127,12 +138,13 @@ def firmware_from_config(env, cfg: dict):
     Commands are built as argument vectors from the configuration and run without a shell
     (see spawn above): SCons substitutes neither `$` nor quotes in them, and file names are
     nodes made directly from the paths, so any character a path may hold stays that character."""
-    import SCons.Action
-    import SCons.Scanner.C
+    import SCons.Action  # noqa: PLC0415  (SCons modules exist only inside an SCons run)
+    import SCons.Scanner.C  # noqa: PLC0415  (SCons modules exist only inside an SCons run)
+
     env = env.Clone()
     no_shell(env)
     env["ENV"]["PATH"] = os.environ.get("PATH", env["ENV"].get("PATH", ""))
-    env.Replace(CPPPATH=[env.fs.Dir(d) for d in cfg["cpppath"]])    # for the header scanner
+    env.Replace(CPPPATH=[env.fs.Dir(d) for d in cfg["cpppath"]])  # for the header scanner
     quiet = cfg.get("quiet", True) and not os.environ.get("MM_VERBOSE")
 
     def show(what):
@@ -140,18 +152,32 @@ def firmware_from_config(env, cfg: dict):
             if not quiet:
                 return " ".join(shlex.quote(a) for a in env["MM_ARGV"]) + f"  # {what} {target[0]}"
             return f"CC {source[0]}" if what != "LINK" else f"LINK {target[0].name}"
+
         return text
+
     cc = SCons.Action.Action(_compile_action, show("CC"), varlist=["MM_SIG"])
     link = SCons.Action.Action(_link_action, show("LINK"), varlist=["MM_SIG"])
     scanner = SCons.Scanner.C.CScanner()
     objs = []
     for s in cfg["sources"]:
         argv = compile_argv(cfg, s)
-        objs += env.Command(env.fs.File(s["obj"]), env.fs.File(s["src"]), cc, source_scanner=scanner,
-                            MM_ARGV=argv, MM_SIG=_signature(argv))
+        objs += env.Command(
+            env.fs.File(s["obj"]),
+            env.fs.File(s["src"]),
+            cc,
+            source_scanner=scanner,
+            MM_ARGV=argv,
+            MM_SIG=_signature(argv),
+        )
     argv = link_argv(cfg)
-    elf = env.Command(env.fs.File(cfg["elf"]), objs, link, MM_ARGV=argv, MM_LIBS=list(cfg["libs"]),
-                      MM_SIG=_signature(argv + ["-l" + x for x in cfg["libs"]]))
+    elf = env.Command(
+        env.fs.File(cfg["elf"]),
+        objs,
+        link,
+        MM_ARGV=argv,
+        MM_LIBS=list(cfg["libs"]),
+        MM_SIG=_signature(argv + ["-l" + x for x in cfg["libs"]]),
+    )
     env.Depends(elf, env.fs.File(cfg["ldscript"]))
     env.SideEffect(env.fs.File(cfg["map"]), elf)
     env.Default(elf)
@@ -162,7 +188,6 @@ def firmware(env, model, board: str, build_dir, backend: str = "portable", **kwa
     """Generate the model's C, the startup code and the linker script for `board` into
     `build_dir` (files rewritten only when their content changes) and return the ELF node.
     kwargs: extra_sources, omit, defines, profile_hooks (see mcu_mot.fwbuild.firmware.prepare)."""
-    from mcu_mot.fwbuild.firmware import prepare
     cfg = prepare(model, board, Path(str(build_dir)), backend=backend, **kwargs)
     return firmware_from_config(env, cfg)
 

@@ -14,14 +14,22 @@ Each split adds up exactly to its total. With a board, every memory region's
 use (from the first to the last byte placed in it, as the linker counts) and
 any overflow are reported too.
 """
+
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
 
-from mcu_mot.resources import KERNELS
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from rich.console import Console
+from rich.table import Table
+
+from mcu_mot.boards import board_names, load_board
 from mcu_mot.errors import MotError
+from mcu_mot.resources import KERNELS
 
 KERNEL_DIR = KERNELS
 PF_W = 0x2
@@ -43,8 +51,20 @@ def kernel_symbols() -> tuple[frozenset, frozenset]:
     return frozenset(names), frozenset(files)
 
 
-RUNTIME_PREFIXES = ("mm_board", "mm_uart", "mm_timer", "mm_clock", "mm_fault", "mm_last_fault", "mm_protocol",
-                    "mm_cobs", "mm_crc32", "mm_prof", "mm_hal", "mm_vectors")
+RUNTIME_PREFIXES = (
+    "mm_board",
+    "mm_uart",
+    "mm_timer",
+    "mm_clock",
+    "mm_fault",
+    "mm_last_fault",
+    "mm_protocol",
+    "mm_cobs",
+    "mm_crc32",
+    "mm_prof",
+    "mm_hal",
+    "mm_vectors",
+)
 
 
 def _category(name: str, local_file: str | None) -> str:
@@ -88,7 +108,7 @@ def parse_map(path: Path) -> list[tuple[str, str, int, str]]:
     except ValueError:
         return []
     recs, out_sec, pending = [], None, None
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.strip():
             continue
         if pending is not None:
@@ -118,7 +138,7 @@ def parse_map(path: Path) -> list[tuple[str, str, int, str]]:
                 recs.append((out_sec, "*fill*", int(m.group(2), 16), ""))
             continue
         if line.startswith((" *", "  ")):
-            continue              # input patterns, symbols, assignments
+            continue  # input patterns, symbols, assignments
         m = re.match(rf"^ (\S+)(?:\s+{_HEX}\s+{_HEX}\s+(\S.*))?$", line)
         if m:
             if m.group(2) is None:
@@ -131,8 +151,6 @@ def parse_map(path: Path) -> list[tuple[str, str, int, str]]:
 def size_report(elf_path, board=None) -> dict:
     """Flash and RAM of a firmware ELF, split into weights / kernels / model / runtime and
     arena / stack / heap / static; with `board` (a name or Board), per-region use and overflow."""
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
 
     elf_path = Path(elf_path)
     if not elf_path.is_file():
@@ -140,8 +158,7 @@ def size_report(elf_path, board=None) -> dict:
     if board is None:
         board = _board_beside(elf_path)
     elif isinstance(board, str) and not board.endswith(".toml"):
-        from mcu_mot.boards import board_names
-        beside = _board_beside(elf_path)      # a build for a board file given by path names it so
+        beside = _board_beside(elf_path)  # a build for a board file given by path names it so
         if board not in board_names() and getattr(beside, "name", None) == board:
             board = beside
     try:
@@ -149,8 +166,11 @@ def size_report(elf_path, board=None) -> dict:
             elf = ELFFile(f)
             if elf["e_machine"] != "EM_ARM":
                 raise MotError(f"{elf_path} is not an Arm ELF ({elf['e_machine']})")
-            segs = [(s["p_vaddr"], s["p_paddr"], s["p_filesz"], s["p_memsz"], s["p_flags"])
-                    for s in elf.iter_segments() if s["p_type"] == "PT_LOAD" and s["p_memsz"] > 0]
+            segs = [
+                (s["p_vaddr"], s["p_paddr"], s["p_filesz"], s["p_memsz"], s["p_flags"])
+                for s in elf.iter_segments()
+                if s["p_type"] == "PT_LOAD" and s["p_memsz"] > 0
+            ]
             sections = {}
             for i, s in enumerate(elf.iter_sections()):
                 if s["sh_flags"] & SHF_ALLOC and s["sh_size"] > 0:
@@ -170,8 +190,15 @@ def size_report(elf_path, board=None) -> dict:
                     if not isinstance(shndx, int) or shndx not in sections:
                         continue
                     local = sym["st_info"]["bind"] == "STB_LOCAL"
-                    syms.append((sym.name, shndx, sym["st_value"] & ~1 if t == "STT_FUNC" else sym["st_value"],
-                                 sym["st_size"], cur_file if local else None))
+                    syms.append(
+                        (
+                            sym.name,
+                            shndx,
+                            sym["st_value"] & ~1 if t == "STT_FUNC" else sym["st_value"],
+                            sym["st_size"],
+                            cur_file if local else None,
+                        )
+                    )
     except ELFError as e:
         raise MotError(f"{elf_path}: not a readable ELF file ({e})") from None
 
@@ -183,7 +210,7 @@ def size_report(elf_path, board=None) -> dict:
     symbols = []
     seen = set()
     for name, shndx, addr, size, local_file in syms:
-        if (shndx, addr) in seen:          # aliases (weak vectors) count once
+        if (shndx, addr) in seen:  # aliases (weak vectors) count once
             continue
         seen.add((shndx, addr))
         sname, stype, sflags, _, _ = sections[shndx]
@@ -205,7 +232,7 @@ def size_report(elf_path, board=None) -> dict:
         source = "map"
     flash["runtime"] = flash_bytes - sum(flash.values())
     ram["static"] = ram_bytes - sum(ram.values())
-    if flash["runtime"] < 0 or ram["static"] < 0:   # symbols overlapping: should not happen
+    if flash["runtime"] < 0 or ram["static"] < 0:  # symbols overlapping: should not happen
         raise MotError(f"{elf_path}: symbol sizes exceed the segments; cannot split")
 
     symbols.sort(key=lambda s: -s["bytes"])
@@ -220,7 +247,6 @@ def size_report(elf_path, board=None) -> dict:
         "top_symbols": symbols[:20],
     }
     if board is not None:
-        from mcu_mot.boards import load_board
         board = load_board(board)
         rep["board"] = board.name
         rep["regions"] = region_usage(segs, board)
@@ -259,15 +285,13 @@ def _split_from_map(map_path: Path, sections: dict):
 
 def _board_beside(elf_path: Path):
     """The board of a `mcu-mot build` output directory (its build.json), if this ELF is one."""
-    import json
     cfg = elf_path.parent / "build.json"
     try:
         data = json.loads(cfg.read_text())
         name, path = data.get("board"), data.get("board_file")
     except (OSError, ValueError, AttributeError):
         return None
-    from mcu_mot.boards import board_names, load_board
-    if isinstance(path, str) and path.endswith(".toml") and Path(path).is_file():   # a board given by path
+    if isinstance(path, str) and path.endswith(".toml") and Path(path).is_file():  # a board given by path
         try:
             return load_board(path)
         except MotError:
@@ -282,9 +306,9 @@ def region_usage(segs, board) -> dict:
     for vaddr, paddr, filesz, memsz, flags in segs:
         ranges = []
         if filesz:
-            ranges.append((paddr, filesz))           # bytes programmed (load address)
+            ranges.append((paddr, filesz))  # bytes programmed (load address)
         if flags & PF_W or vaddr != paddr:
-            ranges.append((vaddr, memsz))            # bytes occupied at run time
+            ranges.append((vaddr, memsz))  # bytes occupied at run time
         elif not filesz:
             ranges.append((vaddr, memsz))
         for start, size in ranges:
@@ -294,8 +318,14 @@ def region_usage(segs, board) -> dict:
     out = {}
     for r in board.memory:
         used = ends.get(r.name, r.origin) - r.origin
-        out[r.name] = {"use": r.use, "origin": r.origin, "length": r.length, "used": used,
-                       "free": max(0, r.length - used), "overflow": max(0, used - r.length)}
+        out[r.name] = {
+            "use": r.use,
+            "origin": r.origin,
+            "length": r.length,
+            "used": used,
+            "free": max(0, r.length - used),
+            "overflow": max(0, used - r.length),
+        }
     return out
 
 
@@ -309,12 +339,13 @@ def fit_message(rep: dict, model: str = "model") -> str | None:
     for name, r in overflows(rep):
         if r["use"] == "ram":
             f = rep["ram"]
-            detail = (f"arena {f['arena']} + stack {f['stack']} + heap {f['heap']} + static {f['static']} bytes")
+            detail = f"arena {f['arena']} + stack {f['stack']} + heap {f['heap']} + static {f['static']} bytes"
             parts.append(f"RAM region '{name}' ({r['length']} bytes) overflows by {r['overflow']} bytes ({detail})")
         else:
             f = rep["flash"]
-            detail = (f"weights {f['weights']} + kernels {f['kernels']} + model {f['model']} + "
-                      f"runtime {f['runtime']} bytes")
+            detail = (
+                f"weights {f['weights']} + kernels {f['kernels']} + model {f['model']} + runtime {f['runtime']} bytes"
+            )
             parts.append(f"flash region '{name}' ({r['length']} bytes) overflows by {r['overflow']} bytes ({detail})")
     if not parts:
         return None
@@ -323,8 +354,6 @@ def fit_message(rep: dict, model: str = "model") -> str | None:
 
 def print_size_report(rep: dict, console=None) -> None:
     """A rich table of the flash and RAM split (and the board's regions when known)."""
-    from rich.console import Console
-    from rich.table import Table
 
     console = console or Console()
 
@@ -351,6 +380,7 @@ def print_size_report(rep: dict, console=None) -> None:
             fill = pct(g["used"], g["length"])
             if g["overflow"]:
                 fill = f"[red]overflow {g['overflow']:,}[/red]"
-            r.add_row(name, g["use"], f"0x{g['origin']:08x}", f"{g['length']:,}", f"{g['used']:,}",
-                      f"{g['free']:,}", fill)
+            r.add_row(
+                name, g["use"], f"0x{g['origin']:08x}", f"{g['length']:,}", f"{g['used']:,}", f"{g['free']:,}", fill
+            )
         console.print(r)

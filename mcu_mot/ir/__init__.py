@@ -1,4 +1,5 @@
 """The Graph IR: one representation between .tflite import and code generation."""
+
 from mcu_mot.ir.graph import Graph, Op, Quant, Tensor
 from mcu_mot.ir.reader import read_tflite
 

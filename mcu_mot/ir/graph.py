@@ -1,4 +1,5 @@
 """Graph, Tensor, Op and Quant: the compiler's single internal representation."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,17 +7,24 @@ from typing import Optional
 
 import numpy as np
 
-DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8,
-               "float32": 4, "bool": 1}
-C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
-           "int64": "int64_t", "float32": "float", "bool": "uint8_t"}
+DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8, "float32": 4, "bool": 1}
+C_TYPES = {
+    "int8": "int8_t",
+    "uint8": "uint8_t",
+    "int16": "int16_t",
+    "int32": "int32_t",
+    "int64": "int64_t",
+    "float32": "float",
+    "bool": "uint8_t",
+}
 
 
 @dataclass
 class Quant:
     """Affine quantization: real = scale * (q - zero_point); per-channel along `axis`."""
-    scale: np.ndarray        # float64, shape (1,) or (channels,)
-    zero_point: np.ndarray   # int64, same shape
+
+    scale: np.ndarray  # float64, shape (1,) or (channels,)
+    zero_point: np.ndarray  # int64, same shape
     axis: int = 0
 
     @property
@@ -34,7 +42,7 @@ class Tensor:
     shape: tuple
     dtype: str
     quant: Optional[Quant] = None
-    data: Optional[np.ndarray] = None   # constant buffer, None for activations
+    data: Optional[np.ndarray] = None  # constant buffer, None for activations
 
     @property
     def is_const(self) -> bool:
@@ -59,9 +67,9 @@ class Tensor:
 @dataclass(eq=False)
 class Op:
     index: int
-    opcode: str                       # TFLite builtin name, e.g. "CONV_2D"
-    inputs: list                      # list[Optional[Tensor]]
-    outputs: list                     # list[Tensor]
+    opcode: str  # TFLite builtin name, e.g. "CONV_2D"
+    inputs: list  # list[Optional[Tensor]]
+    outputs: list  # list[Tensor]
     options: dict = field(default_factory=dict)
 
     @property

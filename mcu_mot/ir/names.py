@@ -7,6 +7,7 @@ time, TF made every scope unique by appending "_N" to the model's scope and to e
 ("digits_cnn" -> "digits_cnn_1", "conv2d" -> "conv2d_1", "conv2d_1" -> "conv2d_1_2"); that
 suffix is taken off only when every layer of the model carries one under the same suffixed
 model scope. Names that carry no layer are returned whole."""
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,12 @@ def keras_layer_names(names: list[str]) -> list[str]:
     """One display name per tensor name (same order): the Keras layer, else the whole name."""
     scopes = [_scopes(n) for n in names]
     found = [s for s in scopes if s is not None]
-    retraced = bool(found) and len({m for m, _ in found}) == 1 and _SUFFIX.search(found[0][0]) is not None \
+    retraced = (
+        bool(found)
+        and len({m for m, _ in found}) == 1
+        and _SUFFIX.search(found[0][0]) is not None
         and all(_SUFFIX.search(layer) for _, layer in found)
+    )
     out = []
     for name, s in zip(names, scopes):
         if s is None:

@@ -5,6 +5,7 @@
 - fuse_activations: merge a standalone RELU/RELU6/RELU_N1_TO_1 into the op that
   produces its input when that is exact (same quantization, single consumer).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -86,6 +87,7 @@ def _arith(fn):
         if op.options.get("fused_activation_function", 0):
             raise _CannotFold
         return fn(*ins)
+
     return run
 
 
@@ -98,10 +100,18 @@ class _FoldError(Exception):
 
 
 _FOLDERS = {
-    "SHAPE": _shape, "STRIDED_SLICE": _strided_slice, "PACK": _pack,
-    "GATHER": _gather, "REDUCE_PROD": _reduce_prod, "CAST": _cast,
-    "RESHAPE": _reshape, "SQUEEZE": _reshape, "EXPAND_DIMS": _reshape,
-    "ADD": _arith(np.add), "SUB": _arith(np.subtract), "MUL": _arith(np.multiply),
+    "SHAPE": _shape,
+    "STRIDED_SLICE": _strided_slice,
+    "PACK": _pack,
+    "GATHER": _gather,
+    "REDUCE_PROD": _reduce_prod,
+    "CAST": _cast,
+    "RESHAPE": _reshape,
+    "SQUEEZE": _reshape,
+    "EXPAND_DIMS": _reshape,
+    "ADD": _arith(np.add),
+    "SUB": _arith(np.subtract),
+    "MUL": _arith(np.multiply),
 }
 _INT_ONLY = {"ADD", "SUB", "MUL", "CONCATENATION", "PACK"}
 
@@ -130,21 +140,40 @@ def fold_constants(graph: Graph) -> None:
             except _CannotFold:
                 continue
             except (_FoldError, IndexError, ValueError, TypeError, OverflowError) as exc:
-                raise MotError(f"op {op.index} {op.opcode} '{op.name}': its constant operands cannot be "
-                               f"evaluated: {exc}") from None
+                raise MotError(
+                    f"op {op.index} {op.opcode} '{op.name}': its constant operands cannot be evaluated: {exc}"
+                ) from None
             value = np.asarray(value)
             if value.size != out.size:
-                raise MotError(f"op {op.index} {op.opcode} '{op.name}': computes {value.size} values of shape "
-                               f"{tuple(value.shape)}, but its output tensor has shape {tuple(out.shape)}")
+                raise MotError(
+                    f"op {op.index} {op.opcode} '{op.name}': computes {value.size} values of shape "
+                    f"{tuple(value.shape)}, but its output tensor has shape {tuple(out.shape)}"
+                )
             out.data = value.astype(out.dtype if out.dtype != "bool" else "bool").reshape(out.shape)
             graph.ops.remove(op)
             changed = True
 
 
 # ---------------------------------------------------------------- shapes
-_BATCH_PRESERVING = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SUB", "MUL", "RELU", "RELU6", "LEAKY_RELU",
-                     "LOGISTIC", "TANH", "HARD_SWISH", "QUANTIZE", "DEQUANTIZE", "MAX_POOL_2D",
-                     "AVERAGE_POOL_2D", "PAD", "PADV2"}
+_BATCH_PRESERVING = {
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "ADD",
+    "SUB",
+    "MUL",
+    "RELU",
+    "RELU6",
+    "LEAKY_RELU",
+    "LOGISTIC",
+    "TANH",
+    "HARD_SWISH",
+    "QUANTIZE",
+    "DEQUANTIZE",
+    "MAX_POOL_2D",
+    "AVERAGE_POOL_2D",
+    "PAD",
+    "PADV2",
+}
 
 
 def infer_space_batch_shapes(graph: Graph) -> None:
@@ -165,13 +194,27 @@ def infer_space_batch_shapes(graph: Graph) -> None:
             crops = op.inputs[2].data.reshape(-1, 2)
             b, h, w, c = inp.shape
             out.shape = (b // (bh * bw), h * bh - int(crops[0].sum()), w * bw - int(crops[1].sum()), c)
-        elif op.opcode in _BATCH_PRESERVING and len(inp.shape) == 4 and len(out.shape) == 4 \
-                and inp.shape[0] != out.shape[0]:
+        elif (
+            op.opcode in _BATCH_PRESERVING
+            and len(inp.shape) == 4
+            and len(out.shape) == 4
+            and inp.shape[0] != out.shape[0]
+        ):
             out.shape = (inp.shape[0],) + tuple(out.shape[1:])
 
 
-_SHAPE_PRESERVING = {"RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH",
-                     "QUANTIZE", "DEQUANTIZE", "SOFTMAX"}
+_SHAPE_PRESERVING = {
+    "RELU",
+    "RELU6",
+    "RELU_N1_TO_1",
+    "LEAKY_RELU",
+    "LOGISTIC",
+    "TANH",
+    "HARD_SWISH",
+    "QUANTIZE",
+    "DEQUANTIZE",
+    "SOFTMAX",
+}
 
 
 def infer_dynamic_shapes(graph: Graph) -> None:
@@ -208,8 +251,17 @@ def infer_dynamic_shapes(graph: Graph) -> None:
 
 # ---------------------------------------------------------------- fusion
 _ACT_CODES = {"RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
-_FUSABLE_PRODUCERS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL",
-                      "AVERAGE_POOL_2D", "MAX_POOL_2D", "TRANSPOSE_CONV_NOFUSE"}
+_FUSABLE_PRODUCERS = {
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "ADD",
+    "SUB",
+    "MUL",
+    "AVERAGE_POOL_2D",
+    "MAX_POOL_2D",
+    "TRANSPOSE_CONV_NOFUSE",
+}
 
 
 def _same_quant(a: Tensor, b: Tensor) -> bool:
@@ -217,8 +269,9 @@ def _same_quant(a: Tensor, b: Tensor) -> bool:
         return False
     if a.quant is None or b.quant is None:
         return a.quant is None and b.quant is None
-    return (np.array_equal(a.quant.scale.astype(np.float32), b.quant.scale.astype(np.float32))
-            and np.array_equal(a.quant.zero_point, b.quant.zero_point))
+    return np.array_equal(a.quant.scale.astype(np.float32), b.quant.scale.astype(np.float32)) and np.array_equal(
+        a.quant.zero_point, b.quant.zero_point
+    )
 
 
 def fuse_activations(graph: Graph) -> None:

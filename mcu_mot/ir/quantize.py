@@ -4,6 +4,7 @@ Every multiplier/shift the device uses is computed here once, so the
 generated C does no float math. Functions follow TFLM's quantization_util:
 same frexp split, same round-half-away-from-zero, same flush-to-zero.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,6 +79,7 @@ def activation_range(fused: int, dtype: str, scale: float = 1.0, zero_point: int
     # TFLM computes f / scale in float (scale is a float); emulate float32 division
     def qf(v):
         return zero_point + int(tflite_round(float(np.float32(v) / np.float32(scale))))
+
     if fused == 0:
         return qmin, qmax
     if fused == 1:

@@ -3,6 +3,7 @@
 Uses the `tflite` package (code generated from the official schema) so that no
 hand-written flatbuffer parsing lives here and TensorFlow is not imported.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -13,14 +14,17 @@ import tflite
 from tflite.utils import BUILTIN_OPCODE2NAME
 
 from mcu_mot.errors import MotError
-from mcu_mot.safetext import clean_name
 from mcu_mot.ir.graph import Graph, Op, Quant, Tensor
+from mcu_mot.safetext import clean_name
 
 # TensorType enum -> our dtype names
 _TENSOR_TYPES = {
-    tflite.TensorType.FLOAT32: "float32", tflite.TensorType.INT32: "int32",
-    tflite.TensorType.UINT8: "uint8", tflite.TensorType.INT64: "int64",
-    tflite.TensorType.INT16: "int16", tflite.TensorType.INT8: "int8",
+    tflite.TensorType.FLOAT32: "float32",
+    tflite.TensorType.INT32: "int32",
+    tflite.TensorType.UINT8: "uint8",
+    tflite.TensorType.INT64: "int64",
+    tflite.TensorType.INT16: "int16",
+    tflite.TensorType.INT8: "int8",
     tflite.TensorType.BOOL: "bool",
 }
 _TYPE_NAMES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
@@ -86,7 +90,7 @@ def _read_tensor(model, t, index: int, buf: bytes) -> Tensor:
     if b is not None and b.DataLength() > 0:
         raw = b.DataAsNumpy().tobytes()
     elif b is not None and b.Offset() > 1:  # large models keep buffers after the flatbuffer
-        raw = buf[b.Offset(): b.Offset() + b.Size()]
+        raw = buf[b.Offset() : b.Offset() + b.Size()]
     if raw is not None:
         npdtype = np.dtype(dtype if dtype != "bool" else "bool")
         data = np.frombuffer(raw, dtype=npdtype).reshape(shape).copy()

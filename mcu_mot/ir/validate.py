@@ -14,6 +14,7 @@ Checked (subgraph 0, the one the reader uses):
   of the tensor's type, quantized_dimension inside the rank and, per channel, as many scales
   as that dimension has channels
 """
+
 from __future__ import annotations
 
 import math
@@ -21,11 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import tflite
+from tflite.utils import BUILTIN_OPCODE2NAME
 
 from mcu_mot.errors import MotError
+from mcu_mot.safetext import clean_name
 
 MAX_RANK = 8
-MAX_TENSOR_BYTES = (1 << 31) - 1     # offsets and sizes in the generated C are 32-bit
+MAX_TENSOR_BYTES = (1 << 31) - 1  # offsets and sizes in the generated C are 32-bit
 MAX_TENSORS = 1 << 20
 # int16x8 biases: accumulator + bias must not overflow int64 (the products add at most ~2^47)
 MAX_BIAS64 = 1 << 62
@@ -44,12 +47,7 @@ _TYPE_NAMES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startsw
 
 
 def _name(raw, fallback: str) -> str:
-    try:
-        from mcu_mot.safetext import clean_name
-        return clean_name(raw, fallback)
-    except ImportError:          # pragma: no cover - older trees
-        text = (raw or b"").decode(errors="replace")
-        return "".join(c if c.isprintable() else "?" for c in text)[:80] or fallback
+    return clean_name(raw, fallback)
 
 
 class _Where:
@@ -88,9 +86,9 @@ def validate_model(buf: bytes, path) -> None:
         if not 0 <= j < n_tensors:
             raise where.fail(f"{what} refers to tensor {j}, but the model has tensors 0..{n_tensors - 1}")
 
-    for k in (sg.InputsAsNumpy() if sg.InputsLength() else []):
+    for k in sg.InputsAsNumpy() if sg.InputsLength() else []:
         tensor_index(k, "a model input")
-    for k in (sg.OutputsAsNumpy() if sg.OutputsLength() else []):
+    for k in sg.OutputsAsNumpy() if sg.OutputsLength() else []:
         tensor_index(k, "a model output")
     n_codes = model.OperatorCodesLength()
     # data flow: what an operator reads is a model input, a constant, a variable, or written before
@@ -118,11 +116,13 @@ def validate_model(buf: bytes, path) -> None:
             tensor_index(k, f"{label} output {n}")
         for n, k in enumerate(ins):
             if int(k) != -1 and int(k) not in ready:
-                raise where.fail(f"{label} input {n} reads tensor {int(k)} '{names[int(k)]}', which is neither a "
-                                 "model input nor a constant nor written by an earlier operator")
+                raise where.fail(
+                    f"{label} input {n} reads tensor {int(k)} '{names[int(k)]}', which is neither a "
+                    "model input nor a constant nor written by an earlier operator"
+                )
         ready.update(int(k) for k in outs)
         _check_op(where, sg, opname, label, [int(k) for k in ins], [int(k) for k in outs], names, model, op)
-    for k in (sg.OutputsAsNumpy() if sg.OutputsLength() else []):
+    for k in sg.OutputsAsNumpy() if sg.OutputsLength() else []:
         if int(k) not in ready:
             raise where.fail(f"model output tensor {int(k)} '{names[int(k)]}' is never written")
 
@@ -137,15 +137,31 @@ def _shape(t) -> tuple:
 
 
 # op -> (weights input, bias input, which weights dimension counts the output channels)
-_WEIGHTED = {"CONV_2D": (1, 2, 0), "DEPTHWISE_CONV_2D": (1, 2, 3), "FULLY_CONNECTED": (1, 2, 0),
-             "TRANSPOSE_CONV": (1, 3, 0)}
+_WEIGHTED = {
+    "CONV_2D": (1, 2, 0),
+    "DEPTHWISE_CONV_2D": (1, 2, 3),
+    "FULLY_CONNECTED": (1, 2, 0),
+    "TRANSPOSE_CONV": (1, 3, 0),
+}
 
 
-_GEOMETRY = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
-             "AVERAGE_POOL_2D": "Pool2DOptions", "MAX_POOL_2D": "Pool2DOptions", "L2_POOL_2D": "Pool2DOptions",
-             "TRANSPOSE_CONV": "TransposeConvOptions"}
-_POSITIVE = ("StrideH", "StrideW", "DilationHFactor", "DilationWFactor", "FilterHeight", "FilterWidth",
-             "DepthMultiplier")
+_GEOMETRY = {
+    "CONV_2D": "Conv2DOptions",
+    "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+    "AVERAGE_POOL_2D": "Pool2DOptions",
+    "MAX_POOL_2D": "Pool2DOptions",
+    "L2_POOL_2D": "Pool2DOptions",
+    "TRANSPOSE_CONV": "TransposeConvOptions",
+}
+_POSITIVE = (
+    "StrideH",
+    "StrideW",
+    "DilationHFactor",
+    "DilationWFactor",
+    "FilterHeight",
+    "FilterWidth",
+    "DepthMultiplier",
+)
 
 
 def _check_geometry(where: _Where, op, opname: str, label: str) -> None:
@@ -159,12 +175,11 @@ def _check_geometry(where: _Where, op, opname: str, label: str) -> None:
     for field in _POSITIVE:
         if hasattr(opts, field):
             value = int(getattr(opts, field)())
-            if value < 1 and not (field == "DepthMultiplier" and value == 0):   # 0: TFLM infers it
+            if value < 1 and not (field == "DepthMultiplier" and value == 0):  # 0: TFLM infers it
                 raise where.fail(f"{label}: option {field} = {value} (must be at least 1)")
 
 
-def _check_op(where: _Where, sg, opname: str, label: str, ins: list, outs: list, names: list, model,
-              op=None) -> None:
+def _check_op(where: _Where, sg, opname: str, label: str, ins: list, outs: list, names: list, model, op=None) -> None:
     """The structure the lowerings rely on: 2-D geometry options >= 1; for the weighted ops,
     weights of the right rank and a constant bias with one value per output channel."""
     if op is not None and opname in _GEOMETRY:
@@ -178,9 +193,8 @@ def _check_op(where: _Where, sg, opname: str, label: str, ins: list, outs: list,
     wshape = _shape(w)
     rank = 2 if opname == "FULLY_CONNECTED" else 4
     if len(wshape) != rank if opname != "FULLY_CONNECTED" else len(wshape) < 2:
-        raise where.fail(f"{label}: weights tensor {ins[wi]} '{names[ins[wi]]}' has shape {wshape}, "
-                         f"not rank {rank}")
-    if opname == "FULLY_CONNECTED":     # (the input's shape may be a placeholder of a dynamic batch)
+        raise where.fail(f"{label}: weights tensor {ins[wi]} '{names[ins[wi]]}' has shape {wshape}, not rank {rank}")
+    if opname == "FULLY_CONNECTED":  # (the input's shape may be a placeholder of a dynamic batch)
         channels = wshape[-2]
     else:
         channels = wshape[cdim]
@@ -189,15 +203,19 @@ def _check_op(where: _Where, sg, opname: str, label: str, ins: list, outs: list,
         if not _has_data(model, b):
             raise where.fail(f"{label}: bias tensor {ins[bi]} '{names[ins[bi]]}' is not constant (not supported)")
         if math.prod(_shape(b)) != channels:
-            raise where.fail(f"{label}: bias tensor {ins[bi]} '{names[ins[bi]]}' has {math.prod(_shape(b))} values "
-                             f"for {channels} output channels")
+            raise where.fail(
+                f"{label}: bias tensor {ins[bi]} '{names[ins[bi]]}' has {math.prod(_shape(b))} values "
+                f"for {channels} output channels"
+            )
         if b.Type() == tflite.TensorType.INT64:
             values = _int64_data(model, b)
             lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
             if max(-lo, hi) > MAX_BIAS64:
                 big = lo if -lo > hi else hi
-                raise where.fail(f"{label}: bias tensor {ins[bi]} '{names[ins[bi]]}' holds {big}, beyond the "
-                                 f"+-2^62 an int64 accumulator adds without overflow")
+                raise where.fail(
+                    f"{label}: bias tensor {ins[bi]} '{names[ins[bi]]}' holds {big}, beyond the "
+                    f"+-2^62 an int64 accumulator adds without overflow"
+                )
 
 
 def _int64_data(model, t) -> np.ndarray:
@@ -205,16 +223,29 @@ def _int64_data(model, t) -> np.ndarray:
     if b.DataLength() > 0:
         raw = b.DataAsNumpy().tobytes()
     else:
-        raw = bytes(b._tab.Bytes[b.Offset(): b.Offset() + b.Size()])
+        raw = bytes(b._tab.Bytes[b.Offset() : b.Offset() + b.Size()])
     return np.frombuffer(raw[: len(raw) // 8 * 8], np.int64)
 
 
 # inputs an op may leave out (index -1); ops not listed have none. The recurrent ops (which the
 # compiler does not lower; they get an "unsupported op" error later) may omit any but the first.
-_OPTIONAL_INPUTS = {"CONV_2D": {2}, "DEPTHWISE_CONV_2D": {2}, "FULLY_CONNECTED": {2}, "TRANSPOSE_CONV": {3},
-                    "CONV_3D": {2}, "CONV_3D_TRANSPOSE": {3}, "SVDF": {3, 4}}
-_ANY_BUT_FIRST = ("LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "RNN",
-                  "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN")
+_OPTIONAL_INPUTS = {
+    "CONV_2D": {2},
+    "DEPTHWISE_CONV_2D": {2},
+    "FULLY_CONNECTED": {2},
+    "TRANSPOSE_CONV": {3},
+    "CONV_3D": {2},
+    "CONV_3D_TRANSPOSE": {3},
+    "SVDF": {3, 4},
+}
+_ANY_BUT_FIRST = (
+    "LSTM",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM",
+    "BIDIRECTIONAL_SEQUENCE_LSTM",
+    "RNN",
+    "UNIDIRECTIONAL_SEQUENCE_RNN",
+    "BIDIRECTIONAL_SEQUENCE_RNN",
+)
 
 
 def _may_omit(opname: str, position: int) -> bool:
@@ -226,7 +257,6 @@ def _may_omit(opname: str, position: int) -> bool:
 
 
 def _opname(model, code: int) -> str:
-    from tflite.utils import BUILTIN_OPCODE2NAME
     c = model.OperatorCodes(code)
     builtin = max(c.BuiltinCode(), c.DeprecatedBuiltinCode())
     return BUILTIN_OPCODE2NAME.get(builtin, f"BUILTIN_{builtin}")
@@ -236,8 +266,10 @@ def _check_tensor(where: _Where, model, t, i: int, name: str, n_buffers: int, fi
     label = f"tensor {i} '{name}'"
     ttype = t.Type()
     if ttype not in _TYPES:
-        raise where.fail(f"{label}: type {_TYPE_NAMES.get(ttype, ttype)} is not supported "
-                         f"(supported: {', '.join(v[0] for v in _TYPES.values())})")
+        raise where.fail(
+            f"{label}: type {_TYPE_NAMES.get(ttype, ttype)} is not supported "
+            f"(supported: {', '.join(v[0] for v in _TYPES.values())})"
+        )
     dtype, itemsize, zp_range = _TYPES[ttype]
     shape = [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else []
     if len(shape) > MAX_RANK:
@@ -260,11 +292,14 @@ def _check_tensor(where: _Where, model, t, i: int, name: str, n_buffers: int, fi
         elif b.Offset() > 1:
             off, size = int(b.Offset()), int(b.Size())
             if off + size > file_size:
-                raise where.fail(f"{label}: its data (bytes {off}..{off + size}) lies beyond the end of the "
-                                 f"file ({file_size} bytes)")
+                raise where.fail(
+                    f"{label}: its data (bytes {off}..{off + size}) lies beyond the end of the file ({file_size} bytes)"
+                )
         if size is not None and size != count * itemsize:
-            raise where.fail(f"{label}: buffer {b_index} holds {size} bytes, but shape {tuple(shape)} of "
-                             f"{dtype} needs {count * itemsize}")
+            raise where.fail(
+                f"{label}: buffer {b_index} holds {size} bytes, but shape {tuple(shape)} of "
+                f"{dtype} needs {count * itemsize}"
+            )
 
     q = t.Quantization()
     if q is None or q.ScaleLength() == 0:
@@ -289,5 +324,7 @@ def _check_tensor(where: _Where, model, t, i: int, name: str, n_buffers: int, fi
         if not shape:
             raise where.fail(f"{label}: {n} per-channel scales for a scalar")
         if shape[axis] != n:
-            raise where.fail(f"{label}: {n} per-channel scales, but dimension {axis} of shape {tuple(shape)} "
-                             f"has {shape[axis]} channels")
+            raise where.fail(
+                f"{label}: {n} per-channel scales, but dimension {axis} of shape {tuple(shape)} "
+                f"has {shape[axis]} channels"
+            )

@@ -1,4 +1,5 @@
 """The one loader of Keras model files (optimize, QAT and debug all read models through it)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,10 +16,12 @@ def load_keras(path):
         raise MotError(f"Keras model not found: {path}")
     if path.suffix != ".keras":
         raise MotError(f"{path}: expected a Keras 3 model file (.keras)")
-    import keras
+    import keras  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise MotError(one_line(f"{path}: not a readable Keras model ({type(exc).__name__}: {msg[:200]})", 400)) \
-            from None
+        raise MotError(
+            one_line(f"{path}: not a readable Keras model ({type(exc).__name__}: {msg[:200]})", 400)
+        ) from None

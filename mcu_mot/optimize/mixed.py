@@ -17,6 +17,7 @@ object API (tensorflow.lite.python.schema_py_generated ModelT):
   base tensor is inserted. TFLite Micro and mcu_mot's compiler run these.
 - ops left without readers are removed, unused tensors and buffers dropped.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,8 +25,8 @@ import copy
 import numpy as np
 
 from mcu_mot.errors import MotError
-from mcu_mot.safetext import clean_name
 from mcu_mot.optimize.selective import QDQ, _ints, opcode
+from mcu_mot.safetext import clean_name
 
 QUANTIZE, DEQUANTIZE = 114, 6
 FLOAT32 = 0
@@ -33,12 +34,14 @@ _TYPE_NAMES = {0: "float32", 2: "int32", 4: "int64", 7: "int16", 9: "int8", 3: "
 
 
 def read_model(data: bytes):
-    from tensorflow.lite.tools import flatbuffer_utils
+    from tensorflow.lite.tools import flatbuffer_utils  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
     return flatbuffer_utils.read_model_from_bytearray(bytearray(data))
 
 
 def write_model(model_t) -> bytes:
-    from tensorflow.lite.tools import flatbuffer_utils
+    from tensorflow.lite.tools import flatbuffer_utils  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model_t))
 
 
@@ -114,7 +117,7 @@ def _pair(base: _Graph, donor: _Graph) -> dict:
             continue
         want = base.input_keys(bi)
         if any(k is None for k, t in zip(want, _ints(base.ops[bi].inputs)) if t >= 0):
-            continue   # reads something that has no twin: cannot pair
+            continue  # reads something that has no twin: cannot pair
         bname = base.sg.tensors[_ints(base.ops[bi].outputs)[0]].name
         best = None
         for di in range(len(donor.ops)):
@@ -143,7 +146,7 @@ class _Builder:
         self.m, self.d = base_t, donor_t
         self.sg = base_t.subgraphs[0]
         self.dsg = donor_t.subgraphs[0]
-        self.inserted: set = set()   # id() of the conversion ops added here
+        self.inserted: set = set()  # id() of the conversion ops added here
 
     def add_tensor(self, template, name: bytes, buffer: int = 0) -> int:
         t = copy.deepcopy(template)
@@ -153,7 +156,8 @@ class _Builder:
         return len(self.sg.tensors) - 1
 
     def empty_buffer(self) -> int:
-        from tensorflow.lite.python import schema_py_generated as fb
+        from tensorflow.lite.python import schema_py_generated as fb  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
         self.m.buffers.append(fb.BufferT())
         return len(self.m.buffers) - 1
 
@@ -163,8 +167,7 @@ class _Builder:
         return self.add_tensor(t, t.name, len(self.m.buffers) - 1)
 
     def opcode_index(self, code_t) -> int:
-        key = (max(int(code_t.builtinCode), int(code_t.deprecatedBuiltinCode)), code_t.customCode,
-               int(code_t.version))
+        key = (max(int(code_t.builtinCode), int(code_t.deprecatedBuiltinCode)), code_t.customCode, int(code_t.version))
         for i, c in enumerate(self.m.operatorCodes):
             if (max(int(c.builtinCode), int(c.deprecatedBuiltinCode)), c.customCode, int(c.version)) == key:
                 return i
@@ -175,7 +178,8 @@ class _Builder:
         for i, c in enumerate(self.m.operatorCodes):
             if max(int(c.builtinCode), int(c.deprecatedBuiltinCode)) == builtin and c.customCode is None:
                 return i
-        from tensorflow.lite.python import schema_py_generated as fb
+        from tensorflow.lite.python import schema_py_generated as fb  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
         c = fb.OperatorCodeT()
         c.builtinCode, c.deprecatedBuiltinCode, c.version = builtin, min(builtin, 127), 1
         self.m.operatorCodes.append(c)
@@ -183,7 +187,8 @@ class _Builder:
 
     def conversion(self, src: int, dst: int):
         """A QUANTIZE or DEQUANTIZE op src -> dst."""
-        from tensorflow.lite.python import schema_py_generated as fb
+        from tensorflow.lite.python import schema_py_generated as fb  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
         d = self.sg.tensors[dst]
         op = fb.OperatorT()
         if int(d.type) == FLOAT32:
@@ -214,8 +219,10 @@ def splice(base: bytes, donor: bytes, selected: set, what: str = "donor"):
     for i in sorted(selected):
         if i not in pairs:
             t = bg.sg.tensors[_ints(bg.ops[i].outputs)[0]]
-            raise MotError(f"cannot convert op {i} ({_opname(bg.codes[i])}, '{clean_name(t.name, '?')}') to "
-                           f"{what}: it has no counterpart in the {what} conversion")
+            raise MotError(
+                f"cannot convert op {i} ({_opname(bg.codes[i])}, '{clean_name(t.name, '?')}') to "
+                f"{what}: it has no counterpart in the {what} conversion"
+            )
     # every base tensor's value (QUANTIZE/DEQUANTIZE chains included) and where it is produced
     for t in range(len(bg.sg.tensors)):
         bg.value_of(t)
@@ -224,23 +231,24 @@ def splice(base: bytes, donor: bytes, selected: set, what: str = "donor"):
         holders.setdefault(v, []).append(t)
 
     b = _Builder(base_t, donor_t)
-    region_out: dict = {}       # value -> tensor written by a spliced op
-    converted: dict = {}        # (tensor, signature) -> converted tensor
+    region_out: dict = {}  # value -> tensor written by a spliced op
+    converted: dict = {}  # (tensor, signature) -> converted tensor
     graph_outputs = set(_ints(bg.sg.outputs))
     new_ops = []
 
     def readers_outside(t: int) -> bool:
-        return t in graph_outputs or any(
-            t in _ints(op.inputs) for j, op in enumerate(bg.ops) if j not in selected)
+        return t in graph_outputs or any(t in _ints(op.inputs) for j, op in enumerate(bg.ops) if j not in selected)
 
     def source_for(value, want, position: int) -> int:
         """A base tensor holding `value` in the donor tensor `want`'s type, converting if needed."""
         if value in region_out:
             cands = [region_out[value]]
         else:
-            cands = [t for t in holders.get(value, [])
-                     if t in bg.inputs or (bg.producer.get(t, 1 << 30) < position
-                                           and bg.producer[t] not in selected)]
+            cands = [
+                t
+                for t in holders.get(value, [])
+                if t in bg.inputs or (bg.producer.get(t, 1 << 30) < position and bg.producer[t] not in selected)
+            ]
             cands += [t for t in converted.values() if bg.value.get(t) == value]
         if not cands:
             raise MotError(f"cannot splice: no tensor holds the input of op {position}")
@@ -275,10 +283,9 @@ def splice(base: bytes, donor: bytes, selected: set, what: str = "donor"):
         for k, (bt, dt) in enumerate(zip(_ints(op.outputs), _ints(dop.outputs))):
             want = dg.sg.tensors[dt]
             if _signature(want) == _signature(bg.sg.tensors[bt]):
-                nt = bt                       # same type and scale: write the base tensor itself
+                nt = bt  # same type and scale: write the base tensor itself
             else:
-                nt = b.add_tensor(want, bg.sg.tensors[bt].name + f"_{_type_name(want)}".encode(),
-                                  b.empty_buffer())
+                nt = b.add_tensor(want, bg.sg.tensors[bt].name + f"_{_type_name(want)}".encode(), b.empty_buffer())
                 bg.value[nt] = ("op", i, k)
                 if readers_outside(bt):
                     back.append((nt, bt))
@@ -300,7 +307,8 @@ def splice(base: bytes, donor: bytes, selected: set, what: str = "donor"):
 
 
 def _opname(code: int) -> str:
-    from tensorflow.lite.python import schema_py_generated as fb
+    from tensorflow.lite.python import schema_py_generated as fb  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
     for k, v in vars(fb.BuiltinOperator).items():
         if v == code and not k.startswith("_"):
             return k
@@ -322,8 +330,8 @@ def _shortcut_dequantize(model_t, inserted: set) -> None:
             continue
         src = _ints(p.inputs)[0]
         if int(sg.tensors[src].type) != FLOAT32:
-            op.inputs = np.array([src], np.int32)          # int16 -> float directly
-        else:                                              # float -> int -> float: use the float
+            op.inputs = np.array([src], np.int32)  # int16 -> float directly
+        else:  # float -> int -> float: use the float
             dst = _ints(op.outputs)[0]
             for other in sg.operators:
                 other.inputs = np.array([src if x == dst else x for x in _ints(other.inputs)], np.int32)
@@ -333,7 +341,7 @@ def _shortcut_dequantize(model_t, inserted: set) -> None:
                     if int(tm.tensorIndex) == dst:
                         tm.tensorIndex = src
             if src in _ints(sg.outputs):
-                sg.tensors[src].name = sg.tensors[dst].name   # keep the output's name
+                sg.tensors[src].name = sg.tensors[dst].name  # keep the output's name
 
 
 def _remove_dead(model_t) -> None:
@@ -361,6 +369,7 @@ def _compact(model_t) -> None:
 
     def re(v):
         return np.array([remap[x] if x >= 0 else -1 for x in _ints(v)], np.int32)
+
     for op in sg.operators:
         op.inputs, op.outputs = re(op.inputs), re(op.outputs)
         if op.intermediates is not None and len(op.intermediates):

@@ -18,6 +18,7 @@ borders (mixed.py). Both need a Functional or Sequential model (selective.py).
 Calibration: a float32 array (N, *input_shape) (a list of arrays for several
 inputs); the converter pulls the samples one by one, with a progress bar.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,12 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mcu_mot.errors import MotError
-from mcu_mot.fileio import load_arrays
+from mcu_mot.fileio import atomic_write, load_arrays
+from mcu_mot.optimize import mixed, selective
 from mcu_mot.optimize.keras_io import load_keras
 from mcu_mot.optimize.tfquiet import converter_output
 
@@ -90,10 +94,14 @@ class _Progress:
 
     def __enter__(self):
         if self.spec is None:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
             self.bar.start()
         return self
 
@@ -116,14 +124,16 @@ def _dataset(calib, tick):
 
     def gen():
         for i in range(n):
-            yield [a[i:i + 1] for a in arrays]
+            yield [a[i : i + 1] for a in arrays]
             tick(i + 1)
+
     return gen
 
 
 # ------------------------------------------------------------------ converter
 def _converter(model):
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
     return tf.lite.TFLiteConverter.from_keras_model(model)
 
 
@@ -140,10 +150,12 @@ def _run(conv, what: str) -> bytes:
         raise MotError(f"TF converter failed ({what}): {type(exc).__name__}: {detail[:300]}") from None
 
 
-def _convert(model, mode: str, calib=None, io: str = "int", progress: Optional[_Progress] = None,
-             label: str = "") -> bytes:
+def _convert(
+    model, mode: str, calib=None, io: str = "int", progress: Optional[_Progress] = None, label: str = ""
+) -> bytes:
     """One run of the stock converter: float | int8 | int16x8 | dynamic."""
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
     conv = _converter(model)
     if mode == "float":
         return _run(conv, "float")
@@ -157,8 +169,7 @@ def _convert(model, mode: str, calib=None, io: str = "int", progress: Optional[_
         if io == "int":
             conv.inference_input_type = conv.inference_output_type = tf.int8
     else:
-        conv.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         if io == "int":
             conv.inference_input_type = conv.inference_output_type = tf.int16
     return _run(conv, mode)
@@ -167,10 +178,9 @@ def _convert(model, mode: str, calib=None, io: str = "int", progress: Optional[_
 def _int8_denylisted(model, calib, io: str, tok, layers: list, progress: _Progress) -> bytes:
     """int8 PTQ keeping the ops of `layers` in float32: the converter calibrates, the MLIR
     quantizer quantizes with those ops (named by their output tensors) deny-listed."""
-    import tensorflow as tf
-    from tensorflow.lite.python import convert as tf_convert
+    import tensorflow as tf  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+    from tensorflow.lite.python import convert as tf_convert  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
 
-    from mcu_mot.optimize import mixed, selective
     conv = _converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     n = (calib[0] if isinstance(calib, list) else calib).shape[0]
@@ -185,17 +195,28 @@ def _int8_denylisted(model, calib, io: str, tok, layers: list, progress: _Progre
     io_type = tf.int8 if io == "int" else tf.float32
     try:
         with converter_output():
-            return bytes(tf_convert.mlir_quantize(calibrated, input_data_type=io_type, output_data_type=io_type,
-                                                  denylisted_nodes=list(deny)))
+            return bytes(
+                tf_convert.mlir_quantize(
+                    calibrated, input_data_type=io_type, output_data_type=io_type, denylisted_nodes=list(deny)
+                )
+            )
     except Exception as exc:
-        raise MotError(f"TF quantizer failed (int8 with float layers): {type(exc).__name__}: "
-                       f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
+        raise MotError(
+            f"TF quantizer failed (int8 with float layers): {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        ) from None
 
 
 # ------------------------------------------------------------------ API
-def quantize(model_or_path, mode: str = "int8", calib=None, io: Optional[str] = None,
-             exclude: Optional[str] = None, int16: Optional[str] = None,
-             progress: Union[None, bool, Callable] = None) -> bytes:
+def quantize(
+    model_or_path,
+    mode: str = "int8",
+    calib=None,
+    io: Optional[str] = None,
+    exclude: Optional[str] = None,
+    int16: Optional[str] = None,
+    progress: Union[None, bool, Callable] = None,
+) -> bytes:
     """Quantize a Keras model (or a .keras path); returns the .tflite bytes.
 
     mode: "int8" | "int16x8" | "dynamic"; calib: float32 (N, *input_shape) (list for
@@ -205,7 +226,8 @@ def quantize(model_or_path, mode: str = "int8", calib=None, io: Optional[str] = 
     int16x8 inside an int8 model; progress: None (rich bar), False, or
     callable(stage, done, total).
     """
-    import keras
+    import keras  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
     model = model_or_path if isinstance(model_or_path, keras.Model) else load_keras(model_or_path)
     if mode not in MODES:
         raise MotError(f"unknown quantization mode '{mode}' (choose from {', '.join(MODES)})")
@@ -216,14 +238,12 @@ def quantize(model_or_path, mode: str = "int8", calib=None, io: Optional[str] = 
     if mode == "dynamic" and io != "float":
         raise MotError("dynamic-range quantization keeps float inputs and outputs (io='float')")
     if int16 is not None and mode != "int8":
-        raise MotError(f"--int16 picks int16x8 layers inside an int8 model; it does not apply to "
-                       f"--quant {mode}")
+        raise MotError(f"--int16 picks int16x8 layers inside an int8 model; it does not apply to --quant {mode}")
     if mode != "dynamic":
         if calib is None:
             raise MotError(f"{mode} quantization needs calibration data (--calib DATA.npy)")
         calib = check_calibration(calib, model)
 
-    from mcu_mot.optimize import mixed, selective
     excl = selective.match_layers(model, exclude, "--exclude") if exclude is not None else []
     wide = selective.match_layers(model, int16, "--int16") if int16 is not None else []
     both = sorted(set(excl) & set(wide))
@@ -261,7 +281,6 @@ def quantize(model_or_path, mode: str = "int8", calib=None, io: Optional[str] = 
 
 def save_tflite(data: bytes, path) -> Path:
     """Write .tflite bytes atomically (temporary file in the same folder, then rename)."""
-    from mcu_mot.fileio import atomic_write
     return atomic_write(path, data)
 
 
@@ -275,6 +294,6 @@ def quantize_input(x: np.ndarray, spec: dict) -> np.ndarray:
         return x.astype(np.float32)
     s, z = spec["scale"], spec["zero_point"]
     v = x.astype(np.float64) / s
-    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + z          # round half away from zero, as TFLM
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + z  # round half away from zero, as TFLM
     info = np.iinfo(dtype)
     return np.clip(q, info.min, info.max).astype(dtype)

@@ -47,6 +47,7 @@ Python API::
     tflite_bytes = convert_qat(qmodel)
     tflite_bytes = qat("model.keras", "data.npz", epochs=3, out_path="m.tflite")
 """
+
 from __future__ import annotations
 
 import os
@@ -54,16 +55,16 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import keras  # noqa: E402  (after the log level)
 import numpy as np
+import tensorflow as tf  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mcu_mot.errors import MotError
-from mcu_mot.fileio import load_arrays
+from mcu_mot.fileio import atomic_write, load_arrays
 from mcu_mot.optimize.keras_io import load_keras
 from mcu_mot.optimize.tfquiet import converter_output
 from mcu_mot.safetext import one_line
-
-import keras  # noqa: E402  (after the log level)
-import tensorflow as tf  # noqa: E402
 
 L = keras.layers
 
@@ -80,22 +81,51 @@ _FIXED_RANGE = ("softmax", "sigmoid", "tanh")  # TFLite gives these a fixed outp
 
 # Layers whose TFLite op keeps the input's scale and zero point: no fake-quant after them.
 _SAME_SCALE = (
-    L.MaxPooling1D, L.MaxPooling2D, L.AveragePooling1D, L.AveragePooling2D,
-    L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
-    L.Flatten, L.Reshape, L.Permute, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
-    L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization, L.Identity,
-    L.ZeroPadding1D, L.ZeroPadding2D, L.Cropping1D, L.Cropping2D, L.UpSampling2D,
+    L.MaxPooling1D,
+    L.MaxPooling2D,
+    L.AveragePooling1D,
+    L.AveragePooling2D,
+    L.GlobalMaxPooling1D,
+    L.GlobalMaxPooling2D,
+    L.Flatten,
+    L.Reshape,
+    L.Permute,
+    L.Dropout,
+    L.SpatialDropout1D,
+    L.SpatialDropout2D,
+    L.GaussianNoise,
+    L.GaussianDropout,
+    L.AlphaDropout,
+    L.ActivityRegularization,
+    L.Identity,
+    L.ZeroPadding1D,
+    L.ZeroPadding2D,
+    L.Cropping1D,
+    L.Cropping2D,
+    L.UpSampling2D,
 )
 # Layers without weights that compute new values: a fake-quant after them.
 _REQUANT = (
-    L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum, L.Concatenate,
-    L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.ReLU, L.LeakyReLU, L.Activation,
-    L.BatchNormalization, L.Rescaling,
+    L.Add,
+    L.Subtract,
+    L.Multiply,
+    L.Average,
+    L.Maximum,
+    L.Minimum,
+    L.Concatenate,
+    L.GlobalAveragePooling1D,
+    L.GlobalAveragePooling2D,
+    L.ReLU,
+    L.LeakyReLU,
+    L.Activation,
+    L.BatchNormalization,
+    L.Rescaling,
 )
 
 
 # ----------------------------------------------------------------------------------------------
 # fake-quant primitives (TF ops: the converter recognises them)
+
 
 def _act_range(qmin, qmax):
     """The range as the fake-quant op (and the converter) will see it: contains 0, non-empty."""
@@ -143,10 +173,12 @@ class _ActQuant:
     """Range variables and the EMA / calibration update of one asymmetric int8 activation."""
 
     def _make_range(self, prefix: str = "act"):
-        self.act_min = self.add_weight(name=f"{prefix}_min", shape=(), initializer=keras.initializers.Constant(-6.0),
-                                       trainable=False)
-        self.act_max = self.add_weight(name=f"{prefix}_max", shape=(), initializer=keras.initializers.Constant(6.0),
-                                       trainable=False)
+        self.act_min = self.add_weight(
+            name=f"{prefix}_min", shape=(), initializer=keras.initializers.Constant(-6.0), trainable=False
+        )
+        self.act_max = self.add_weight(
+            name=f"{prefix}_max", shape=(), initializer=keras.initializers.Constant(6.0), trainable=False
+        )
         self.act_seen = self.add_weight(name=f"{prefix}_seen", shape=(), initializer="zeros", trainable=False)
         self.calibrating = False
 
@@ -155,10 +187,10 @@ class _ActQuant:
             bmin = tf.minimum(tf.reduce_min(x), 0.0)
             bmax = tf.maximum(tf.reduce_max(x), 0.0)
             seen = self.act_seen > 0.5
-            if self.calibrating:   # plain min/max over the calibration batches (what PTQ would do)
+            if self.calibrating:  # plain min/max over the calibration batches (what PTQ would do)
                 new_min = tf.where(seen, tf.minimum(self.act_min, bmin), bmin)
                 new_max = tf.where(seen, tf.maximum(self.act_max, bmax), bmax)
-            else:                  # EMA of the batch min/max while training
+            else:  # EMA of the batch min/max while training
                 d = self.ema_decay
                 new_min = tf.where(seen, self.act_min * d + bmin * (1 - d), bmin)
                 new_max = tf.where(seen, self.act_max * d + bmax * (1 - d), bmax)
@@ -213,6 +245,7 @@ class _Ref:
 # ----------------------------------------------------------------------------------------------
 # layers
 
+
 @keras.saving.register_keras_serializable(package="mcu_mot")
 class FakeQuant(_ActQuant, keras.layers.Layer):
     """Asymmetric int8 fake-quant of a tensor (model inputs, outputs of weightless layers).
@@ -247,8 +280,11 @@ class FakeQuant(_ActQuant, keras.layers.Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(layer=keras.saving.serialize_keras_object(self.layer) if self.layer is not None else None,
-                   activation=self.activation, ema_decay=self.ema_decay)
+        cfg.update(
+            layer=keras.saving.serialize_keras_object(self.layer) if self.layer is not None else None,
+            activation=self.activation,
+            ema_decay=self.ema_decay,
+        )
         return cfg
 
 
@@ -257,8 +293,16 @@ class QuantLayer(_ActQuant, keras.layers.Layer):
     """Conv2D / DepthwiseConv2D / Dense with a folded BatchNormalization and a fused ReLU/ReLU6,
     fake-quantized as the int8 kernels run it (see the module docstring)."""
 
-    def __init__(self, layer, bn=None, activation=None, post_activation=None, quantize_output: bool = True,
-                 ema_decay: float = EMA_DECAY, **kwargs):
+    def __init__(
+        self,
+        layer,
+        bn=None,
+        activation=None,
+        post_activation=None,
+        quantize_output: bool = True,
+        ema_decay: float = EMA_DECAY,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(layer, dict):
             layer = keras.saving.deserialize_keras_object(layer)
@@ -271,7 +315,7 @@ class QuantLayer(_ActQuant, keras.layers.Layer):
         self.quantize_output = bool(quantize_output)
         self.ema_decay = float(ema_decay)
         self._input_quant = _Ref(None)
-        self._export = None   # (kernel, bias) constants while convert_qat traces the model
+        self._export = None  # (kernel, bias) constants while convert_qat traces the model
 
     @property
     def kind(self) -> str:
@@ -318,7 +362,7 @@ class QuantLayer(_ActQuant, keras.layers.Layer):
     def quantized_weights(self):
         """(fake-quantized kernel, fake-quantized bias) as the device will use them."""
         k, b = self.folded()
-        if self.kind == "depthwise":   # channels are (in, multiplier) flattened, as TFLite lays them out
+        if self.kind == "depthwise":  # channels are (in, multiplier) flattened, as TFLite lays them out
             shape = k.shape
             kq = tf.reshape(fake_quant_weights(tf.reshape(k, (shape[0], shape[1], 1, -1))), shape)
             flat = tf.reshape(k, (-1, shape[-2] * shape[-1]))
@@ -342,8 +386,14 @@ class QuantLayer(_ActQuant, keras.layers.Layer):
         if self.kind == "conv":
             y = layer.convolution_op(x, kq)
         elif self.kind == "depthwise":
-            y = keras.ops.depthwise_conv(x, kq, strides=layer.strides, padding=layer.padding,
-                                         data_format=layer.data_format, dilation_rate=layer.dilation_rate)
+            y = keras.ops.depthwise_conv(
+                x,
+                kq,
+                strides=layer.strides,
+                padding=layer.padding,
+                data_format=layer.data_format,
+                dilation_rate=layer.dilation_rate,
+            )
         else:
             y = keras.ops.matmul(x, kq)
         y = y + b
@@ -354,10 +404,14 @@ class QuantLayer(_ActQuant, keras.layers.Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(layer=keras.saving.serialize_keras_object(self.layer),
-                   bn=keras.saving.serialize_keras_object(self.bn) if self.bn is not None else None,
-                   activation=self.activation, post_activation=self.post_activation,
-                   quantize_output=self.quantize_output, ema_decay=self.ema_decay)
+        cfg.update(
+            layer=keras.saving.serialize_keras_object(self.layer),
+            bn=keras.saving.serialize_keras_object(self.bn) if self.bn is not None else None,
+            activation=self.activation,
+            post_activation=self.post_activation,
+            quantize_output=self.quantize_output,
+            ema_decay=self.ema_decay,
+        )
         return cfg
 
 
@@ -373,6 +427,7 @@ def _apply_activation(x, name):
 
 # ----------------------------------------------------------------------------------------------
 # model rewrite
+
 
 def _activation_name(fn) -> str:
     if fn is None:
@@ -410,8 +465,9 @@ def _graph(model):
             raise MotError("QAT: build the Sequential model first (give it an Input or an input_shape)")
         model = fn
     if not hasattr(model, "_nodes_by_depth"):
-        raise MotError(f"QAT: {type(model).__name__} models are not supported; use a functional or "
-                       "Sequential Keras model")
+        raise MotError(
+            f"QAT: {type(model).__name__} models are not supported; use a functional or Sequential Keras model"
+        )
     nodes = []
     for depth in sorted(model._nodes_by_depth, reverse=True):
         for node in model._nodes_by_depth[depth]:
@@ -457,7 +513,10 @@ def quantize_model(model, ema_decay: float = EMA_DECAY) -> keras.Model:
         if isinstance(layer, keras.Model):
             raise MotError(f"QAT: nested model '{layer.name}' is not supported; flatten it into one model")
         if isinstance(layer, (L.Conv2D, L.DepthwiseConv2D, L.Dense)) and type(layer) in (
-                L.Conv2D, L.DepthwiseConv2D, L.Dense):
+            L.Conv2D,
+            L.DepthwiseConv2D,
+            L.Dense,
+        ):
             if getattr(layer, "data_format", "channels_last") != "channels_last":
                 raise MotError(f"QAT: layer '{layer.name}' uses channels_first; TFLite needs channels_last")
             if isinstance(layer, L.Conv2D) and layer.groups != 1:
@@ -466,8 +525,11 @@ def quantize_model(model, ema_decay: float = EMA_DECAY) -> keras.Model:
             bn, end = None, node.output_tensors[0]
             if act == "linear":
                 nxt = single_consumer(end)
-                if nxt is not None and isinstance(nxt.operation, L.BatchNormalization) \
-                        and nxt.operation.axis in (-1, [-1], len(end.shape) - 1, [len(end.shape) - 1]):
+                if (
+                    nxt is not None
+                    and isinstance(nxt.operation, L.BatchNormalization)
+                    and nxt.operation.axis in (-1, [-1], len(end.shape) - 1, [len(end.shape) - 1])
+                ):
                     bn = nxt.operation
                     absorbed.add(id(nxt))
                     end = nxt.output_tensors[0]
@@ -477,8 +539,8 @@ def quantize_model(model, ema_decay: float = EMA_DECAY) -> keras.Model:
                     absorbed.add(id(nxt))
                     end = nxt.output_tensors[0]
             post = None
-            if act not in ("linear",) + _FUSABLE:   # softmax/sigmoid/tanh keep TFLite's fixed output
-                act, post = "linear", act         # scale; others get their own fake-quant after
+            if act not in ("linear",) + _FUSABLE:  # softmax/sigmoid/tanh keep TFLite's fixed output
+                act, post = "linear", act  # scale; others get their own fake-quant after
             plan[id(node)] = dict(kind="quant", bn=bn, activation=act, post=post, end=end)
         elif isinstance(layer, _SAME_SCALE):
             plan[id(node)] = dict(kind="same", end=node.output_tensors[0])
@@ -509,7 +571,7 @@ def quantize_model(model, ema_decay: float = EMA_DECAY) -> keras.Model:
         new_inputs.append(inp)
         iname = f"{name}_quant" if name else None
         tensors[id(t)] = FakeQuant(ema_decay=ema_decay, name=iname)(inp)
-    copies = []   # (new layer, original layer)
+    copies = []  # (new layer, original layer)
     for node in nodes:
         if id(node) in absorbed:
             continue
@@ -523,8 +585,14 @@ def quantize_model(model, ema_decay: float = EMA_DECAY) -> keras.Model:
             bn = _clone(p["bn"]) if p["bn"] is not None else None
             post = p["post"]
             fixed = post is None or post in _FIXED_RANGE
-            new = QuantLayer(inner, bn=bn, activation=p["activation"], post_activation=post if fixed else None,
-                             ema_decay=ema_decay, name=layer.name)
+            new = QuantLayer(
+                inner,
+                bn=bn,
+                activation=p["activation"],
+                post_activation=post if fixed else None,
+                ema_decay=ema_decay,
+                name=layer.name,
+            )
             y = new(*args, **kwargs)
             if not fixed:
                 y = FakeQuant(L.Activation(post), ema_decay=ema_decay, name=f"{layer.name}_{post}")(y)
@@ -547,8 +615,11 @@ def quantize_model(model, ema_decay: float = EMA_DECAY) -> keras.Model:
     if missing:
         raise MotError("QAT: could not rebuild the model's outputs")
     outs = [tensors[id(t)] for t in outputs]
-    qmodel = keras.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0],
-                         outs if len(outs) > 1 else outs[0], name=f"{model.name}_qat")
+    qmodel = keras.Model(
+        new_inputs if len(new_inputs) > 1 else new_inputs[0],
+        outs if len(outs) > 1 else outs[0],
+        name=f"{model.name}_qat",
+    )
     return qmodel
 
 
@@ -566,9 +637,14 @@ def is_qat_model(model) -> bool:
 
 
 def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    TextColumn("{task.fields[info]}"), transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        transient=True,
+    )
 
 
 def calibrate(qmodel, x, batch_size: int = 64, progress: bool = True) -> None:
@@ -585,11 +661,11 @@ def calibrate(qmodel, x, batch_size: int = 64, progress: bool = True) -> None:
             with _progress() as bar:
                 task = bar.add_task("calibrating ranges", total=len(batches), info="")
                 for i in batches:
-                    qmodel(x[i:i + batch_size], training=False)
+                    qmodel(x[i : i + batch_size], training=False)
                     bar.advance(task)
         else:
             for i in batches:
-                qmodel(x[i:i + batch_size], training=False)
+                qmodel(x[i : i + batch_size], training=False)
     finally:
         for q in qs:
             q.calibrating = False
@@ -654,9 +730,20 @@ def _default_loss(model, x, y):
     return keras.losses.MeanSquaredError(), []
 
 
-def train_qat(model, data, epochs: int = 3, batch_size: int = 32, learning_rate: float = 3e-4,
-              validation_data=None, validation_split: float = 0.0, loss=None, metrics=None,
-              calib_samples: int = 512, progress: bool = True, seed: int | None = 0) -> keras.Model:
+def train_qat(
+    model,
+    data,
+    epochs: int = 3,
+    batch_size: int = 32,
+    learning_rate: float = 3e-4,
+    validation_data=None,
+    validation_split: float = 0.0,
+    loss=None,
+    metrics=None,
+    calib_samples: int = 512,
+    progress: bool = True,
+    seed: int | None = 0,
+) -> keras.Model:
     """Quantization-aware fine-tuning with `model.fit` (a float model is `quantize_model`d first).
 
     data: an .npz path with arrays x and y, or (x, y). The activation ranges are first
@@ -683,16 +770,28 @@ def train_qat(model, data, epochs: int = 3, batch_size: int = 32, learning_rate:
         metrics = default_metrics if metrics is None else metrics
     qmodel.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics or [])
     if epochs:
-        n_train = len(x) if validation_data is not None or not validation_split else int(len(x) * (1 - validation_split))
+        n_train = (
+            len(x) if validation_data is not None or not validation_split else int(len(x) * (1 - validation_split))
+        )
         steps = -(-n_train // batch_size)
         callbacks = [_RichProgress(epochs, steps)] if progress else []
-        qmodel.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-                   validation_split=validation_split, shuffle=True, verbose=0, callbacks=callbacks)
+        qmodel.fit(
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=validation_data,
+            validation_split=validation_split,
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
     return qmodel
 
 
 # ----------------------------------------------------------------------------------------------
 # conversion
+
 
 def convert_qat(qat_model, calib=None, io_float: bool = False) -> bytes:
     """An int8 .tflite carrying the QAT model's learned quantization (scales, zero points, weights).
@@ -721,7 +820,7 @@ def convert_qat(qat_model, calib=None, io_float: bool = False) -> bytes:
         if not io_float:
             conv.inference_input_type = tf.int8
             conv.inference_output_type = tf.int8
-        with converter_output():   # the Keras export prints its signature; the converter its MLIR
+        with converter_output():  # the Keras export prints its signature; the converter its MLIR
             tfl = conv.convert()
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -732,24 +831,28 @@ def convert_qat(qat_model, calib=None, io_float: bool = False) -> bytes:
     if calib is not None:
         agreement = check_agreement(qat_model, tfl, np.asarray(calib, np.float32))
         if agreement is not None and agreement < 0.99:
-            raise MotError(f"converted QAT model agrees with the fake-quant model on only {agreement:.1%} "
-                           "of the calibration samples (expected >= 99 %)")
+            raise MotError(
+                f"converted QAT model agrees with the fake-quant model on only {agreement:.1%} "
+                "of the calibration samples (expected >= 99 %)"
+            )
     return tfl
 
 
 def _tflite_run(tfl: bytes, x: np.ndarray) -> np.ndarray:
     """Run the .tflite on float samples with the TF Lite interpreter (float outputs, dequantized)."""
     try:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415  (TensorFlow Lite only where a check runs)
+
         it = Interpreter(model_content=tfl, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     except ImportError:  # pragma: no cover
-        it = tf.lite.Interpreter(model_content=tfl,
-                                 experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+        it = tf.lite.Interpreter(
+            model_content=tfl, experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF
+        )
     it.allocate_tensors()
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     res = []
     for i in range(len(x)):
-        xi = x[i:i + 1]
+        xi = x[i : i + 1]
         if inp["dtype"] != np.float32:
             s, z = inp["quantization"]
             info = np.iinfo(inp["dtype"])
@@ -784,12 +887,20 @@ def check_agreement(qat_model, tfl: bytes, x: np.ndarray) -> float | None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    from mcu_mot.fileio import atomic_write
     atomic_write(path, data)
 
 
-def qat(model_path_or_model, data_path, epochs: int = 3, out_path=None, io_float: bool = False,
-        batch_size: int = 32, learning_rate: float = 3e-4, progress: bool = True, **train_kwargs) -> bytes:
+def qat(
+    model_path_or_model,
+    data_path,
+    epochs: int = 3,
+    out_path=None,
+    io_float: bool = False,
+    batch_size: int = 32,
+    learning_rate: float = 3e-4,
+    progress: bool = True,
+    **train_kwargs,
+) -> bytes:
     """`mcu-mot optimize MODEL.keras --qat data.npz --epochs N -o m.tflite`: quantize the model for
     QAT, fine-tune it on data.npz (arrays x, y), convert to an int8 .tflite (written atomically
     to out_path when given) and return its bytes."""
@@ -799,8 +910,15 @@ def qat(model_path_or_model, data_path, epochs: int = 3, out_path=None, io_float
     x, y = _load_data(data_path)
     if isinstance(model, (str, Path)):
         model = load_keras(model)
-    qmodel = train_qat(model, (x, y), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                       progress=progress, **train_kwargs)
+    qmodel = train_qat(
+        model,
+        (x, y),
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        progress=progress,
+        **train_kwargs,
+    )
     tfl = convert_qat(qmodel, calib=x[:256], io_float=io_float)
     if out_path is not None:
         _write_atomic(Path(out_path), tfl)

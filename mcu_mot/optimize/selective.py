@@ -15,6 +15,7 @@ graph outputs after the signature ("StatefulPartitionedCall_1:0"), so an op
 with no token that produces a model output belongs to the Keras layer that
 produces that output.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,10 +32,10 @@ QDQ = (6, 114)  # BuiltinOperator DEQUANTIZE, QUANTIZE
 
 @dataclass
 class Tokenized:
-    model: object                 # the renamed clone (same weights)
-    names: list                   # token number -> original layer name
-    output_layers: list           # graph output k -> original layer name
-    layer_names: list = field(default_factory=list)   # the user's layer names, model order
+    model: object  # the renamed clone (same weights)
+    names: list  # token number -> original layer name
+    output_layers: list  # graph output k -> original layer name
+    layer_names: list = field(default_factory=list)  # the user's layer names, model order
 
     def restore(self, text: str) -> str:
         return TOKEN.sub(lambda m: self.names[int(m.group(1))], text)
@@ -42,7 +43,8 @@ class Tokenized:
 
 def user_layers(model) -> list:
     """The model's layers the user can select (input layers excluded), in model order."""
-    import keras
+    import keras  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
     return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
 
@@ -51,7 +53,7 @@ def match_layers(model, pattern: str, option: str) -> list:
     shown = one_line(pattern, 100)
     try:
         rx = re.compile(pattern)
-    except (re.error, OverflowError, RecursionError, ValueError) as exc:   # all that re.compile raises
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:  # all that re.compile raises
         raise MotError(f"{option} '{shown}' is not a valid regular expression ({one_line(exc, 200)})") from None
     names = [layer.name for layer in user_layers(model)]
     matched = [n for n in names if rx.fullmatch(n)]
@@ -63,7 +65,8 @@ def match_layers(model, pattern: str, option: str) -> list:
 
 def tokenize(model) -> Tokenized:
     """Clone a Functional/Sequential model with every layer renamed to a token."""
-    import keras
+    import keras  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
     names: list = []
 
     def rename(layer):
@@ -72,15 +75,19 @@ def tokenize(model) -> Tokenized:
         names.append(layer.name)
         return layer.__class__.from_config(cfg)
 
-    if not isinstance(model, (keras.Sequential, keras.Model)) or \
-            not (isinstance(model, keras.Sequential) or model.__class__.__name__ == "Functional"):
-        raise MotError(f"selective quantization needs a Functional or Sequential Keras model, "
-                       f"not {model.__class__.__name__}")
+    if not isinstance(model, (keras.Sequential, keras.Model)) or not (
+        isinstance(model, keras.Sequential) or model.__class__.__name__ == "Functional"
+    ):
+        raise MotError(
+            f"selective quantization needs a Functional or Sequential Keras model, not {model.__class__.__name__}"
+        )
     try:
         clone = keras.models.clone_model(model, clone_function=rename)
     except Exception as exc:  # subclassed models cannot be cloned
-        raise MotError(f"selective quantization needs a Functional or Sequential Keras model "
-                       f"(cloning '{model.name}' failed: {type(exc).__name__}: {exc})") from None
+        raise MotError(
+            f"selective quantization needs a Functional or Sequential Keras model "
+            f"(cloning '{model.name}' failed: {type(exc).__name__}: {exc})"
+        ) from None
     by_name = {layer.name: layer for layer in model.layers}
     for token, original in enumerate(names):
         new = clone.get_layer(f"mmq{token}x")
@@ -138,8 +145,10 @@ def check_coverage(layers_per_op: list, selected: list, option: str) -> set:
     chosen = set(selected)
     ops = {i for i, layers in enumerate(layers_per_op) if layers & chosen}
     if not ops:
-        raise MotError(f"{option}: the layers {', '.join(selected)} produce no op in the converted "
-                       f"model (they were folded into others or only act in training)")
+        raise MotError(
+            f"{option}: the layers {', '.join(selected)} produce no op in the converted "
+            f"model (they were folded into others or only act in training)"
+        )
     return ops
 
 

@@ -2,14 +2,23 @@
 from C++ before logging is configured), the Keras export's signature dump, the converter's
 MLIR and calibration lines and its UserWarnings. `-v` on the command line (set_verbose) lets
 everything through; otherwise a failing step still reports in one line."""
+
 from __future__ import annotations
 
 import os
 import sys
 import tempfile
+import warnings
 
-_NOISE = ("All log messages before absl::InitializeLog()", "cudart_stub.cc", "cuda drivers",
-          "TF-TRT Warning", "oneDNN custom operations", "computer_aided", "rebuild TensorFlow with")
+_NOISE = (
+    "All log messages before absl::InitializeLog()",
+    "cudart_stub.cc",
+    "cuda drivers",
+    "TF-TRT Warning",
+    "oneDNN custom operations",
+    "computer_aided",
+    "rebuild TensorFlow with",
+)
 
 
 _verbose = False
@@ -32,7 +41,8 @@ def import_tensorflow():
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     if _verbose:
-        import tensorflow as tf
+        import tensorflow as tf  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+
         return tf
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
@@ -40,8 +50,8 @@ def import_tensorflow():
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), 2)
         try:
-            import tensorflow as tf
-            import keras  # noqa: F401
+            import keras  # noqa: F401, PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
+            import tensorflow as tf  # noqa: PLC0415  (TensorFlow on first use: off the deploy path, after tfquiet)
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
@@ -58,7 +68,6 @@ class quiet_output:
     the block runs; `text` holds it afterwards, for an error message if something failed."""
 
     def __enter__(self):
-        import warnings
         sys.stdout.flush()
         sys.stderr.flush()
         self._tmp = tempfile.TemporaryFile()

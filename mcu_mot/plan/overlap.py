@@ -11,13 +11,13 @@ computed here exactly from the shapes. The planner then places input and
 output D bytes apart instead of side by side: a 3x3 conv on 32x32x16 needs
 16 KB + 34 pixels instead of 32 KB.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 
-def raster_lead(in_shape, out_shape, in_elem: int, out_elem: int, stride=(1, 1), pad=(0, 0),
-                block: int = 1) -> int:
+def raster_lead(in_shape, out_shape, in_elem: int, out_elem: int, stride=(1, 1), pad=(0, 0), block: int = 1) -> int:
     """Bytes the input must start above the output (may be negative) for a raster-order kernel.
 
     in_shape/out_shape: NHWC (batch included). pad: (top, left) padding in input pixels.
@@ -31,7 +31,7 @@ def raster_lead(in_shape, out_shape, in_elem: int, out_elem: int, stride=(1, 1),
     x = np.arange(w_out)[None, None, :]
     row = np.clip(y * stride[0] - pad[0], 0, h_in - 1)
     col = np.clip(x * stride[1] - pad[1], 0, w_in - 1)
-    first_needed = (b * h_in * w_in + row * w_in + col).ravel()       # input pixel index
+    first_needed = (b * h_in * w_in + row * w_in + col).ravel()  # input pixel index
     p = np.arange(first_needed.size)
     # pixel p's output is written while the inputs of pixels [p - block + 1, p] are still read
     group_end = np.minimum((p // block + 1) * block, p.size)

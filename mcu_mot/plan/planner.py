@@ -11,6 +11,7 @@ one step that needs it. Tensors tied this way form a group whose members keep
 fixed offsets relative to each other but keep their own lifetimes, so a dead
 input frees its bytes as soon as it dies.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,11 +26,12 @@ def _align(n: int) -> int:
 @dataclass(eq=False)
 class Buffer:
     """One tensor's (or one scratch area's) bytes and the steps during which they are live."""
+
     size: int
     first: int
     last: int
     tensor: object = None
-    scratch_of: int = -1     # step index for scratch buffers
+    scratch_of: int = -1  # step index for scratch buffers
     offset: int = -1
 
     def overlaps_in_time(self, other: "Buffer") -> bool:
@@ -39,7 +41,8 @@ class Buffer:
 @dataclass(eq=False)
 class Group:
     """Buffers placed together: member -> offset relative to the group's start."""
-    rel: dict = field(default_factory=dict)   # Buffer -> relative offset
+
+    rel: dict = field(default_factory=dict)  # Buffer -> relative offset
 
     @property
     def span(self) -> int:
@@ -50,8 +53,8 @@ class Group:
 class MemoryPlan:
     arena_bytes: int
     buffers: list
-    tensor_offset: dict      # id(tensor) -> offset
-    scratch_offset: dict     # step index -> offset
+    tensor_offset: dict  # id(tensor) -> offset
+    scratch_offset: dict  # step index -> offset
     shared: set = field(default_factory=set)  # (id(buffer), id(buffer)) allowed to share bytes at a step
 
     def offset(self, tensor) -> int:

@@ -11,6 +11,7 @@ Scratch buffers are planned in the arena like ours (Call.scratch_bytes, sizes
 computed in buffers.py); the cmsis_nn_context pointing at them is built once
 the memory plan exists (ScratchContext, resolved in codegen/compile.py).
 """
+
 from __future__ import annotations
 
 from mcu_mot.codegen.cmsis_nn import ops as _ops  # noqa: F401  (importing the lowerings registers them)

@@ -9,10 +9,11 @@ compiled on the host.
 Shapes: dims are (n, h, w, c) tuples as in cmsis_nn_dims; `conv` carries
 padding, stride and dilation as (h, w) pairs.
 """
+
 from __future__ import annotations
 
 CH_IN_BLOCK_MVE = 124
-DW_ONE_IN_CH_THRESHOLD = 1     # GCC value (armclang uses 8)
+DW_ONE_IN_CH_THRESHOLD = 1  # GCC value (armclang uses 8)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -25,13 +26,19 @@ def _cmod(a: int, b: int) -> int:
 
 
 def _is_1x1(conv, inp, filt) -> bool:
-    return (conv["padding"] == (0, 0) and filt[1] == 1 and filt[2] == 1 and conv["dilation"] == (1, 1)
-            and inp[3] == filt[3])
+    return (
+        conv["padding"] == (0, 0) and filt[1] == 1 and filt[2] == 1 and conv["dilation"] == (1, 1) and inp[3] == filt[3]
+    )
 
 
 def _is_1_x_n(conv, inp, filt) -> bool:
-    return (inp[1] == 1 and conv["dilation"][1] == 1 and filt[1] == 1
-            and (conv["stride"][1] * inp[3]) % 4 == 0 and inp[3] == filt[3])
+    return (
+        inp[1] == 1
+        and conv["dilation"][1] == 1
+        and filt[1] == 1
+        and (conv["stride"][1] * inp[3]) % 4 == 0
+        and inp[3] == filt[3]
+    )
 
 
 def _conv_s8_im2col(isa, inp, filt) -> int:
@@ -61,7 +68,7 @@ def _conv_1_x_n_s8_mve(conv, inp, filt, out) -> int:
 def convolve_wrapper_s8(isa, conv, inp, filt, out) -> int:
     """arm_convolve_wrapper_s8_get_buffer_size."""
     if _is_1x1(conv, inp, filt):
-        return 0          # the 1x1 fast path only takes a buffer with armclang on DSP
+        return 0  # the 1x1 fast path only takes a buffer with armclang on DSP
     if _is_1_x_n(conv, inp, filt):
         return _conv_1_x_n_s8_mve(conv, inp, filt, out) if isa == "mve" else _conv_s8_im2col(isa, inp, filt)
     return _conv_s8_im2col(isa, inp, filt)

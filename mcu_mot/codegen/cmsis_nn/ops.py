@@ -8,15 +8,16 @@ output_offset, per-channel multipliers/shifts), all as static const data. Layers
 CMSIS-NN cannot run with TFLM's exact semantics raise NotCovered and stay on the
 portable kernels; a layer the analysis rejects fails as it would on the portable ones.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from mcu_mot.ir.quantize import wrap_int32
 from mcu_mot.codegen import analysis as A
-from mcu_mot.codegen.lowering import Call
 from mcu_mot.codegen.cmsis_nn import buffers
 from mcu_mot.codegen.cmsis_nn.registry import HEADER, NotCovered, ScratchContext, lowers
+from mcu_mot.codegen.lowering import Call
+from mcu_mot.ir.quantize import wrap_int32
 
 
 def _tile(h: int, w: int) -> str:
@@ -75,13 +76,18 @@ def _fc_bias(op, bias, channels: int, allowed) -> np.ndarray:
 
 
 def _quant_arrays(ctx, op, q: A.ConvQuant):
-    return (ctx.array(f"{op.name}_mult", np.asarray(q.multiplier, np.int32)),
-            ctx.array(f"{op.name}_shift", np.asarray(q.shift, np.int32)))
+    return (
+        ctx.array(f"{op.name}_mult", np.asarray(q.multiplier, np.int32)),
+        ctx.array(f"{op.name}_shift", np.asarray(q.shift, np.int32)),
+    )
 
 
 def _per_channel(ctx, op, mult: str, shift: str) -> str:
-    return ctx.struct(f"{op.name}_q", "cmsis_nn_per_channel_quant_params",
-                      dict(multiplier=f"(int32_t *){mult}", shift=f"(int32_t *){shift}"))
+    return ctx.struct(
+        f"{op.name}_q",
+        "cmsis_nn_per_channel_quant_params",
+        dict(multiplier=f"(int32_t *){mult}", shift=f"(int32_t *){shift}"),
+    )
 
 
 def _geometry(g: A.ConvGeometry) -> dict:
@@ -104,11 +110,18 @@ def lower_conv(op, ctx):
     mult, shift = _quant_arrays(ctx, op, q)
     n, in_h, in_w, in_c, out_h, out_w, out_c = g.batches, g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c
     dims_in, dims_f, dims_out = (n, in_h, in_w, in_c), (1, g.k_h, g.k_w, g.k_c), (n, out_h, out_w, out_c)
-    params = ctx.struct(f"{op.name}_p", "cmsis_nn_conv_params", dict(
-        input_offset=q.input_offset if inp.dtype == "int8" else 0,
-        output_offset=q.output_zp if out.dtype == "int8" else 0,
-        stride=_tile(*geo["stride"]), padding=_tile(*geo["padding"]), dilation=_tile(*geo["dilation"]),
-        activation=_act(q.act_min, q.act_max)))
+    params = ctx.struct(
+        f"{op.name}_p",
+        "cmsis_nn_conv_params",
+        dict(
+            input_offset=q.input_offset if inp.dtype == "int8" else 0,
+            output_offset=q.output_zp if out.dtype == "int8" else 0,
+            stride=_tile(*geo["stride"]),
+            padding=_tile(*geo["padding"]),
+            dilation=_tile(*geo["dilation"]),
+            activation=_act(q.act_min, q.act_max),
+        ),
+    )
     if inp.dtype == "int8":
         b = ctx.array(f"{op.name}_bias", wrap_int32(A.bias_values(op, bias, out_c, ("int32",))))
         scratch = buffers.convolve_wrapper_s8(ctx.isa, geo, dims_in, dims_f, dims_out)
@@ -117,15 +130,22 @@ def lower_conv(op, ctx):
         raw = A.bias_values(op, bias, out_c, ("int32", "int64"))
         int32_bias = bias is not None and bias.dtype == "int32"
         b = ctx.array(f"{op.name}_bias", wrap_int32(raw) if int32_bias else raw.astype(np.int64))
-        bias_arg = ctx.struct(f"{op.name}_b", "cmsis_nn_bias_data",
-                              dict(data=b, is_int32_bias=1 if int32_bias else 0))
+        bias_arg = ctx.struct(f"{op.name}_b", "cmsis_nn_bias_data", dict(data=b, is_int32_bias=1 if int32_bias else 0))
         scratch = buffers.convolve_wrapper_s16(ctx.isa, geo, dims_in, dims_f, dims_out)
         fn = "arm_convolve_wrapper_s16"
-    args = [_context(ctx, op, scratch), params, _per_channel(ctx, op, mult, shift),
-            _dims(ctx, f"{op.name}_din", *dims_in), inp,
-            _dims(ctx, f"{op.name}_dfl", *dims_f), ctx.weights(weights),
-            _dims(ctx, f"{op.name}_dbi", 1, 1, 1, out_c), bias_arg,
-            _dims(ctx, f"{op.name}_dout", *dims_out), out]
+    args = [
+        _context(ctx, op, scratch),
+        params,
+        _per_channel(ctx, op, mult, shift),
+        _dims(ctx, f"{op.name}_din", *dims_in),
+        inp,
+        _dims(ctx, f"{op.name}_dfl", *dims_f),
+        ctx.weights(weights),
+        _dims(ctx, f"{op.name}_dbi", 1, 1, 1, out_c),
+        bias_arg,
+        _dims(ctx, f"{op.name}_dout", *dims_out),
+        out,
+    ]
     return Call(fn, args, HEADER, scratch_bytes=scratch, raster_block=0, macs=g.macs)
 
 
@@ -144,11 +164,19 @@ def lower_depthwise(op, ctx):
     dims_in, dims_f, dims_out = (n, in_h, in_w, in_c), (1, g.k_h, g.k_w, out_c), (n, out_h, out_w, out_c)
     dm = g.depth_mult
     dw = dict(geo, ch_mult=dm)
-    params = ctx.struct(f"{op.name}_p", "cmsis_nn_dw_conv_params", dict(
-        input_offset=q.input_offset if inp.dtype == "int8" else 0,
-        output_offset=q.output_zp if out.dtype == "int8" else 0,
-        ch_mult=dm, stride=_tile(*geo["stride"]), padding=_tile(*geo["padding"]),
-        dilation=_tile(*geo["dilation"]), activation=_act(q.act_min, q.act_max)))
+    params = ctx.struct(
+        f"{op.name}_p",
+        "cmsis_nn_dw_conv_params",
+        dict(
+            input_offset=q.input_offset if inp.dtype == "int8" else 0,
+            output_offset=q.output_zp if out.dtype == "int8" else 0,
+            ch_mult=dm,
+            stride=_tile(*geo["stride"]),
+            padding=_tile(*geo["padding"]),
+            dilation=_tile(*geo["dilation"]),
+            activation=_act(q.act_min, q.act_max),
+        ),
+    )
     if inp.dtype == "int8":
         b = ctx.array(f"{op.name}_bias", wrap_int32(A.bias_values(op, bias, out_c, ("int32",))))
         scratch = buffers.depthwise_wrapper_s8(ctx.isa, dw, dims_in, dims_f, dims_out)
@@ -157,11 +185,19 @@ def lower_depthwise(op, ctx):
         b = ctx.array(f"{op.name}_bias", A.bias_values(op, bias, out_c, ("int64",)).astype(np.int64))
         scratch = buffers.depthwise_wrapper_s16(ctx.isa, dw, dims_in, dims_f, dims_out)
         fn = "arm_depthwise_conv_wrapper_s16"
-    args = [_context(ctx, op, scratch), params, _per_channel(ctx, op, mult, shift),
-            _dims(ctx, f"{op.name}_din", *dims_in), inp,
-            _dims(ctx, f"{op.name}_dfl", *dims_f), ctx.weights(weights),
-            _dims(ctx, f"{op.name}_dbi", 1, 1, 1, out_c), b,
-            _dims(ctx, f"{op.name}_dout", *dims_out), out]
+    args = [
+        _context(ctx, op, scratch),
+        params,
+        _per_channel(ctx, op, mult, shift),
+        _dims(ctx, f"{op.name}_din", *dims_in),
+        inp,
+        _dims(ctx, f"{op.name}_dfl", *dims_f),
+        ctx.weights(weights),
+        _dims(ctx, f"{op.name}_dbi", 1, 1, 1, out_c),
+        b,
+        _dims(ctx, f"{op.name}_dout", *dims_out),
+        out,
+    ]
     return Call(fn, args, HEADER, scratch_bytes=scratch, raster_block=0, macs=g.macs)
 
 
@@ -189,17 +225,27 @@ def lower_fully_connected(op, ctx):
     per_channel, w_zp, in_zp, out_zp = q.per_channel, q.weights_zp, q.input_zp, q.output_zp
     act_min, act_max = q.act_min, q.act_max
     mult, shift = _quant_arrays(ctx, op, q)
-    fc_dims = [_dims(ctx, f"{op.name}_din", batches, 1, 1, in_depth), inp,
-               _dims(ctx, f"{op.name}_dfl", in_depth, 1, 1, out_depth), ctx.weights(weights),
-               _dims(ctx, f"{op.name}_dbi", 1, 1, 1, out_depth)]
+    fc_dims = [
+        _dims(ctx, f"{op.name}_din", batches, 1, 1, in_depth),
+        inp,
+        _dims(ctx, f"{op.name}_dfl", in_depth, 1, 1, out_depth),
+        ctx.weights(weights),
+        _dims(ctx, f"{op.name}_dbi", 1, 1, 1, out_depth),
+    ]
     macs = g.macs
     if inp.dtype == "int8":
         raw = wrap_int32(_fc_bias(op, bias, out_depth, ("int32",)))
         b = ctx.array(f"{op.name}_bias", raw)
-        params = ctx.struct(f"{op.name}_p", "cmsis_nn_fc_params", dict(
-            input_offset=-in_zp, filter_offset=-w_zp, output_offset=out_zp, activation=_act(act_min, act_max)))
-        quant = ctx.struct(f"{op.name}_q", "cmsis_nn_quant_params", dict(
-            multiplier=f"(int32_t *){mult}", shift=f"(int32_t *){shift}", is_per_channel=int(per_channel)))
+        params = ctx.struct(
+            f"{op.name}_p",
+            "cmsis_nn_fc_params",
+            dict(input_offset=-in_zp, filter_offset=-w_zp, output_offset=out_zp, activation=_act(act_min, act_max)),
+        )
+        quant = ctx.struct(
+            f"{op.name}_q",
+            "cmsis_nn_quant_params",
+            dict(multiplier=f"(int32_t *){mult}", shift=f"(int32_t *){shift}", is_per_channel=int(per_channel)),
+        )
         if buffers.fully_connected_s8(ctx.isa, out_depth):
             # MVE: the kernel sums arm_vector_sum_s8 would compute, as constants
             w = weights.data.reshape(out_depth, in_depth).astype(np.int64)
@@ -215,12 +261,19 @@ def lower_fully_connected(op, ctx):
     if w_zp or in_zp or out_zp:
         raise NotCovered("int16 fully connected needs zero points 0")
     b = ctx.array(f"{op.name}_bias", A.bias_values(op, bias, out_depth, ("int64",)).astype(np.int64))
-    params = ctx.struct(f"{op.name}_p", "cmsis_nn_fc_params", dict(
-        input_offset=0, filter_offset=0, output_offset=0, activation=_act(act_min, act_max)))
-    quant = ctx.struct(f"{op.name}_q", "cmsis_nn_per_tensor_quant_params",
-                       dict(multiplier=int(q.multiplier[0]), shift=int(q.shift[0])))
-    args = [_context(ctx, op, 0), params, quant] + fc_dims + [b, _dims(ctx, f"{op.name}_dout", batches, 1, 1,
-                                                                          out_depth), out]
+    params = ctx.struct(
+        f"{op.name}_p",
+        "cmsis_nn_fc_params",
+        dict(input_offset=0, filter_offset=0, output_offset=0, activation=_act(act_min, act_max)),
+    )
+    quant = ctx.struct(
+        f"{op.name}_q", "cmsis_nn_per_tensor_quant_params", dict(multiplier=int(q.multiplier[0]), shift=int(q.shift[0]))
+    )
+    args = (
+        [_context(ctx, op, 0), params, quant]
+        + fc_dims
+        + [b, _dims(ctx, f"{op.name}_dout", batches, 1, 1, out_depth), out]
+    )
     return Call("arm_fully_connected_s16", args, HEADER, macs=macs)
 
 
@@ -259,10 +312,24 @@ def lower_add(op, ctx):
     a, b, out = _elementwise_inputs(op)
     q = A.add_quant(op)
     sfx = "s8" if out.dtype == "int8" else "s16"
-    args = [_operand(ctx, a), _operand(ctx, b), str(q.input1_offset), str(q.input1_multiplier), str(q.input1_shift),
-            str(q.input2_offset), str(q.input2_multiplier), str(q.input2_shift), str(q.left_shift), out,
-            str(q.output_offset), str(q.output_multiplier), str(q.output_shift), str(q.act_min), str(q.act_max),
-            str(out.size)]
+    args = [
+        _operand(ctx, a),
+        _operand(ctx, b),
+        str(q.input1_offset),
+        str(q.input1_multiplier),
+        str(q.input1_shift),
+        str(q.input2_offset),
+        str(q.input2_multiplier),
+        str(q.input2_shift),
+        str(q.left_shift),
+        out,
+        str(q.output_offset),
+        str(q.output_multiplier),
+        str(q.output_shift),
+        str(q.act_min),
+        str(q.act_max),
+        str(out.size),
+    ]
     return Call(f"arm_elementwise_add_{sfx}", args, HEADER, macs=out.size, inplace=_inplace(op))
 
 
@@ -271,9 +338,19 @@ def lower_mul(op, ctx):
     a, b, out = _elementwise_inputs(op)
     q = A.mul_quant(op)
     sfx = "s8" if out.dtype == "int8" else "s16"
-    args = [_operand(ctx, a), _operand(ctx, b), str(q.input1_offset), str(q.input2_offset), out,
-            str(q.output_offset), str(q.output_multiplier), str(q.output_shift),
-            str(q.act_min), str(q.act_max), str(out.size)]
+    args = [
+        _operand(ctx, a),
+        _operand(ctx, b),
+        str(q.input1_offset),
+        str(q.input2_offset),
+        out,
+        str(q.output_offset),
+        str(q.output_multiplier),
+        str(q.output_shift),
+        str(q.act_min),
+        str(q.act_max),
+        str(out.size),
+    ]
     return Call(f"arm_elementwise_mul_{sfx}", args, HEADER, macs=out.size, inplace=_inplace(op))
 
 
@@ -288,14 +365,24 @@ def lower_pool(op, ctx):
     act_min, act_max = A.pool_quant(op)
     n, in_h, in_w, c, out_h, out_w = g.batches, g.in_h, g.in_w, g.depth, g.out_h, g.out_w
     s_h, s_w, f_h, f_w, pad_h, pad_w = g.stride_h, g.stride_w, g.filter_h, g.filter_w, g.pad_h, g.pad_w
-    params = ctx.struct(f"{op.name}_p", "cmsis_nn_pool_params", dict(
-        stride=_tile(s_h, s_w), padding=_tile(pad_h, pad_w), activation=_act(act_min, act_max)))
+    params = ctx.struct(
+        f"{op.name}_p",
+        "cmsis_nn_pool_params",
+        dict(stride=_tile(s_h, s_w), padding=_tile(pad_h, pad_w), activation=_act(act_min, act_max)),
+    )
     sfx = "s8" if inp.dtype == "int8" else "s16"
     avg = op.opcode == "AVERAGE_POOL_2D"
     scratch = buffers.avgpool(ctx.isa, out_w, c) if avg else 0
     fn = f"arm_avgpool_{sfx}" if avg else f"arm_max_pool_{sfx}"
-    args = [_context(ctx, op, scratch), params, _dims(ctx, f"{op.name}_din", n, in_h, in_w, c), inp,
-            _dims(ctx, f"{op.name}_dfl", 1, f_h, f_w, 1), _dims(ctx, f"{op.name}_dout", n, out_h, out_w, c), out]
+    args = [
+        _context(ctx, op, scratch),
+        params,
+        _dims(ctx, f"{op.name}_din", n, in_h, in_w, c),
+        inp,
+        _dims(ctx, f"{op.name}_dfl", 1, f_h, f_w, 1),
+        _dims(ctx, f"{op.name}_dout", n, out_h, out_w, c),
+        out,
+    ]
     return Call(fn, args, HEADER, scratch_bytes=scratch, raster_block=0, macs=g.macs)
 
 

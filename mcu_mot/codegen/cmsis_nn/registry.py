@@ -1,13 +1,14 @@
 """What the CMSIS-NN lowerings share: the header, the lowering registry, the NotCovered signal,
 the scratch-context argument and where the user's CMSIS-NN checkout is."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Callable
 
-from mcu_mot.errors import MotError
 from mcu_mot.codegen.lowering import registrar
+from mcu_mot.errors import MotError
 
 HEADER = "arm_nnfunctions.h"
 _LOWERINGS: dict[str, Callable] = {}
@@ -36,13 +37,16 @@ def cmsis_nn_path(required: bool = True):
     raw = os.environ.get("CMSIS_NN_PATH", "").strip()
     if not raw:
         if required:
-            raise MotError("backend cmsis-nn needs CMSIS_NN_PATH set to a CMSIS-NN checkout "
-                           "(git clone https://github.com/ARM-software/CMSIS-NN); or use --backend portable")
+            raise MotError(
+                "backend cmsis-nn needs CMSIS_NN_PATH set to a CMSIS-NN checkout "
+                "(git clone https://github.com/ARM-software/CMSIS-NN); or use --backend portable"
+            )
         return None
     path = Path(raw).expanduser()
     if not (path / "Include" / "arm_nnfunctions.h").is_file() or not (path / "Source").is_dir():
-        raise MotError(f"CMSIS_NN_PATH={raw} does not look like a CMSIS-NN checkout "
-                       "(no Include/arm_nnfunctions.h and Source/)")
+        raise MotError(
+            f"CMSIS_NN_PATH={raw} does not look like a CMSIS-NN checkout (no Include/arm_nnfunctions.h and Source/)"
+        )
     return path.resolve()
 
 

@@ -9,17 +9,21 @@ are only reached through code a target does not compile (an MVE-only branch on
 a Cortex-M4) are compiled anyway; they cost build time, never flash
 (-ffunction-sections, --gc-sections).
 """
+
 from __future__ import annotations
 
 import functools
 import re
 from pathlib import Path
 
+from mcu_mot.errors import MotError
+
 _COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
 _IDENT = re.compile(r"\b[A-Za-z_]\w*\b")
 # a function definition or a global const table starting in column 0 (CMSIS-NN style)
-_DEF_FN = re.compile(r"^(?!static\b)(?!typedef\b)[A-Za-z_][\w \t\*]*?\b([A-Za-z_]\w*)\s*\(([^;{]*)\)\s*\{",
-                     re.MULTILINE)
+_DEF_FN = re.compile(
+    r"^(?!static\b)(?!typedef\b)[A-Za-z_][\w \t\*]*?\b([A-Za-z_]\w*)\s*\(([^;{]*)\)\s*\{", re.MULTILINE
+)
 _DEF_TABLE = re.compile(r"^(?:const\s+)?[A-Za-z_]\w*\s+([A-Za-z_]\w*)\s*\[[^\]]*\]\s*=", re.MULTILINE)
 _INLINE = re.compile(r"__STATIC_(?:FORCE)?INLINE\b[^;{(]*?\b([A-Za-z_]\w*)\s*\([^;{]*\)\s*\{")
 _KEYWORDS = {"if", "for", "while", "switch", "return", "sizeof"}
@@ -39,7 +43,7 @@ def _body(text: str, brace: int) -> str:
         elif c == "}":
             depth -= 1
             if depth == 0:
-                return text[brace:i + 1]
+                return text[brace : i + 1]
     return text[brace:]
 
 
@@ -70,9 +74,10 @@ def sources_for(root, functions) -> list[Path]:
     definer, refs, inline = _index(str(Path(root).resolve()))
     missing = [f for f in functions if f not in definer]
     if missing:
-        from mcu_mot.errors import MotError
-        raise MotError(f"CMSIS-NN at {root} does not define {', '.join(sorted(missing))} "
-                       "(an older or newer CMSIS-NN than this mcu_mot supports?)")
+        raise MotError(
+            f"CMSIS-NN at {root} does not define {', '.join(sorted(missing))} "
+            "(an older or newer CMSIS-NN than this mcu_mot supports?)"
+        )
     files: set[Path] = set()
     seen: set[str] = set()
     todo = list(functions)

@@ -5,6 +5,7 @@ One module per C kernel family: <family>.py lowers to firmware/kernels/mm_<famil
 elementwise, fully_connected, hybrid, nonlinear, pool, quantize, reduce, shape, softmax,
 transpose_conv); besides them, reshape.py (views, no kernel) and common.py (helpers).
 The op analysis both backends share is codegen/analysis.py."""
+
 import importlib
 import pkgutil
 

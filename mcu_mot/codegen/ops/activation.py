@@ -12,14 +12,15 @@ The multiplier ratios are formed in double: that is what the reference
 interpreter (pip tflite-micro) computes. Some TFLM source snapshots divide the
 float scales in float first; exhaustive int16 tests tell the two apart.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from mcu_mot.ir.quantize import quantize_multiplier, tflite_round, wrap_int32
-from mcu_mot.codegen.lowering import Call, c_float, lowers, unsupported
 from mcu_mot.codegen.analysis import checked_multiplier, qparams
+from mcu_mot.codegen.lowering import Call, c_float, lowers, unsupported
 from mcu_mot.codegen.ops.common import SUFFIX
+from mcu_mot.ir.quantize import quantize_multiplier, tflite_round, wrap_int32
 
 QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
 
@@ -56,9 +57,19 @@ def lower_relu(op, ctx):
     mult, shift = checked_multiplier(op, s_in / s_out)
     qmin, qmax = QRANGE[inp.dtype]
     act_min = max(qmin, z_out + int(tflite_round(float(_f32(0.0) / _f32(s_out)))))
-    params = ctx.struct(f"{op.name}_p", "mm_relu_params", dict(
-        size=out.size, input_zero_point=z_in, output_zero_point=z_out,
-        multiplier=mult, shift=shift, act_min=act_min, act_max=qmax))
+    params = ctx.struct(
+        f"{op.name}_p",
+        "mm_relu_params",
+        dict(
+            size=out.size,
+            input_zero_point=z_in,
+            output_zero_point=z_out,
+            multiplier=mult,
+            shift=shift,
+            act_min=act_min,
+            act_max=qmax,
+        ),
+    )
     return Call(f"mm_relu_{sfx}", [params, inp, out], "mm_activation.h", inplace=(0, 0))
 
 
@@ -71,7 +82,7 @@ def lower_relu6(op, ctx):
     qmin, qmax = QRANGE[inp.dtype]
     # FloatToQuantizedType: round(6.0f / scale) in float, + zero point, clamped
     q = _f32(6.0) / _f32(s_in)
-    if not np.isfinite(q) or abs(float(q)) >= 2.0 ** 31:
+    if not np.isfinite(q) or abs(float(q)) >= 2.0**31:
         raise unsupported(op, f"input scale {s_in!r} puts 6.0 outside the int32 range")
     six = min(qmax, max(qmin, int(tflite_round(float(q))) + z_in))
     params = ctx.struct(f"{op.name}_p", "mm_relu6_params", dict(size=out.size, lo=z_in, hi=six))
@@ -83,16 +94,25 @@ def lower_leaky_relu(op, ctx):
     inp, out, sfx = _unary(op, ("int8", "int16", "float32"))
     alpha = _f32(op.options.get("alpha", 0.0))
     if sfx == "f32":
-        return Call("mm_leaky_relu_f32", [str(out.size), c_float(alpha), inp, out],
-                    "mm_activation.h", inplace=(0, 0))
+        return Call("mm_leaky_relu_f32", [str(out.size), c_float(alpha), inp, out], "mm_activation.h", inplace=(0, 0))
     s_in, z_in = qparams(op, inp)
     s_out, z_out = qparams(op, out)
     m_alpha, sh_alpha = checked_multiplier(op, s_in * float(alpha) / s_out, "alpha factor")
     m_id, sh_id = checked_multiplier(op, s_in / s_out)
-    params = ctx.struct(f"{op.name}_p", "mm_leaky_relu_params", dict(
-        size=out.size, input_zero_point=z_in, output_zero_point=z_out,
-        multiplier_identity=m_id, shift_identity=sh_id,
-        multiplier_alpha=abs(m_alpha), shift_alpha=sh_alpha, alpha_negative=int(m_alpha < 0)))
+    params = ctx.struct(
+        f"{op.name}_p",
+        "mm_leaky_relu_params",
+        dict(
+            size=out.size,
+            input_zero_point=z_in,
+            output_zero_point=z_out,
+            multiplier_identity=m_id,
+            shift_identity=sh_id,
+            multiplier_alpha=abs(m_alpha),
+            shift_alpha=sh_alpha,
+            alpha_negative=int(m_alpha < 0),
+        ),
+    )
     return Call(f"mm_leaky_relu_{sfx}", [params, inp, out], "mm_activation.h", inplace=(0, 0))
 
 
@@ -188,8 +208,9 @@ def lower_hard_swish(op, ctx):
     s_out, z_out = qparams(op, out)
     _, out_exp, _, _ = hard_swish_params(s_in, s_out)
     if out_exp > 0:  # TF_LITE_ENSURE in TFLM's Prepare
-        raise unsupported(op, f"output multiplier exponent {out_exp} > 0 (input scale {s_in!r} "
-                              f"too large for output scale {s_out!r})")
+        raise unsupported(
+            op, f"output multiplier exponent {out_exp} > 0 (input scale {s_in!r} too large for output scale {s_out!r})"
+        )
     lut = ctx.array(f"{op.name}_lut", hard_swish_table(s_in, z_in, s_out, z_out), "int8")
     params = ctx.struct(f"{op.name}_p", "mm_lut_s8_params", dict(size=out.size, lut=lut))
     return Call("mm_hard_swish_s8", [params, inp, out], "mm_activation.h", inplace=(0, 0))

@@ -1,6 +1,7 @@
 """SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND: how Keras 3 expresses dilated convolutions."""
-from mcu_mot.ir.graph import DTYPE_BYTES
+
 from mcu_mot.codegen.lowering import Call, lowers, unsupported
+from mcu_mot.ir.graph import DTYPE_BYTES
 
 
 def _params(op, ctx, kernel: str):
@@ -12,11 +13,20 @@ def _params(op, ctx, kernel: str):
         raise unsupported(op, "input and output types differ")
     bh, bw = (int(v) for v in block.data.ravel()[:2])
     pad = pads.data.reshape(-1, 2)
-    fields = dict(in_b=inp.shape[0], in_h=inp.shape[1], in_w=inp.shape[2],
-                  out_b=out.shape[0], out_h=out.shape[1], out_w=out.shape[2],
-                  block_h=bh, block_w=bw, pad_top=int(pad[0, 0]), pad_left=int(pad[1, 0]),
-                  pixel_bytes=inp.shape[3] * DTYPE_BYTES[inp.dtype],
-                  pad_byte=int(out.quant.zero_point[0]) & 0xFF if out.dtype == "int8" and out.quant else 0)
+    fields = dict(
+        in_b=inp.shape[0],
+        in_h=inp.shape[1],
+        in_w=inp.shape[2],
+        out_b=out.shape[0],
+        out_h=out.shape[1],
+        out_w=out.shape[2],
+        block_h=bh,
+        block_w=bw,
+        pad_top=int(pad[0, 0]),
+        pad_left=int(pad[1, 0]),
+        pixel_bytes=inp.shape[3] * DTYPE_BYTES[inp.dtype],
+        pad_byte=int(out.quant.zero_point[0]) & 0xFF if out.dtype == "int8" and out.quant else 0,
+    )
     p = ctx.struct(f"{op.name}_p", "mm_batch_space_params", fields)
     return Call(kernel, [p, inp, out], "mm_batch_space.h")
 

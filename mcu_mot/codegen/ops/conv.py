@@ -16,13 +16,23 @@ Bit-exactness notes (TFLite Micro reference kernels):
   recomputed from the padding type; offset ignored); TRANSPOSE_CONV computes
   it with the output as the "image".
 """
+
 import numpy as np
 
-from mcu_mot.ir.quantize import wrap_int32
-from mcu_mot.codegen.analysis import (ConvGeometry, ConvQuant, bias_values, conv_geometry, conv_quant, fold_bias,
-                                      fused_range)
+from mcu_mot.codegen.analysis import (
+    ConvGeometry,
+    ConvQuant,
+    bias_values,
+    conv_geometry,
+    conv_quant,
+    fold_bias,
+    fused_range,
+)
 from mcu_mot.codegen.lowering import Call, lowers, unsupported
 from mcu_mot.codegen.ops.common import kernel_suffix
+from mcu_mot.codegen.ops.conv_gemm import lower_conv_gemm
+from mcu_mot.codegen.ops.hybrid import is_hybrid, lower_conv_2d_hybrid
+from mcu_mot.ir.quantize import wrap_int32
 
 _SCHEMA_INT32 = 2  # tflite TensorType.INT32 in quantized_bias_type
 
@@ -50,19 +60,40 @@ def geometry_fields(g: ConvGeometry, *names) -> dict:
     return {n: getattr(g, n) for n in names}
 
 
-_CONV_FIELDS = ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "k_c", "oc_per_group",
-                "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w")
+_CONV_FIELDS = (
+    "batches",
+    "in_h",
+    "in_w",
+    "in_c",
+    "out_h",
+    "out_w",
+    "out_c",
+    "k_h",
+    "k_w",
+    "k_c",
+    "oc_per_group",
+    "stride_h",
+    "stride_w",
+    "dil_h",
+    "dil_w",
+    "pad_h",
+    "pad_w",
+)
+
+
 def quant_fields(op, ctx, q: ConvQuant) -> dict:
     """The fields shared by the quantized kernels: activation range, multiplier/shift arrays."""
-    return dict(act_min=q.act_min, act_max=q.act_max,
-                multiplier=ctx.array(f"{op.name}_mult", q.multiplier),
-                shift=ctx.array(f"{op.name}_shift", q.shift))
+    return dict(
+        act_min=q.act_min,
+        act_max=q.act_max,
+        multiplier=ctx.array(f"{op.name}_mult", q.multiplier),
+        shift=ctx.array(f"{op.name}_shift", q.shift),
+    )
 
 
 # ------------------------------------------------------------------ CONV_2D
 @lowers("CONV_2D")
 def lower_conv_2d(op, ctx):
-    from mcu_mot.codegen.ops.hybrid import is_hybrid, lower_conv_2d_hybrid
     if is_hybrid(op):  # dynamic-range: float activations, int8 weights
         return lower_conv_2d_hybrid(op, ctx)
     inp, weights = op.inputs[0], op.inputs[1]
@@ -76,34 +107,40 @@ def lower_conv_2d(op, ctx):
     macs = g.macs
     if sfx == "f32":
         act_min, act_max = fused_range(op, out)
-        params = ctx.struct(f"{op.name}_p", "mm_conv_f32_params", dict(
-            geom, act_min=act_min, act_max=act_max, bias=f32_bias(op, ctx, bias, out_c)))
+        params = ctx.struct(
+            f"{op.name}_p",
+            "mm_conv_f32_params",
+            dict(geom, act_min=act_min, act_max=act_max, bias=f32_bias(op, ctx, bias, out_c)),
+        )
         return Call("mm_conv_f32", [params, inp, ctx.weights(weights), out], "mm_conv.h", macs=macs)
 
     qa = conv_quant(op, inp, weights, out, out_c)
     q = quant_fields(op, ctx, qa)
     w = weights.data.reshape(out_c, -1)
-    gemm = ctx.dsp and g.groups == 1   # DSP / Helium: patch x weight-row kernel (conv_gemm.py)
+    gemm = ctx.dsp and g.groups == 1  # DSP / Helium: patch x weight-row kernel (conv_gemm.py)
     if sfx == "s8":
         b = bias_values(op, bias, out_c, ("int32",))
         folded = fold_bias(b, w, qa.input_offset)
         # the Helium kernel pads windows with the zero point: the folded bias is its only bias
         raw = folded if (gemm and ctx.mve) else wrap_int32(b)
-        fields = dict(geom, input_offset=qa.input_offset, output_offset=qa.output_zp, **q,
-                      bias=ctx.array(f"{op.name}_bias", raw),
-                      bias_folded="NULL" if gemm else ctx.array(f"{op.name}_bias_f", folded),
-                      bias64="NULL")
+        fields = dict(
+            geom,
+            input_offset=qa.input_offset,
+            output_offset=qa.output_zp,
+            **q,
+            bias=ctx.array(f"{op.name}_bias", raw),
+            bias_folded="NULL" if gemm else ctx.array(f"{op.name}_bias_f", folded),
+            bias64="NULL",
+        )
     else:
         b = bias_values(op, bias, out_c, ("int32", "int64"))
-        acc32 = (bias.dtype == "int32") if bias is not None else \
-            int(o.get("quantized_bias_type", 0)) == _SCHEMA_INT32
+        acc32 = (bias.dtype == "int32") if bias is not None else int(o.get("quantized_bias_type", 0)) == _SCHEMA_INT32
         fields = dict(geom, input_offset=0, output_offset=0, **q, bias_folded="NULL")
         if acc32:
             fields.update(bias=ctx.array(f"{op.name}_bias", wrap_int32(b)), bias64="NULL")
         else:
             fields.update(bias="NULL", bias64=ctx.array(f"{op.name}_bias", b.astype(np.int64)))
     if gemm:
-        from mcu_mot.codegen.ops.conv_gemm import lower_conv_gemm
         return lower_conv_gemm(op, ctx, g, qa, sfx, weights, b, fields)
     params = ctx.struct(f"{op.name}_p", "mm_conv_params", fields)
     return Call(f"mm_conv_{sfx}", [params, inp, ctx.weights(weights), out], "mm_conv.h", macs=macs)

@@ -9,11 +9,12 @@ with the quad's rows interleaved in 16-byte steps and, for int8, the
 input zero-point correction folded into the bias (the kernel pads windows
 with the zero point). Flash cost: the row padding (and one zero row for an odd channel count on DSP).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from mcu_mot.codegen.analysis import ConvGeometry, ConvQuant, fast_requant_s16, fast_requant_s8, fold_bias
+from mcu_mot.codegen.analysis import ConvGeometry, ConvQuant, fast_requant_s8, fast_requant_s16, fold_bias
 from mcu_mot.codegen.lowering import SCRATCH, Call, scratch_size
 
 _DSP_ORDER = np.array([0, 2, 1, 3])
@@ -60,8 +61,7 @@ def gemm_weights(w: np.ndarray, mve: bool) -> tuple[np.ndarray, int]:
     return rows.reshape(-1, k_pad), k_pad
 
 
-def lower_conv_gemm(op, ctx, g: ConvGeometry, qa: ConvQuant, sfx: str, weights, bias: np.ndarray,
-                    fields: dict) -> Call:
+def lower_conv_gemm(op, ctx, g: ConvGeometry, qa: ConvQuant, sfx: str, weights, bias: np.ndarray, fields: dict) -> Call:
     """The mm_conv_gemm call for a one-group CONV_2D; `fields` are the quantization fields
     (bias: raw on DSP, zero-point-folded on Helium int8; bias64, multiplier, shift, offsets,
     activation range), `bias` the layer's bias values (int64, zeros if none)."""
@@ -77,20 +77,49 @@ def lower_conv_gemm(op, ctx, g: ConvGeometry, qa: ConvQuant, sfx: str, weights, 
         rq, bias32 = _fast_requantization_s16(op, ctx, weights, qa, bias)
         if rq != "NULL":
             fields = dict(fields, bias=bias32, bias64="NULL")
-    params = ctx.struct(f"{op.name}_gp", "mm_conv_gemm_params", dict(
-        batches=g.batches, in_h=g.in_h, in_w=g.in_w, in_c=g.in_c,
-        out_h=g.out_h, out_w=g.out_w, out_c=out_c, k_h=g.k_h, k_w=g.k_w,
-        stride_h=g.stride_h, stride_w=g.stride_w, dil_h=g.dil_h, dil_w=g.dil_w,
-        pad_h=g.pad_h, pad_w=g.pad_w, k=k, k_pad=k_pad,
-        input_offset=fields["input_offset"], output_offset=fields["output_offset"],
-        act_min=fields["act_min"], act_max=fields["act_max"], bias=fields["bias"], bias64=fields["bias64"],
-        # the proven-range requantization needs no multiplier/shift arrays
-        multiplier=fields["multiplier"] if rq == "NULL" else "NULL",
-        shift=fields["shift"] if rq == "NULL" else "NULL", rq=rq))
+    params = ctx.struct(
+        f"{op.name}_gp",
+        "mm_conv_gemm_params",
+        dict(
+            batches=g.batches,
+            in_h=g.in_h,
+            in_w=g.in_w,
+            in_c=g.in_c,
+            out_h=g.out_h,
+            out_w=g.out_w,
+            out_c=out_c,
+            k_h=g.k_h,
+            k_w=g.k_w,
+            stride_h=g.stride_h,
+            stride_w=g.stride_w,
+            dil_h=g.dil_h,
+            dil_w=g.dil_w,
+            pad_h=g.pad_h,
+            pad_w=g.pad_w,
+            k=k,
+            k_pad=k_pad,
+            input_offset=fields["input_offset"],
+            output_offset=fields["output_offset"],
+            act_min=fields["act_min"],
+            act_max=fields["act_max"],
+            bias=fields["bias"],
+            bias64=fields["bias64"],
+            # the proven-range requantization needs no multiplier/shift arrays
+            multiplier=fields["multiplier"] if rq == "NULL" else "NULL",
+            shift=fields["shift"] if rq == "NULL" else "NULL",
+            rq=rq,
+        ),
+    )
     macs = g.batches * g.out_h * g.out_w * out_c * k
     layout = ctx.array(f"{weights.name}_{'mve' if ctx.mve else 'dsp'}", w)
-    return Call(f"mm_conv_gemm_{sfx}", [params, inp, layout, out, SCRATCH], "mm_conv_gemm.h",
-                scratch_shape=dict(in_c=g.in_c, k_h=g.k_h, k_w=g.k_w), macs=macs, raster_block=2)
+    return Call(
+        f"mm_conv_gemm_{sfx}",
+        [params, inp, layout, out, SCRATCH],
+        "mm_conv_gemm.h",
+        scratch_shape=dict(in_c=g.in_c, k_h=g.k_h, k_w=g.k_w),
+        macs=macs,
+        raster_block=2,
+    )
 
 
 def _fast_requantization(op, ctx, weights, qa: ConvQuant, bias: np.ndarray) -> str:
@@ -100,8 +129,9 @@ def _fast_requantization(op, ctx, weights, qa: ConvQuant, bias: np.ndarray) -> s
     fast = fast_requant_s8(qa, fold_bias(bias, w, qa.input_offset, "int64"), w)
     if fast is None:
         return "NULL"
-    return ctx.array(f"{op.name}_rq", np.stack([fast.multiplier, fast.constant, fast.exponent],
-                                               axis=1).astype(np.int32))
+    return ctx.array(
+        f"{op.name}_rq", np.stack([fast.multiplier, fast.constant, fast.exponent], axis=1).astype(np.int32)
+    )
 
 
 def _fast_requantization_s16(op, ctx, weights, qa: ConvQuant, bias: np.ndarray) -> tuple[str, str]:

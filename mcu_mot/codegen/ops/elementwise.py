@@ -10,6 +10,7 @@ so for SUB as well, though some TFLM source snapshots use float there).
 - float: the unbounded activation range is +-FLT_MAX, so an overflow to inf
   comes out as FLT_MAX, exactly like TFLM.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,6 +45,7 @@ def broadcast_loops(op, shape_a, shape_b, shape_out):
             out.append(acc)
             acc *= d
         return out[::-1]
+
     sa, sb = strides(ea), strides(eb)
     loops = []  # [extent, a_stride, b_stride], outermost first
     for d in range(rank):
@@ -78,8 +80,11 @@ def broadcast_struct(op, ctx, a, b, out) -> str:
     if loops is None:
         return "NULL"
     shape, sa, sb = loops
-    return ctx.struct(f"{op.name}_bc", "mm_broadcast", dict(
-        ndims=len(shape), shape=_c_list(shape), a_stride=_c_list(sa), b_stride=_c_list(sb)))
+    return ctx.struct(
+        f"{op.name}_bc",
+        "mm_broadcast",
+        dict(ndims=len(shape), shape=_c_list(shape), a_stride=_c_list(sa), b_stride=_c_list(sb)),
+    )
 
 
 def operand(ctx, t):
@@ -114,10 +119,18 @@ def _check(op):
 
 def _f32_call(op, ctx, a, b, out, name):
     lo, hi = float_range(op)
-    params = ctx.struct(f"{op.name}_p", "mm_elementwise_f32_params", dict(
-        size=out.size, bcast=broadcast_struct(op, ctx, a, b, out), act_min=lo, act_max=hi))
-    return Call(f"mm_{name}_f32", [params, operand(ctx, a), operand(ctx, b), out],
-                "mm_elementwise.h", macs=out.size, inplace=inplace_slot(op))
+    params = ctx.struct(
+        f"{op.name}_p",
+        "mm_elementwise_f32_params",
+        dict(size=out.size, bcast=broadcast_struct(op, ctx, a, b, out), act_min=lo, act_max=hi),
+    )
+    return Call(
+        f"mm_{name}_f32",
+        [params, operand(ctx, a), operand(ctx, b), out],
+        "mm_elementwise.h",
+        macs=out.size,
+        inplace=inplace_slot(op),
+    )
 
 
 @lowers("ADD", "SUB")
@@ -127,14 +140,33 @@ def lower_add_sub(op, ctx):
     if sfx == "f32":
         return _f32_call(op, ctx, a, b, out, name)
     q = add_quant(op)
-    params = ctx.struct(f"{op.name}_p", "mm_add_params", dict(
-        size=out.size, bcast=broadcast_struct(op, ctx, a, b, out),
-        input1_offset=q.input1_offset, input2_offset=q.input2_offset, output_offset=q.output_offset,
-        left_shift=q.left_shift, input1_multiplier=q.input1_multiplier, input1_shift=q.input1_shift,
-        input2_multiplier=q.input2_multiplier, input2_shift=q.input2_shift,
-        output_multiplier=q.output_multiplier, output_shift=q.output_shift, act_min=q.act_min, act_max=q.act_max))
-    return Call(f"mm_{name}_{sfx}", [params, operand(ctx, a), operand(ctx, b), out],
-                "mm_elementwise.h", macs=out.size, inplace=inplace_slot(op))
+    params = ctx.struct(
+        f"{op.name}_p",
+        "mm_add_params",
+        dict(
+            size=out.size,
+            bcast=broadcast_struct(op, ctx, a, b, out),
+            input1_offset=q.input1_offset,
+            input2_offset=q.input2_offset,
+            output_offset=q.output_offset,
+            left_shift=q.left_shift,
+            input1_multiplier=q.input1_multiplier,
+            input1_shift=q.input1_shift,
+            input2_multiplier=q.input2_multiplier,
+            input2_shift=q.input2_shift,
+            output_multiplier=q.output_multiplier,
+            output_shift=q.output_shift,
+            act_min=q.act_min,
+            act_max=q.act_max,
+        ),
+    )
+    return Call(
+        f"mm_{name}_{sfx}",
+        [params, operand(ctx, a), operand(ctx, b), out],
+        "mm_elementwise.h",
+        macs=out.size,
+        inplace=inplace_slot(op),
+    )
 
 
 @lowers("MUL")
@@ -143,9 +175,25 @@ def lower_mul(op, ctx):
     if sfx == "f32":
         return _f32_call(op, ctx, a, b, out, "mul")
     q = mul_quant(op)
-    params = ctx.struct(f"{op.name}_p", "mm_mul_params", dict(
-        size=out.size, bcast=broadcast_struct(op, ctx, a, b, out),
-        input1_offset=q.input1_offset, input2_offset=q.input2_offset, output_offset=q.output_offset,
-        output_multiplier=q.output_multiplier, output_shift=q.output_shift, act_min=q.act_min, act_max=q.act_max))
-    return Call(f"mm_mul_{sfx}", [params, operand(ctx, a), operand(ctx, b), out],
-                "mm_elementwise.h", macs=out.size, inplace=inplace_slot(op))
+    params = ctx.struct(
+        f"{op.name}_p",
+        "mm_mul_params",
+        dict(
+            size=out.size,
+            bcast=broadcast_struct(op, ctx, a, b, out),
+            input1_offset=q.input1_offset,
+            input2_offset=q.input2_offset,
+            output_offset=q.output_offset,
+            output_multiplier=q.output_multiplier,
+            output_shift=q.output_shift,
+            act_min=q.act_min,
+            act_max=q.act_max,
+        ),
+    )
+    return Call(
+        f"mm_mul_{sfx}",
+        [params, operand(ctx, a), operand(ctx, b), out],
+        "mm_elementwise.h",
+        macs=out.size,
+        inplace=inplace_slot(op),
+    )

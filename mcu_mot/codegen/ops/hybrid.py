@@ -11,13 +11,13 @@ HybridConvPerChannel) or symmetrically when all weight scales are equal
 The kernels in firmware/kernels/mm_hybrid.c repeat its float arithmetic step
 for step. conv.py and fully_connected.py delegate here when `is_hybrid(op)`.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from mcu_mot.codegen.analysis import fused_range, window_geometry
 from mcu_mot.codegen.lowering import SCRATCH, Call, scratch_size, unsupported
-
 
 
 def is_hybrid(op) -> bool:
@@ -37,8 +37,7 @@ def _weights(op, channels: int, axis_name: str):
     if np.any(q.zero_point != 0):
         raise unsupported(op, f"weights '{weights.name}' have a non-zero zero point")
     if q.scale.size not in (1, channels):
-        raise unsupported(op, f"weights '{weights.name}' have {q.scale.size} scales for "
-                              f"{channels} {axis_name}")
+        raise unsupported(op, f"weights '{weights.name}' have {q.scale.size} scales for {channels} {axis_name}")
     return weights, q.scale.astype(np.float32)
 
 
@@ -47,8 +46,7 @@ def _bias(op, ctx, index: int, channels: int) -> str:
     if bias is None:
         return "NULL"
     if not bias.is_const or bias.dtype != "float32" or bias.size != channels:
-        raise unsupported(op, f"bias '{bias.name}' ({bias.dtype}, {bias.size} values) "
-                              f"for {channels} float outputs")
+        raise unsupported(op, f"bias '{bias.name}' ({bias.dtype}, {bias.size} values) for {channels} float outputs")
     return ctx.weights(bias)
 
 
@@ -61,7 +59,7 @@ def _check_output(op):
 
 def _act(op, out, fc: bool):
     fused = int(op.options.get("fused_activation_function", 0))
-    if fc and fused == 0:   # the FC reference applies no clamp at all without an activation
+    if fc and fused == 0:  # the FC reference applies no clamp at all without an activation
         return float("-inf"), float("inf")
     return fused_range(op, out)
 
@@ -99,15 +97,26 @@ def lower_fully_connected_hybrid(op, ctx):
     act_min, act_max = _act(op, out, fc=True)
     w = weights.data.reshape(out_depth, in_depth)
     per_channel = scales.size == out_depth and weights.quant.scale.size > 1
-    fields = dict(batches=batches, in_depth=in_depth, out_depth=out_depth, asymmetric=int(asym),
-                  act_min=act_min, act_max=act_max, bias=_bias(op, ctx, 2, out_depth),
-                  w_scale=ctx.array(f"{op.name}_wscale", scales) if per_channel else "NULL",
-                  w_scale0=float(scales[0]),
-                  row_sums=ctx.array(f"{op.name}_rowsum", w.astype(np.int32).sum(axis=1).astype(np.int32))
-                  if asym else "NULL")
+    fields = dict(
+        batches=batches,
+        in_depth=in_depth,
+        out_depth=out_depth,
+        asymmetric=int(asym),
+        act_min=act_min,
+        act_max=act_max,
+        bias=_bias(op, ctx, 2, out_depth),
+        w_scale=ctx.array(f"{op.name}_wscale", scales) if per_channel else "NULL",
+        w_scale0=float(scales[0]),
+        row_sums=ctx.array(f"{op.name}_rowsum", w.astype(np.int32).sum(axis=1).astype(np.int32)) if asym else "NULL",
+    )
     params = ctx.struct(f"{op.name}_p", "mm_fc_hybrid_params", fields)
-    return Call("mm_fully_connected_hybrid", [params, inp, ctx.weights(weights), out, SCRATCH],
-                "mm_hybrid.h", scratch_shape=dict(in_depth=in_depth), macs=batches * in_depth * out_depth)
+    return Call(
+        "mm_fully_connected_hybrid",
+        [params, inp, ctx.weights(weights), out, SCRATCH],
+        "mm_hybrid.h",
+        scratch_shape=dict(in_depth=in_depth),
+        macs=batches * in_depth * out_depth,
+    )
 
 
 def _geometry(op, inp, out, k_h, k_w):
@@ -117,8 +126,26 @@ def _geometry(op, inp, out, k_h, k_w):
     if out.shape[0] != inp.shape[0]:
         raise unsupported(op, f"output shape {out.shape} does not match input {inp.shape}")
     g = window_geometry(op, inp, out, k_h, k_w, k_c=1)
-    return {n: getattr(g, n) for n in ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w",
-                                       "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w")}
+    return {
+        n: getattr(g, n)
+        for n in (
+            "batches",
+            "in_h",
+            "in_w",
+            "in_c",
+            "out_h",
+            "out_w",
+            "out_c",
+            "k_h",
+            "k_w",
+            "stride_h",
+            "stride_w",
+            "dil_h",
+            "dil_w",
+            "pad_h",
+            "pad_w",
+        )
+    }
 
 
 def lower_conv_2d_hybrid(op, ctx):
@@ -142,14 +169,27 @@ def lower_conv_2d_hybrid(op, ctx):
     if per_channel and scales.size != out_c:
         raise unsupported(op, f"grouped hybrid convolution with {scales.size} weight scale(s)")
     act_min, act_max = _act(op, out, fc=False)
-    fields = dict(geom, k_c=k_c, oc_per_group=out_c // groups, depth_mult=1, per_channel=int(per_channel),
-                  act_min=act_min, act_max=act_max, bias=_bias(op, ctx, 2, out_c),
-                  w_scale=ctx.array(f"{op.name}_wscale", scales) if per_channel else "NULL",
-                  w_scale0=float(scales[0]))
+    fields = dict(
+        geom,
+        k_c=k_c,
+        oc_per_group=out_c // groups,
+        depth_mult=1,
+        per_channel=int(per_channel),
+        act_min=act_min,
+        act_max=act_max,
+        bias=_bias(op, ctx, 2, out_c),
+        w_scale=ctx.array(f"{op.name}_wscale", scales) if per_channel else "NULL",
+        w_scale0=float(scales[0]),
+    )
     params = ctx.struct(f"{op.name}_p", "mm_conv_hybrid_params", fields)
     macs = geom["batches"] * geom["out_h"] * geom["out_w"] * out_c * k_h * k_w * k_c
-    return Call("mm_conv_hybrid", [params, inp, ctx.weights(weights), out, SCRATCH], "mm_hybrid.h",
-                scratch_shape={k: geom[k] for k in ("in_h", "in_w", "in_c")}, macs=macs)
+    return Call(
+        "mm_conv_hybrid",
+        [params, inp, ctx.weights(weights), out, SCRATCH],
+        "mm_hybrid.h",
+        scratch_shape={k: geom[k] for k in ("in_h", "in_w", "in_c")},
+        macs=macs,
+    )
 
 
 def lower_depthwise_conv_2d_hybrid(op, ctx):
@@ -168,10 +208,24 @@ def lower_depthwise_conv_2d_hybrid(op, ctx):
         # TF Lite requires one scale per output channel for hybrid depthwise
         raise unsupported(op, f"hybrid depthwise weights need {out_c} per-channel scales on axis 3")
     act_min, act_max = _act(op, out, fc=False)
-    fields = dict(geom, k_c=1, oc_per_group=1, depth_mult=dm, per_channel=1,
-                  act_min=act_min, act_max=act_max, bias=_bias(op, ctx, 2, out_c),
-                  w_scale=ctx.array(f"{op.name}_wscale", scales), w_scale0=float(scales[0]))
+    fields = dict(
+        geom,
+        k_c=1,
+        oc_per_group=1,
+        depth_mult=dm,
+        per_channel=1,
+        act_min=act_min,
+        act_max=act_max,
+        bias=_bias(op, ctx, 2, out_c),
+        w_scale=ctx.array(f"{op.name}_wscale", scales),
+        w_scale0=float(scales[0]),
+    )
     params = ctx.struct(f"{op.name}_p", "mm_conv_hybrid_params", fields)
     macs = geom["batches"] * geom["out_h"] * geom["out_w"] * out_c * k_h * k_w
-    return Call("mm_depthwise_conv_hybrid", [params, inp, ctx.weights(weights), out, SCRATCH],
-                "mm_hybrid.h", scratch_shape={k: geom[k] for k in ("in_h", "in_w", "in_c")}, macs=macs)
+    return Call(
+        "mm_depthwise_conv_hybrid",
+        [params, inp, ctx.weights(weights), out, SCRATCH],
+        "mm_hybrid.h",
+        scratch_shape={k: geom[k] for k in ("in_h", "in_w", "in_c")},
+        macs=macs,
+    )

@@ -8,6 +8,7 @@ Everything TFLM derives from the quantization parameters is computed here:
 - int16 LOGISTIC / TANH: TFLM's multiplier/shift; the device interpolates
   TFLM's 256-entry Q0.16 sigmoid table (kept in mm_nonlinear.c).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -16,8 +17,8 @@ import math
 
 import numpy as np
 
-from mcu_mot.codegen.lowering import Call, lowers, unsupported
 from mcu_mot.codegen.analysis import input_radius, qparams
+from mcu_mot.codegen.lowering import Call, lowers, unsupported
 from mcu_mot.codegen.ops.common import kernel_suffix
 from mcu_mot.ir.quantize import tflite_round, wrap_int32
 
@@ -81,8 +82,7 @@ def _exp_quarter(a: int) -> int:
     return wrap_int32(constant_term + srdhm(constant_term, wrap_int32(x + poly)))
 
 
-_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
-               (2, 39332535), (3, 720401), (4, 242))
+_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535), (3, 720401), (4, 242))
 
 
 def exp_on_negative_values(a: int, int_bits: int) -> int:
@@ -272,11 +272,14 @@ def lower_logistic_tanh(op, ctx):
             lut = int8_activation_lut(kind, s_in, z_in)
         except ValueError as exc:
             raise unsupported(op, f"input scale {s_in}: {exc}") from None
-        return Call(f"mm_{kind}_s8", [ctx.array(f"{op.name}_lut", lut, "int8"), inp, out, str(n)],
-                    "mm_nonlinear.h", inplace=(0, 0))
+        return Call(
+            f"mm_{kind}_s8",
+            [ctx.array(f"{op.name}_lut", lut, "int8"), inp, out, str(n)],
+            "mm_nonlinear.h",
+            inplace=(0, 0),
+        )
     if z_in != 0 or z_out != 0:
         raise unsupported(op, "int16 input and output zero points must be 0")
     mult, shift = int16_activation_params(op, kind, s_in, s_out)
-    params = ctx.struct(f"{op.name}_p", "mm_nonlinear_params",
-                        dict(input_multiplier=mult, input_left_shift=shift))
+    params = ctx.struct(f"{op.name}_p", "mm_nonlinear_params", dict(input_multiplier=mult, input_left_shift=shift))
     return Call(f"mm_{kind}_s16", [params, inp, out, str(n)], "mm_nonlinear.h", inplace=(0, 0))

@@ -4,6 +4,7 @@ TFLM requires equal input/output quantization for the integer kernels, so no
 rescaling happens: an integer average (rounded half away from zero) or a max,
 then the fused-activation clamp.
 """
+
 from dataclasses import asdict
 
 from mcu_mot.codegen.analysis import float_range, pool_geometry, pool_quant

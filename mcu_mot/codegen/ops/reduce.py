@@ -5,10 +5,11 @@ output, minus zero_point * count, then MultiplyByQuantizedMultiplier with
 QuantizeMultiplier(s_in / s_out) folded with 1/count exactly as TFLM folds it
 at run time (shift = floor(log2(count)) clamped, multiplier << shift / count).
 """
+
 import numpy as np
 
-from mcu_mot.codegen.lowering import Call, lowers, unsupported
 from mcu_mot.codegen.analysis import qparams
+from mcu_mot.codegen.lowering import Call, lowers, unsupported
 from mcu_mot.codegen.ops.common import kernel_suffix
 from mcu_mot.ir.quantize import quantize_multiplier, wrap_int32
 
@@ -18,7 +19,7 @@ GROUPS = 4  # MM_REDUCE_GROUPS in mm_reduce.h
 def reduce_groups(op, shape, axes):
     """Merge adjacent axes into (dim, stride) groups: kept ones and reduced ones."""
     ndim = len(shape)
-    strides = [int(np.prod(shape[i + 1:], dtype=np.int64)) for i in range(ndim)]
+    strides = [int(np.prod(shape[i + 1 :], dtype=np.int64)) for i in range(ndim)]
     groups = []  # [kind, dim, stride]
     for i, d in enumerate(shape):
         if d == 1:
@@ -74,11 +75,13 @@ def lower_mean(op, ctx):
     outputs = int(np.prod([d for d, _ in keep], dtype=np.int64))
     if outputs != out.size:
         raise unsupported(op, f"output '{out.name}' has {out.size} elements, expected {outputs}")
-    fields = dict(keep_dims="{%s}" % ", ".join(str(d) for d, _ in keep),
-                  keep_strides="{%s}" % ", ".join(str(s) for _, s in keep),
-                  red_dims="{%s}" % ", ".join(str(d) for d, _ in red),
-                  red_strides="{%s}" % ", ".join(str(s) for _, s in red),
-                  count=count)
+    fields = dict(
+        keep_dims="{%s}" % ", ".join(str(d) for d, _ in keep),
+        keep_strides="{%s}" % ", ".join(str(s) for _, s in keep),
+        red_dims="{%s}" % ", ".join(str(d) for d, _ in red),
+        red_strides="{%s}" % ", ".join(str(s) for _, s in red),
+        count=count,
+    )
     if sfx == "f32":
         fields.update(zp_times_count=0, multiplier=0, shift=0, output_zp=0)
     else:

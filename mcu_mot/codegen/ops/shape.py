@@ -7,17 +7,16 @@ into their slices of the output.
 PAD / PADV2: constant padding; the value is the PADV2 constant, else the int8
 output zero point, else 0 (TFLM uses 0 for int16/int32/float32).
 """
+
 import numpy as np
 
-from mcu_mot.codegen.lowering import Call, lowers, unsupported
-from mcu_mot.codegen.lowering import c_float
 from mcu_mot.codegen.analysis import qparams
+from mcu_mot.codegen.lowering import Call, c_float, lowers, unsupported
 
-CONCAT_SUFFIX = {"int8": "s8", "int16": "s16", "int32": "s32", "int64": "s64",
-                 "float32": "f32", "bool": "u8"}
+CONCAT_SUFFIX = {"int8": "s8", "int16": "s16", "int32": "s32", "int64": "s64", "float32": "f32", "bool": "u8"}
 PAD_SUFFIX = {"int8": "s8", "int16": "s16", "int32": "s32", "float32": "f32"}
 MAX_INPUTS = 10  # MM_CONCAT_MAX_INPUTS
-PAD_DIMS = 5     # MM_PAD_DIMS
+PAD_DIMS = 5  # MM_PAD_DIMS
 
 
 def _braces(values) -> str:
@@ -54,20 +53,19 @@ def lower_concatenation(op, ctx):
             raise unsupported(op, f"input '{t.name}' shape {t.shape} does not match output {out.shape}")
         if out.dtype == "int8":
             if qparams(op, t) != qparams(op, out):
-                raise unsupported(op, f"input '{t.name}' quantization differs from the output's "
-                                      "(TFLM requires them equal)")
+                raise unsupported(
+                    op, f"input '{t.name}' quantization differs from the output's (TFLM requires them equal)"
+                )
         elif out.dtype == "int16":
             if t.quant is not None and int(t.quant.zero_point[0]) != 0:
                 raise unsupported(op, f"int16 input '{t.name}' zero point must be 0")
     if sum(t.shape[axis] for t in ins) != out.shape[axis]:
         raise unsupported(op, f"inputs do not add up to the output along axis {axis}")
     outer = int(np.prod(out.shape[:axis], dtype=np.int64))
-    inner = int(np.prod(out.shape[axis + 1:], dtype=np.int64))
+    inner = int(np.prod(out.shape[axis + 1 :], dtype=np.int64))
     copy = [int(t.shape[axis]) * inner for t in ins] + [0] * (MAX_INPUTS - len(ins))
-    params = ctx.struct(f"{op.name}_p", "mm_concat_params",
-                        dict(outer=outer, count=len(ins), copy=_braces(copy)))
-    return Call(f"mm_concatenation_{sfx}", [params, out] + [_tensor_arg(ctx, t) for t in ins],
-                "mm_shape.h")
+    params = ctx.struct(f"{op.name}_p", "mm_concat_params", dict(outer=outer, count=len(ins), copy=_braces(copy)))
+    return Call(f"mm_concatenation_{sfx}", [params, out] + [_tensor_arg(ctx, t) for t in ins], "mm_shape.h")
 
 
 @lowers("PAD", "PADV2")
@@ -107,6 +105,7 @@ def lower_pad(op, ctx):
     in_dims = [1] * front + [int(d) for d in inp.shape]
     left = [0] * front + [int(v) for v in pads[:, 0]]
     out_dims = [1] * front + [int(d) for d in out.shape]
-    params = ctx.struct(f"{op.name}_p", "mm_pad_params",
-                        dict(in_dims=_braces(in_dims), left=_braces(left), out_dims=_braces(out_dims)))
+    params = ctx.struct(
+        f"{op.name}_p", "mm_pad_params", dict(in_dims=_braces(in_dims), left=_braces(left), out_dims=_braces(out_dims))
+    )
     return Call(f"mm_pad_{sfx}", [params, _tensor_arg(ctx, inp), out, value], "mm_shape.h")

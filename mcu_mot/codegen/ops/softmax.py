@@ -6,6 +6,7 @@
 - int16: TFLM's two 513-entry LUTs (exp and 1/(1+x)), generated with the same
   float32 arithmetic as TFLM's LUTPopulate (libm expf when available).
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,10 +25,8 @@ def softmax_int16_luts() -> tuple[np.ndarray, np.ndarray]:
     """The exp LUT (on [-10, 0]) and 1/(1+x) LUT (on [0, 1]) of TFLM's int16 softmax."""
     rng = 65535
     exp_lut = lut_populate_int16(F(10.0) / F(rng), 32767, F(2.0) / F(rng), 0, expf)
-    recip_lut = lut_populate_int16(F(1.0) / F(rng), -32768, F(2.0) / F(rng), 0,
-                                   lambda v: F(1.0) / (F(1.0) + F(v)))
+    recip_lut = lut_populate_int16(F(1.0) / F(rng), -32768, F(2.0) / F(rng), 0, lambda v: F(1.0) / (F(1.0) + F(v)))
     return exp_lut, recip_lut
-
 
 
 # ---------------------------------------------------------------- SOFTMAX
@@ -53,18 +52,41 @@ def lower_softmax(op, ctx):
     if sfx == "f32":
         if out.dtype != "float32":
             raise unsupported(op, f"float32 input with {out.dtype} output")
-        params = ctx.struct(f"{op.name}_p", "mm_softmax_params", dict(
-            outer=outer, depth=depth, input_multiplier=0, input_shift=0, diff_min=0,
-            exp_table="NULL", exp_lut="NULL", recip_lut="NULL", beta=beta))
+        params = ctx.struct(
+            f"{op.name}_p",
+            "mm_softmax_params",
+            dict(
+                outer=outer,
+                depth=depth,
+                input_multiplier=0,
+                input_shift=0,
+                diff_min=0,
+                exp_table="NULL",
+                exp_lut="NULL",
+                recip_lut="NULL",
+                beta=beta,
+            ),
+        )
         return Call("mm_softmax_f32", [params, inp, out], "mm_softmax.h", inplace=(0, 0))
     if sfx == "s8":
         sm = softmax_s8(op)
         kernel, inplace = ("mm_softmax_s8", (0, 0)) if out.dtype == "int8" else ("mm_softmax_s8_s16", None)
         table = softmax_s8_exp_table(sm)
-        params = ctx.struct(f"{op.name}_p", "mm_softmax_params", dict(
-            outer=outer, depth=depth, input_multiplier=0, input_shift=0, diff_min=sm.diff_min,
-            exp_table=ctx.array(f"{op.name}_exp", table, "int32"), exp_lut="NULL", recip_lut="NULL",
-            beta=0.0))
+        params = ctx.struct(
+            f"{op.name}_p",
+            "mm_softmax_params",
+            dict(
+                outer=outer,
+                depth=depth,
+                input_multiplier=0,
+                input_shift=0,
+                diff_min=sm.diff_min,
+                exp_table=ctx.array(f"{op.name}_exp", table, "int32"),
+                exp_lut="NULL",
+                recip_lut="NULL",
+                beta=0.0,
+            ),
+        )
         return Call(kernel, [params, inp, out], "mm_softmax.h", inplace=inplace)
     # int16 -> int16
     s_in, z_in = qparams(op, inp)
@@ -75,8 +97,19 @@ def lower_softmax(op, ctx):
         raise unsupported(op, "int16 softmax needs zero points 0 and output scale 1/32768")
     mult, shift = quantize_multiplier(float(s_in) * float(np.float32(beta)) / (10.0 / 65535.0))
     exp_lut, recip_lut = softmax_int16_luts()
-    params = ctx.struct(f"{op.name}_p", "mm_softmax_params", dict(
-        outer=outer, depth=depth, input_multiplier=mult, input_shift=shift, diff_min=0,
-        exp_table="NULL", exp_lut=ctx.array("mm_softmax_exp_lut", exp_lut, "int16"),
-        recip_lut=ctx.array("mm_softmax_recip_lut", recip_lut, "int16"), beta=0.0))
+    params = ctx.struct(
+        f"{op.name}_p",
+        "mm_softmax_params",
+        dict(
+            outer=outer,
+            depth=depth,
+            input_multiplier=mult,
+            input_shift=shift,
+            diff_min=0,
+            exp_table="NULL",
+            exp_lut=ctx.array("mm_softmax_exp_lut", exp_lut, "int16"),
+            recip_lut=ctx.array("mm_softmax_recip_lut", recip_lut, "int16"),
+            beta=0.0,
+        ),
+    )
     return Call("mm_softmax_s16", [params, inp, out], "mm_softmax.h", inplace=(0, 0))

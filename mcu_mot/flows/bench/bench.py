@@ -4,14 +4,25 @@ Built-in models (made with Keras at random weights, then converted; needs
 TensorFlow once, then cached): the MLPerf Tiny architectures and a small
 conv+FC speech model. A .tflite path is measured as it is.
 """
+
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
+from mcu_mot.boards import load_board
 from mcu_mot.errors import MotError
+from mcu_mot.fileio import atomic_write
+from mcu_mot.flows.bench import models
 from mcu_mot.flows.bench.models import MODELS
+from mcu_mot.flows.bench.runner import heaviest_layers, measure
+from mcu_mot.optimize.tfquiet import converter_output, import_tensorflow
+from mcu_mot.safedirs import cache_subdir, load_entry, store_entry
 
 DEFAULT_BOARDS = ("qemu-mps2-an386", "qemu-mps3-an547")
 DEFAULT_MODES = ("int8", "int16")
@@ -19,22 +30,17 @@ DEFAULT_MODES = ("int8", "int16")
 
 def model_cache() -> Path:
     """cache_dir()/bench-models: per-user, 0700 (mcu_mot.safedirs)."""
-    from mcu_mot.safedirs import cache_subdir
     return cache_subdir("bench-models")
 
 
 def _cached_model(name: str, mode: str) -> Path:
     """The built-in model `name` converted for `mode`, from the cache when its entry is whole
     (meta + sha256, see safedirs.store_entry), else made again (needs TensorFlow)."""
-    import tempfile
-    from mcu_mot.safedirs import load_entry, store_entry
     folder, key = model_cache(), f"{name}_{mode}"
     found = load_entry(folder, key, ".tflite")
     if found is not None:
         return found[0]
-    from mcu_mot.optimize.tfquiet import converter_output, import_tensorflow
     import_tensorflow()
-    from mcu_mot.flows.bench import models
     with tempfile.TemporaryDirectory(prefix=".make-", dir=folder) as tmp, converter_output():
         made = models.build_tflite(name, mode, tmp)
         data = Path(made).read_bytes()
@@ -67,14 +73,16 @@ def resolve_models(names, modes) -> list[tuple[str, str, Path]]:
 
 
 def run_bench(models, boards, backends, modes=DEFAULT_MODES, progress=None, check: bool = True) -> list[dict]:
-    from mcu_mot.boards import load_board
-    from mcu_mot.flows.bench.runner import measure
-    for board in boards:   # before any model is made: a typo costs no TensorFlow start-up
+    for board in boards:  # before any model is made: a typo costs no TensorFlow start-up
         if not load_board(board).emulated:
             raise MotError(f"bench runs on emulated boards (instructions counted by QEMU); {board} is not one")
     results = []
-    jobs = [(label, mode, path, board, backend) for label, mode, path in resolve_models(models, modes)
-            for board in boards for backend in backends]
+    jobs = [
+        (label, mode, path, board, backend)
+        for label, mode, path in resolve_models(models, modes)
+        for board in boards
+        for backend in backends
+    ]
     for i, (label, mode, path, board, backend) in enumerate(jobs):
         if progress:
             progress(i, len(jobs), f"{label} {mode} {board} {backend}")
@@ -87,33 +95,72 @@ def run_bench(models, boards, backends, modes=DEFAULT_MODES, progress=None, chec
 
 
 def print_table(results, layers: int = 3) -> None:
-    from rich.console import Console
-    from rich.table import Table
     t = Table(title="mcu-mot bench (instructions under QEMU -icount)")
-    for col in ("model", "dtype", "board", "backend", "instructions", "MACs", "MACs/instr", "arena", "RAM",
-                "flash weights", "flash code", "bit-exact"):
+    for col in (
+        "model",
+        "dtype",
+        "board",
+        "backend",
+        "instructions",
+        "MACs",
+        "MACs/instr",
+        "arena",
+        "RAM",
+        "flash weights",
+        "flash code",
+        "bit-exact",
+    ):
         t.add_column(col, justify="right" if col not in ("model", "dtype", "board", "backend") else "left")
     for r in results:
-        t.add_row(r["model"], r["mode"], r["board"], r["backend"], f"{r['instructions']:,.0f}", f"{r['macs']:,}",
-                  f"{r['macs_per_instruction']:.3f}", f"{r['arena_bytes']:,}", f"{r['ram_bytes']:,}",
-                  f"{r['weights_flash']:,}", f"{r['code_flash']:,}",
-                  {True: "yes", False: "NO", None: "-"}[r["bit_exact"]])
+        t.add_row(
+            r["model"],
+            r["mode"],
+            r["board"],
+            r["backend"],
+            f"{r['instructions']:,.0f}",
+            f"{r['macs']:,}",
+            f"{r['macs_per_instruction']:.3f}",
+            f"{r['arena_bytes']:,}",
+            f"{r['ram_bytes']:,}",
+            f"{r['weights_flash']:,}",
+            f"{r['code_flash']:,}",
+            {True: "yes", False: "NO", None: "-"}[r["bit_exact"]],
+        )
     console = Console(width=200)
     console.print(t)
     if layers:
         h = Table(title=f"heaviest {layers} layers")
-        for col in ("model", "dtype", "board", "backend", "layer", "op", "kernel", "shape", "MACs", "instructions",
-                    "MACs/instr"):
+        for col in (
+            "model",
+            "dtype",
+            "board",
+            "backend",
+            "layer",
+            "op",
+            "kernel",
+            "shape",
+            "MACs",
+            "instructions",
+            "MACs/instr",
+        ):
             h.add_column(col)
-        from mcu_mot.flows.bench.runner import heaviest_layers
         for r in results:
             for row in heaviest_layers(r, layers):
-                h.add_row(r["model"], r["mode"], r["board"], r["backend"], str(row["index"]), row["op"], row["kernel"],
-                          "x".join(map(str, row["shape"])), f"{row['macs']:,}", f"{row['instructions']:,.0f}",
-                          f"{row['macs_per_instruction']:.3f}" if row["macs_per_instruction"] else "-")
+                h.add_row(
+                    r["model"],
+                    r["mode"],
+                    r["board"],
+                    r["backend"],
+                    str(row["index"]),
+                    row["op"],
+                    row["kernel"],
+                    "x".join(map(str, row["shape"])),
+                    f"{row['macs']:,}",
+                    f"{row['instructions']:,.0f}",
+                    f"{row['macs_per_instruction']:.3f}" if row["macs_per_instruction"] else "-",
+                )
         console.print(h)
 
 
 def write_json(results, path) -> None:
-    from mcu_mot.fileio import atomic_write
     atomic_write(Path(path), (json.dumps({"results": results}, indent=1) + "\n").encode())
