@@ -20,7 +20,7 @@
 #include "mm_hal_host.h"
 
 static int listen_fd = -1, conn_fd = -1, watch_stdin = 1;
-static int tx_stalled;                    /* the last write found the host not reading */
+static int tx_stalled; /* the last write found the host not reading */
 static uint8_t rbuf[4096];
 static size_t rpos, rlen;
 
@@ -31,17 +31,14 @@ int mm_host_listen(int port, int watch_stdin_eof)
     int one = 1;
     watch_stdin = watch_stdin_eof;
     listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (listen_fd < 0)
-        return -1;
+    if (listen_fd < 0) return -1;
     setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = htons((uint16_t)port);
-    if (bind(listen_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(listen_fd, 4) != 0)
-        return -1;
-    if (getsockname(listen_fd, (struct sockaddr *)&a, &alen) != 0)
-        return -1;
+    if (bind(listen_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(listen_fd, 4) != 0) return -1;
+    if (getsockname(listen_fd, (struct sockaddr *)&a, &alen) != 0) return -1;
     return ntohs(a.sin_port);
 }
 
@@ -58,12 +55,10 @@ static int wait_readable(int fd, int ms)
         n = 2;
     }
     int r = poll(p, (nfds_t)n, ms);
-    if (r < 0)
-        return errno == EINTR ? 0 : -1;
+    if (r < 0) return errno == EINTR ? 0 : -1;
     if (n == 2 && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
         char c;
-        if (read(0, &c, 1) <= 0)
-            exit(0);
+        if (read(0, &c, 1) <= 0) exit(0);
     }
     return (p[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
 }
@@ -72,8 +67,7 @@ void mm_board_init(void) {}
 
 int mm_uart_getc(void)
 {
-    if (rpos < rlen)
-        return rbuf[rpos++];
+    if (rpos < rlen) return rbuf[rpos++];
     if (conn_fd < 0) {
         if (wait_readable(listen_fd, 50) > 0) {
             conn_fd = accept(listen_fd, NULL, NULL);
@@ -84,10 +78,9 @@ int mm_uart_getc(void)
         }
         return -1;
     }
-    if (wait_readable(conn_fd, 20) <= 0)
-        return -1;
+    if (wait_readable(conn_fd, 20) <= 0) return -1;
     ssize_t n = recv(conn_fd, rbuf, sizeof rbuf, 0);
-    if (n <= 0) {                 /* the host went away: wait for the next one, as QEMU does */
+    if (n <= 0) { /* the host went away: wait for the next one, as QEMU does */
         close(conn_fd);
         conn_fd = -1;
         tx_stalled = 0;
@@ -109,18 +102,16 @@ void mm_uart_write(const uint8_t *p, uint32_t n)
         w.fd = conn_fd;
         w.events = POLLOUT;
         int r = poll(&w, 1, tx_stalled ? 0 : 200);
-        if (r < 0 && errno == EINTR)
-            continue;
+        if (r < 0 && errno == EINTR) continue;
         if (r <= 0 || !(w.revents & POLLOUT)) {
             tx_stalled = 1;
-            return;               /* the host does not read: a UART loses the bytes too */
+            return; /* the host does not read: a UART loses the bytes too */
         }
         tx_stalled = 0;
         ssize_t k = send(conn_fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (k < 0) {
-            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-                continue;
-            return;               /* nobody listening: a UART loses the bytes too */
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+            return; /* nobody listening: a UART loses the bytes too */
         }
         p += k;
         n -= (uint32_t)k;
@@ -134,6 +125,15 @@ uint32_t mm_timer_now(void)
     return (uint32_t)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
 }
 
-uint8_t mm_timer_unit(void) { return MM_TIMER_UNIT_CYCLES; }
-uint32_t mm_timer_unit_per_tick_x1000(void) { return 1000u; }
-uint32_t mm_clock_hz(void) { return 1000000000u; }
+uint8_t mm_timer_unit(void)
+{
+    return MM_TIMER_UNIT_CYCLES;
+}
+uint32_t mm_timer_unit_per_tick_x1000(void)
+{
+    return 1000u;
+}
+uint32_t mm_clock_hz(void)
+{
+    return 1000000000u;
+}

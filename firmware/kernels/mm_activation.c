@@ -103,7 +103,7 @@ void mm_hard_swish_f32(int32_t size, const float *in, float *out)
         const float x = in[i];
         const float t = x + 3.0f;
         const float relu = 0.0f < t ? t : 0.0f;        /* std::max(0, x + 3) */
-        const float relu6 = relu < 6.0f ? relu : 6.0f;  /* std::min(6, ...) */
+        const float relu6 = relu < 6.0f ? relu : 6.0f; /* std::min(6, ...) */
         out[i] = x * relu6 / 6.0f;
     }
 }

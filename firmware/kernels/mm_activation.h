@@ -12,26 +12,26 @@
 typedef struct {
     int32_t size;
     int32_t input_zero_point, output_zero_point;
-    int32_t multiplier, shift;      /* input scale / output scale */
+    int32_t multiplier, shift; /* input scale / output scale */
     int32_t act_min, act_max;
 } mm_relu_params;
 
 typedef struct {
     int32_t size;
-    int32_t lo, hi;                 /* quantized 0 and 6 in the input's scale */
+    int32_t lo, hi; /* quantized 0 and 6 in the input's scale */
 } mm_relu6_params;
 
 typedef struct {
     int32_t size;
     int32_t input_zero_point, output_zero_point;
-    int32_t multiplier_identity, shift_identity;  /* x >= 0 */
-    int32_t multiplier_alpha, shift_alpha;        /* x < 0; |multiplier| */
-    int32_t alpha_negative;                       /* negate the x < 0 branch */
+    int32_t multiplier_identity, shift_identity; /* x >= 0 */
+    int32_t multiplier_alpha, shift_alpha;       /* x < 0; |multiplier| */
+    int32_t alpha_negative;                      /* negate the x < 0 branch */
 } mm_leaky_relu_params;
 
 typedef struct {
     int32_t size;
-    const int8_t *lut;              /* indexed by (uint8_t)input */
+    const int8_t *lut; /* indexed by (uint8_t)input */
 } mm_lut_s8_params;
 
 void mm_relu_s8(const mm_relu_params *p, const int8_t *in, int8_t *out);

@@ -10,8 +10,7 @@
 #include "mm_isa.h"
 
 /* Taps f in [lo, hi) with 0 <= origin + f*dil < size, clipped to [0, k). */
-MM_INLINE void conv_tap_range(int32_t origin, int32_t dil, int32_t k, int32_t size,
-                              int32_t *lo, int32_t *hi)
+MM_INLINE void conv_tap_range(int32_t origin, int32_t dil, int32_t k, int32_t size, int32_t *lo, int32_t *hi)
 {
     int32_t a = origin < 0 ? (-origin + dil - 1) / dil : 0;
     int32_t r = size - 1 - origin;
@@ -73,9 +72,9 @@ MM_INLINE int16_t conv_out_s16(const mm_conv_params *p, int64_t acc, int32_t oc)
     return (int16_t)mm_clamp_i32(r, p->act_min, p->act_max);
 }
 
-#define MM_T int8_t
-#define MM_ACC int32_t
-#define MM_SFX s8
+#define MM_T           int8_t
+#define MM_ACC         int32_t
+#define MM_SFX         s8
 #define MM_CONV_OFFSET 1
 #include "mm_conv.inc"
 #undef MM_T
@@ -83,9 +82,9 @@ MM_INLINE int16_t conv_out_s16(const mm_conv_params *p, int64_t acc, int32_t oc)
 #undef MM_SFX
 #undef MM_CONV_OFFSET
 
-#define MM_T int16_t
-#define MM_ACC int64_t
-#define MM_SFX s16
+#define MM_T           int16_t
+#define MM_ACC         int64_t
+#define MM_SFX         s16
 #define MM_CONV_OFFSET 0
 #include "mm_conv.inc"
 #undef MM_T
@@ -115,8 +114,8 @@ void mm_conv_f32(const mm_conv_f32_params *p, const float *in, const float *w, f
                 int32_t fx0, fx1;
                 conv_tap_range(x0, p->dil_w, p->k_w, p->in_w, &fx0, &fx1);
                 const int32_t ny = fy1 - fy0, nx = fx1 - fx0;
-                const int32_t x_start = (ny > 0 && nx > 0)
-                    ? (y0 + fy0 * p->dil_h) * img_row + (x0 + fx0 * p->dil_w) * in_c : 0;
+                const int32_t x_start =
+                    (ny > 0 && nx > 0) ? (y0 + fy0 * p->dil_h) * img_row + (x0 + fx0 * p->dil_w) * in_c : 0;
                 const int32_t w_start = fy0 * w_row + fx0 * kc;
                 for (int32_t g = 0; g < groups; ++g) {
                     const float *xg = img + x_start + g * kc;

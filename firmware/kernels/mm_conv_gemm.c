@@ -31,8 +31,8 @@ MM_INLINE void copy_s8_to_s16(int16_t *d, const int8_t *s, int32_t n, int32_t of
     const int32_t off2 = (int32_t)(((uint32_t)off & 0xFFFFu) | ((uint32_t)off << 16));
     for (; n >= 4; n -= 4, s += 4, d += 4) {
         const int32_t v = mm_read_s32(s);
-        const int32_t a = mm_sxtab16(off2, v);        /* x0, x2 (+ offset) */
-        const int32_t b = mm_sxtab16_ror8(off2, v);   /* x1, x3 */
+        const int32_t a = mm_sxtab16(off2, v);      /* x0, x2 (+ offset) */
+        const int32_t b = mm_sxtab16_ror8(off2, v); /* x1, x3 */
         mm_write_s32(d, mm_pkhbt(a, (int32_t)((uint32_t)b << 16)));
         mm_write_s32(d + 2, mm_pkhtb_hi(a, b));
     }
@@ -41,7 +41,8 @@ MM_INLINE void copy_s8_to_s16(int16_t *d, const int8_t *s, int32_t n, int32_t of
 #endif
 
 /* n input values from src[at..] into the patch at dst[pos..] */
-MM_INLINE void patch_copy(int kind, const void *src, int32_t at, void *dst, int32_t pos, int32_t n, int32_t off)
+MM_INLINE void patch_copy(int kind, const void *src, int32_t at, void *dst, int32_t pos, int32_t n,
+                          int32_t off)
 {
 #if MM_TARGET_ISA == MM_ISA_MVE
     if (kind == PATCH_S8) {
@@ -181,7 +182,7 @@ MM_INLINE int16_t out_s16(const mm_conv_gemm_params *p, int64_t acc, int32_t c)
 MM_INLINE int32x4_t mve_requantize(int32x4_t acc, const mm_conv_gemm_params *p, int32_t c)
 {
     const int32x4_t shift = vldrwq_s32(p->shift + c);
-    const int32x4_t right = vminq_s32(shift, vdupq_n_s32(0));    /* -right shift */
+    const int32x4_t right = vminq_s32(shift, vdupq_n_s32(0)); /* -right shift */
     acc = vshlq_s32(acc, vmaxq_s32(shift, vdupq_n_s32(0)));
     acc = vqrdmulhq_s32(acc, vldrwq_s32(p->multiplier + c));
     acc = vqaddq_s32(acc, vshrq_n_s32(vandq_s32(acc, right), 31));
@@ -223,7 +224,7 @@ int32_t mm_conv_gemm_s8_get_buffer_size(int32_t in_c, int32_t k_h, int32_t k_w)
 int32_t mm_conv_gemm_s16_get_buffer_size_isa(int32_t isa, int32_t in_c, int32_t k_h, int32_t k_w)
 {
     if (isa != MM_ISA_DSP && isa != MM_ISA_MVE) return -1;
-    return 2 * gemm_k_pad(isa, in_c, k_h, k_w) * 2;   /* pa, pb: int16 */
+    return 2 * gemm_k_pad(isa, in_c, k_h, k_w) * 2; /* pa, pb: int16 */
 }
 
 int32_t mm_conv_gemm_s16_get_buffer_size(int32_t in_c, int32_t k_h, int32_t k_w)
@@ -253,7 +254,7 @@ MM_INLINE void conv_s8_mve_pair(const mm_conv_gemm_params *p, const pixel_pair *
         if (c + 4 <= out_c) {
             vstrbq_s32(o0 + c, ra);
             if (two) vstrbq_s32(o1 + c, rb);
-        } else {              /* the last 1-3 channels: predicated stores */
+        } else { /* the last 1-3 channels: predicated stores */
             const mve_pred16_t keep = vctp32q((uint32_t)(out_c - c));
             vstrbq_p_s32(o0 + c, ra, keep);
             if (two) vstrbq_p_s32(o1 + c, rb, keep);
@@ -262,15 +263,14 @@ MM_INLINE void conv_s8_mve_pair(const mm_conv_gemm_params *p, const pixel_pair *
 }
 
 MM_INLINE void conv_gemm_s8_mve(const mm_conv_gemm_params *p, const int8_t *in, const int8_t *w, int8_t *out,
-                             void *scratch)
+                                void *scratch)
 {
     const int32_t kp = p->k_pad, img_size = p->in_h * p->in_w * p->in_c;
     int8_t *pa = (int8_t *)scratch, *pb = pa + kp;
     const int32_t zp = -p->input_offset;
     /* a 1x1, stride-1 conv whose rows need no padding reads its patches in place */
-    const int direct = (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
-                        p->pad_h == 0 && p->pad_w == 0 && p->k == kp &&
-                        p->out_h == p->in_h && p->out_w == p->in_w);
+    const int direct = (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 &&
+                        p->pad_w == 0 && p->k == kp && p->out_h == p->in_h && p->out_w == p->in_w);
     for (pixel_pair q = pair_first(p); q.batch < p->batches; pair_next(&q)) {
         const int8_t *xa = pa, *xb;
         if (direct) {
@@ -293,7 +293,7 @@ MM_INLINE void conv_s16_pair(const mm_conv_gemm_params *p, const pixel_pair *q, 
     const int32_t kp = p->k_pad, out_c = p->out_c;
     const int two = q->two;
     int16_t *o0 = out + pair_pixel(q) * out_c, *o1 = o0 + out_c;
-    if (p->rq) {     /* proven: every accumulator fits int32 (bias: int32, padded to quads) */
+    if (p->rq) { /* proven: every accumulator fits int32 (bias: int32, padded to quads) */
         for (int32_t c = 0; c < out_c; c += 4) {
             int32_t acc[8];
             for (int k = 0; k < 4; ++k) acc[k] = acc[4 + k] = p->bias[c + k];
@@ -307,7 +307,7 @@ MM_INLINE void conv_s16_pair(const mm_conv_gemm_params *p, const pixel_pair *q, 
         return;
     }
     for (int32_t c = 0; c < out_c; c += 4) {
-        const int8_t *wq = w + c * kp;       /* the quad's block: 16 bytes per row per step */
+        const int8_t *wq = w + c * kp; /* the quad's block: 16 bytes per row per step */
         int64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (int32_t i = 0; i < kp; i += 16) {
             const int16x8_t xa0 = vldrhq_s16(pa + i), xa1 = vldrhq_s16(pa + i + 8);
@@ -371,7 +371,7 @@ MM_INLINE void conv_s8_dsp_pair(const mm_conv_gemm_params *p, const pixel_pair *
 }
 
 MM_INLINE void conv_gemm_s8_dsp(const mm_conv_gemm_params *p, const int8_t *in, const int8_t *w, int8_t *out,
-                             void *scratch)
+                                void *scratch)
 {
     const int32_t kp = p->k_pad, img_size = p->in_h * p->in_w * p->in_c;
     int16_t *pa = (int16_t *)scratch, *pb = pa + kp;
@@ -390,7 +390,7 @@ MM_INLINE void conv_s16_pair(const mm_conv_gemm_params *p, const pixel_pair *q, 
     const int32_t kp = p->k_pad, out_c = p->out_c, groups = kp / 4;
     const int two = q->two;
     int16_t *o0 = out + pair_pixel(q) * out_c, *o1 = o0 + out_c;
-    if (p->rq) {     /* proven: every acc + bias fits int32; one SMMULR requantizes */
+    if (p->rq) { /* proven: every acc + bias fits int32; one SMMULR requantizes */
         const int32_t lo = p->act_min, hi = p->act_max;
         for (int32_t c = 0; c < out_c; c += 2) {
             const int32_t c1 = c + 1 < out_c ? c + 1 : c;
@@ -425,7 +425,8 @@ MM_INLINE void conv_s16_pair(const mm_conv_gemm_params *p, const pixel_pair *q, 
 }
 #endif
 
-void mm_conv_gemm_s8(const mm_conv_gemm_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch)
+void mm_conv_gemm_s8(const mm_conv_gemm_params *p, const int8_t *in, const int8_t *w, int8_t *out,
+                     void *scratch)
 {
 #if MM_TARGET_ISA == MM_ISA_MVE
     conv_gemm_s8_mve(p, in, w, out, scratch);

@@ -30,13 +30,13 @@ typedef struct {
     int32_t out_h, out_w, out_c;
     int32_t k_h, k_w;
     int32_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
-    int32_t k;                  /* k_h * k_w * in_c */
-    int32_t k_pad;              /* weight row length: k rounded up to 4 (DSP) or 16 (MVE) */
-    int32_t input_offset;       /* -input zero point (int8) */
-    int32_t output_offset;      /* output zero point (int8) */
+    int32_t k;             /* k_h * k_w * in_c */
+    int32_t k_pad;         /* weight row length: k rounded up to 4 (DSP) or 16 (MVE) */
+    int32_t input_offset;  /* -input zero point (int8) */
+    int32_t output_offset; /* output zero point (int8) */
     int32_t act_min, act_max;
-    const int32_t *bias;        /* int8: DSP raw bias, MVE bias + input_offset*sum(w); int16: int32 bias or NULL */
-    const int64_t *bias64;      /* int16 with a 64-bit accumulator, else NULL */
+    const int32_t *bias;   /* int8: DSP raw bias, MVE bias + input_offset*sum(w); int16: int32 bias or NULL */
+    const int64_t *bias64; /* int16 with a 64-bit accumulator, else NULL */
     const int32_t *multiplier, *shift;
     /* int16x8, or NULL: per channel R << (32 - T) for SMMULR / VRMULH(acc + bias, rq),
      * TFLM's (x * R + 2^(T-1)) >> T where the compiler proved acc + bias fits int32

@@ -36,8 +36,7 @@ int32_t mm_depthwise_conv_f32_get_buffer_size(int32_t out_c)
 }
 
 /* Taps f in [lo, hi) with 0 <= origin + f*dil < size, clipped to [0, k). */
-MM_INLINE void dw_tap_range(int32_t origin, int32_t dil, int32_t k, int32_t size,
-                            int32_t *lo, int32_t *hi)
+MM_INLINE void dw_tap_range(int32_t origin, int32_t dil, int32_t k, int32_t size, int32_t *lo, int32_t *hi)
 {
     int32_t a = origin < 0 ? (-origin + dil - 1) / dil : 0;
     int32_t r = size - 1 - origin;
@@ -76,9 +75,9 @@ MM_INLINE int16_t dw_out_s16(const mm_dwconv_params *p, int64_t acc, int32_t c)
     return (int16_t)mm_clamp_i32(r, p->act_min, p->act_max);
 }
 
-#define MM_T int8_t
-#define MM_ACC int32_t
-#define MM_SFX s8
+#define MM_T         int8_t
+#define MM_ACC       int32_t
+#define MM_SFX       s8
 #define MM_DW_OFFSET 1
 #include "mm_depthwise_conv.inc"
 #undef MM_T
@@ -86,9 +85,9 @@ MM_INLINE int16_t dw_out_s16(const mm_dwconv_params *p, int64_t acc, int32_t c)
 #undef MM_SFX
 #undef MM_DW_OFFSET
 
-#define MM_T int16_t
-#define MM_ACC int64_t
-#define MM_SFX s16
+#define MM_T         int16_t
+#define MM_ACC       int64_t
+#define MM_SFX       s16
 #define MM_DW_OFFSET 0
 #include "mm_depthwise_conv.inc"
 #undef MM_T
@@ -98,8 +97,8 @@ MM_INLINE int16_t dw_out_s16(const mm_dwconv_params *p, int64_t acc, int32_t c)
 
 /* float32: per channel the taps are summed in TFLM's (fy, fx) order from
  * 0.0f, then the bias (0.0f when absent) is added. */
-void mm_depthwise_conv_f32(const mm_dwconv_f32_params *p, const float *in, const float *w,
-                           float *out, void *scratch)
+void mm_depthwise_conv_f32(const mm_dwconv_f32_params *p, const float *in, const float *w, float *out,
+                           void *scratch)
 {
     float *acc = (float *)scratch;
     const int32_t out_c = p->out_c, in_c = p->in_c, dm = p->depth_mult;

@@ -23,12 +23,12 @@ typedef struct {
     int32_t depth_mult;
     int32_t k_h, k_w;
     int32_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
-    int32_t input_offset;       /* -input zero point (int8 only) */
-    int32_t output_offset;      /* output zero point (int8 only) */
+    int32_t input_offset;  /* -input zero point (int8 only) */
+    int32_t output_offset; /* output zero point (int8 only) */
     int32_t act_min, act_max;
-    const int32_t *bias;        /* int8: raw bias (zeros if absent) */
-    const int32_t *bias_folded; /* int8: bias + input_offset * sum of taps, unclipped windows */
-    const int64_t *bias64;      /* int16: bias (zeros if absent) */
+    const int32_t *bias;               /* int8: raw bias (zeros if absent) */
+    const int32_t *bias_folded;        /* int8: bias + input_offset * sum of taps, unclipped windows */
+    const int64_t *bias64;             /* int16: bias (zeros if absent) */
     const int32_t *multiplier, *shift; /* per output channel */
 } mm_dwconv_params;
 
@@ -40,7 +40,7 @@ typedef struct {
     int32_t k_h, k_w;
     int32_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
     float act_min, act_max;
-    const float *bias;          /* may be NULL */
+    const float *bias; /* may be NULL */
 } mm_dwconv_f32_params;
 
 /* Scratch bytes (docs/kernels.md, "Scratch contract"): one accumulator per output
@@ -53,11 +53,11 @@ int32_t mm_depthwise_conv_f32_get_buffer_size(int32_t out_c);
 int32_t mm_depthwise_conv_f32_get_buffer_size_isa(int32_t isa, int32_t out_c);
 
 /* scratch: int32_t[out_c] (s8), int64_t[out_c] (s16), float[out_c] (f32) */
-void mm_depthwise_conv_s8(const mm_dwconv_params *p, const int8_t *in, const int8_t *w,
-                          int8_t *out, void *scratch);
-void mm_depthwise_conv_s16(const mm_dwconv_params *p, const int16_t *in, const int8_t *w,
-                           int16_t *out, void *scratch);
-void mm_depthwise_conv_f32(const mm_dwconv_f32_params *p, const float *in, const float *w,
-                           float *out, void *scratch);
+void mm_depthwise_conv_s8(const mm_dwconv_params *p, const int8_t *in, const int8_t *w, int8_t *out,
+                          void *scratch);
+void mm_depthwise_conv_s16(const mm_dwconv_params *p, const int16_t *in, const int8_t *w, int16_t *out,
+                           void *scratch);
+void mm_depthwise_conv_f32(const mm_dwconv_f32_params *p, const float *in, const float *w, float *out,
+                           void *scratch);
 
 #endif

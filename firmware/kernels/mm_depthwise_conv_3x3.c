@@ -18,7 +18,7 @@ int32_t mm_depthwise_conv_3x3_s8_get_buffer_size(int32_t in_c)
 
 int32_t mm_depthwise_conv_3x3_s8_q_get_buffer_size_isa(int32_t isa, int32_t in_c)
 {
-    return isa == MM_ISA_DSP || isa == MM_ISA_MVE ? (in_c + 3) & ~3 : -1;   /* dw3_s8 on both */
+    return isa == MM_ISA_DSP || isa == MM_ISA_MVE ? (in_c + 3) & ~3 : -1; /* dw3_s8 on both */
 }
 
 int32_t mm_depthwise_conv_3x3_s8_q_get_buffer_size(int32_t in_c)
@@ -38,7 +38,7 @@ int32_t mm_depthwise_conv_3x3_s16_get_buffer_size(int32_t in_c)
 
 int32_t mm_depthwise_conv_3x3_s16_q_get_buffer_size_isa(int32_t isa, int32_t in_c)
 {
-    return mm_depthwise_conv_3x3_s16_get_buffer_size_isa(isa, in_c);   /* the same dw3_s16 */
+    return mm_depthwise_conv_3x3_s16_get_buffer_size_isa(isa, in_c); /* the same dw3_s16 */
 }
 
 int32_t mm_depthwise_conv_3x3_s16_q_get_buffer_size(int32_t in_c)
@@ -236,17 +236,22 @@ MM_INLINE void dw3_s16_group(int32_t acc[4], const int16_t *const *tp, int32_t c
         a0 = mm_smlabb(x2a, w[4], a0);
         a1 = mm_smlatt(x2a, w[4], a1);
         if (nb > 0) {
-            const int32_t x0b = dw_ld16x2(t0 + 2, nb), x1b = dw_ld16x2(t1 + 2, nb), x2b = dw_ld16x2(t2 + 2, nb);
+            const int32_t x0b = dw_ld16x2(t0 + 2, nb), x1b = dw_ld16x2(t1 + 2, nb),
+                          x2b = dw_ld16x2(t2 + 2, nb);
             a2 = mm_smlad(mm_pack_lo16(x0b, x1b), w[2], a2);
             a3 = mm_smlad(mm_pack_hi16(x0b, x1b), w[3], a3);
             a2 = mm_smlabb(x2b, w[5], a2);
             a3 = mm_smlatt(x2b, w[5], a3);
         }
     }
-    acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
 }
 
-MM_INLINE void dw3_s16(const mm_dw3x3_params *p, const int16_t *in, int16_t *out, void *scratch, const int fast)
+MM_INLINE void dw3_s16(const mm_dw3x3_params *p, const int16_t *in, int16_t *out, void *scratch,
+                       const int fast)
 {
     const int32_t in_c = p->in_c, full = in_c & ~3, rem = in_c & 3;
     int16_t *pad = (int16_t *)scratch;
@@ -271,8 +276,8 @@ MM_INLINE void dw3_s16(const mm_dw3x3_params *p, const int16_t *in, int16_t *out
                         dw3_s16_group(acc, t16, c, w, rem);
                     for (int32_t k = 0; k < n; ++k) {
                         const int32_t r = fast ? mm_smmulr(p->bias[c + k] + acc[k], p->rq[c + k])
-                                               : mm_requantize_s64(p->bias64[c + k] + acc[k], p->multiplier[c + k],
-                                                                   p->shift[c + k]);
+                                               : mm_requantize_s64(p->bias64[c + k] + acc[k],
+                                                                   p->multiplier[c + k], p->shift[c + k]);
                         o[c + k] = (int16_t)mm_clamp_i32(r, p->act_min, p->act_max);
                     }
                     if (n < 4) break;

@@ -42,13 +42,13 @@ typedef struct {
     int32_t in_h, in_w, in_c;
     int32_t out_h, out_w;
     int32_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
-    int32_t input_zp;           /* int8: pad value (the input zero point); int16: 0 */
-    int32_t output_offset;      /* int8 only */
+    int32_t input_zp;      /* int8: pad value (the input zero point); int16: 0 */
+    int32_t output_offset; /* int8 only */
     int32_t act_min, act_max;
-    const int32_t *w;           /* packed weights, in_c rounded up to 4 */
-    const int32_t *bias;        /* int8: folded bias (doubled for the fast rq), 4-padded */
-    const int64_t *bias64;      /* int16 */
-    const int32_t *rq;          /* fast int8 rq: per group M[4], C[4], E[4] */
+    const int32_t *w;      /* packed weights, in_c rounded up to 4 */
+    const int32_t *bias;   /* int8: folded bias (doubled for the fast rq), 4-padded */
+    const int64_t *bias64; /* int16 */
+    const int32_t *rq;     /* fast int8 rq: per group M[4], C[4], E[4] */
     const int32_t *multiplier, *shift;
 } mm_dw3x3_params;
 

@@ -15,23 +15,23 @@
 #define MM_BCAST_MAX_DIMS 8
 
 typedef struct {
-    int32_t ndims;                        /* loops after merging, outermost first */
-    int32_t shape[MM_BCAST_MAX_DIMS];     /* output extent of each loop */
-    int32_t a_stride[MM_BCAST_MAX_DIMS];  /* input 1 step per loop, in elements (0: broadcast) */
-    int32_t b_stride[MM_BCAST_MAX_DIMS];  /* input 2 step per loop */
+    int32_t ndims;                       /* loops after merging, outermost first */
+    int32_t shape[MM_BCAST_MAX_DIMS];    /* output extent of each loop */
+    int32_t a_stride[MM_BCAST_MAX_DIMS]; /* input 1 step per loop, in elements (0: broadcast) */
+    int32_t b_stride[MM_BCAST_MAX_DIMS]; /* input 2 step per loop */
 } mm_broadcast;
 
 typedef struct {
-    int32_t size;                  /* output elements */
-    const mm_broadcast *bcast;     /* NULL when both inputs have the output's shape */
+    int32_t size;                         /* output elements */
+    const mm_broadcast *bcast;            /* NULL when both inputs have the output's shape */
     int32_t input1_offset, input2_offset; /* -zero points */
     int32_t output_offset;
     int32_t left_shift;
-    int32_t input1_multiplier, input1_shift;  /* shifts <= 0 */
+    int32_t input1_multiplier, input1_shift; /* shifts <= 0 */
     int32_t input2_multiplier, input2_shift;
     int32_t output_multiplier, output_shift;
     int32_t act_min, act_max;
-} mm_add_params;                   /* ADD and SUB */
+} mm_add_params; /* ADD and SUB */
 
 typedef struct {
     int32_t size;
@@ -46,7 +46,7 @@ typedef struct {
     int32_t size;
     const mm_broadcast *bcast;
     float act_min, act_max;
-} mm_elementwise_f32_params;       /* float ADD, SUB, MUL */
+} mm_elementwise_f32_params; /* float ADD, SUB, MUL */
 
 void mm_add_s8(const mm_add_params *p, const int8_t *a, const int8_t *b, int8_t *out);
 void mm_add_s16(const mm_add_params *p, const int16_t *a, const int16_t *b, int16_t *out);

@@ -103,7 +103,7 @@ MM_INLINE void fc_blocked_s8_dsp(const mm_fc_params *p, const int8_t *in, const 
             o[c + 2] = fc_out_s8(p, a.a2, c + 2);
             o[c + 3] = fc_out_s8(p, a.a3, c + 3);
         }
-        for (int32_t c = nblk * 4; c < out_depth; ++c, wp += depth)  /* leftover rows: plain row-major */
+        for (int32_t c = nblk * 4; c < out_depth; ++c, wp += depth) /* leftover rows: plain row-major */
             o[c] = fc_out_s8(p, mm_dot_s8(p->bias[c], x, wp, depth), c);
     }
 }
@@ -189,7 +189,7 @@ MM_INLINE void fc_blocked_s8_mve(const mm_fc_params *p, const int8_t *in, const 
                 a3 = vmladavaq_s8(a3, xv, vldrbq_s8(wp + 48));
                 wp += 64;
             }
-            if (rem) {  /* weights are zero-padded: only the input load is predicated */
+            if (rem) { /* weights are zero-padded: only the input load is predicated */
                 const int8x16_t xv = vldrbq_z_s8(xp, tail);
                 a0 = vmladavaq_s8(a0, xv, vldrbq_s8(wp));
                 a1 = vmladavaq_s8(a1, xv, vldrbq_s8(wp + 16));

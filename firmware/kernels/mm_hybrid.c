@@ -15,8 +15,8 @@ MM_INLINE int32_t hybrid_round(float m, int32_t vectorized)
     return (int32_t)roundf(m);
 }
 
-void mm_hybrid_quantize(const float *x, int32_t n, int8_t *q, int32_t asymmetric,
-                        float *scale, int32_t *offset)
+void mm_hybrid_quantize(const float *x, int32_t n, int8_t *q, int32_t asymmetric, float *scale,
+                        int32_t *offset)
 {
     const int32_t vec_end = n & ~7;
     float lo = x[0], hi = x[0];
@@ -59,9 +59,12 @@ void mm_hybrid_quantize(const float *x, int32_t n, int8_t *q, int32_t asymmetric
     const double err_max = 127.0 + fabs(rmax / s);
     const double zp = err_min < err_max ? zp_min : zp_max;
     int32_t z;
-    if (zp <= -128.0) z = -128;
-    else if (zp >= 127.0) z = 127;
-    else z = (int32_t)(int8_t)round(zp);
+    if (zp <= -128.0)
+        z = -128;
+    else if (zp >= 127.0)
+        z = 127;
+    else
+        z = (int32_t)(int8_t)round(zp);
     *scale = (float)s;
     *offset = z;
     const float inv = (float)(1.0 / (double)*scale);
@@ -73,7 +76,7 @@ void mm_hybrid_quantize(const float *x, int32_t n, int8_t *q, int32_t asymmetric
 
 MM_INLINE float hybrid_clamp(float v, float lo, float hi)
 {
-    v = v < lo ? lo : v;   /* std::max(v, lo) then std::min(., hi), as the reference */
+    v = v < lo ? lo : v; /* std::max(v, lo) then std::min(., hi), as the reference */
     return hi < v ? hi : v;
 }
 
@@ -111,8 +114,8 @@ int32_t mm_depthwise_conv_hybrid_get_buffer_size(int32_t in_h, int32_t in_w, int
     return mm_depthwise_conv_hybrid_get_buffer_size_isa(MM_TARGET_ISA, in_h, in_w, in_c);
 }
 
-void mm_fully_connected_hybrid(const mm_fc_hybrid_params *p, const float *in, const int8_t *w,
-                               float *out, void *scratch)
+void mm_fully_connected_hybrid(const mm_fc_hybrid_params *p, const float *in, const int8_t *w, float *out,
+                               void *scratch)
 {
     int8_t *q = (int8_t *)scratch;
     const int32_t depth = p->in_depth;
@@ -136,8 +139,8 @@ void mm_fully_connected_hybrid(const mm_fc_hybrid_params *p, const float *in, co
 }
 
 /* Taps f in [lo, hi) with 0 <= origin + f*dil < size, clipped to [0, k). */
-MM_INLINE void hybrid_tap_range(int32_t origin, int32_t dil, int32_t k, int32_t size,
-                                int32_t *lo, int32_t *hi)
+MM_INLINE void hybrid_tap_range(int32_t origin, int32_t dil, int32_t k, int32_t size, int32_t *lo,
+                                int32_t *hi)
 {
     int32_t a = origin < 0 ? (-origin + dil - 1) / dil : 0;
     int32_t r = size - 1 - origin;
@@ -148,8 +151,8 @@ MM_INLINE void hybrid_tap_range(int32_t origin, int32_t dil, int32_t k, int32_t 
     *hi = e;
 }
 
-void mm_conv_hybrid(const mm_conv_hybrid_params *p, const float *in, const int8_t *w,
-                    float *out, void *scratch)
+void mm_conv_hybrid(const mm_conv_hybrid_params *p, const float *in, const int8_t *w, float *out,
+                    void *scratch)
 {
     int8_t *q = (int8_t *)scratch;
     const int32_t in_c = p->in_c, kc = p->k_c, opg = p->oc_per_group;
@@ -197,8 +200,8 @@ void mm_conv_hybrid(const mm_conv_hybrid_params *p, const float *in, const int8_
     }
 }
 
-void mm_depthwise_conv_hybrid(const mm_conv_hybrid_params *p, const float *in, const int8_t *w,
-                              float *out, void *scratch)
+void mm_depthwise_conv_hybrid(const mm_conv_hybrid_params *p, const float *in, const int8_t *w, float *out,
+                              void *scratch)
 {
     int8_t *q = (int8_t *)scratch;
     const int32_t in_c = p->in_c, out_c = p->out_c, dm = p->depth_mult;

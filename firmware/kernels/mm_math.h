@@ -24,18 +24,26 @@
 /* MM_FN(name) is name_<MM_SFX>: the function names of a kernel body written once and
  * included once per type (mm_conv.inc, mm_depthwise_conv.inc, mm_transpose_conv.inc). */
 #define MM_CAT_(a, b) a##_##b
-#define MM_CAT(a, b) MM_CAT_(a, b)
-#define MM_FN(name) MM_CAT(name, MM_SFX)
+#define MM_CAT(a, b)  MM_CAT_(a, b)
+#define MM_FN(name)   MM_CAT(name, MM_SFX)
 
-MM_INLINE int32_t mm_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
-MM_INLINE int32_t mm_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
-MM_INLINE int32_t mm_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
+MM_INLINE int32_t mm_min_i32(int32_t a, int32_t b)
+{
+    return a < b ? a : b;
+}
+MM_INLINE int32_t mm_max_i32(int32_t a, int32_t b)
+{
+    return a > b ? a : b;
+}
+MM_INLINE int32_t mm_clamp_i32(int32_t v, int32_t lo, int32_t hi)
+{
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
 /* gemmlowp SaturatingRoundingDoublingHighMul: (a*b*2 + 2^31) >> 32 with
  * rounding half away from zero and saturation of INT32_MIN*INT32_MIN. */
-MM_INLINE int32_t mm_sat_rounding_doubling_high_mul(int32_t a, int32_t b) {
+MM_INLINE int32_t mm_sat_rounding_doubling_high_mul(int32_t a, int32_t b)
+{
     if (a == b && a == INT32_MIN) return INT32_MAX;
     int64_t ab = (int64_t)a * (int64_t)b;
     int64_t nudge = ab >= 0 ? (1LL << 30) : (1 - (1LL << 30));
@@ -45,7 +53,8 @@ MM_INLINE int32_t mm_sat_rounding_doubling_high_mul(int32_t a, int32_t b) {
 }
 
 /* gemmlowp RoundingDivideByPOT: round half away from zero. */
-MM_INLINE int32_t mm_rounding_divide_by_pot(int32_t x, int exponent) {
+MM_INLINE int32_t mm_rounding_divide_by_pot(int32_t x, int exponent)
+{
     const int32_t mask = (int32_t)((1LL << exponent) - 1);
     const int32_t remainder = x & mask;
     const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
@@ -53,7 +62,8 @@ MM_INLINE int32_t mm_rounding_divide_by_pot(int32_t x, int exponent) {
 }
 
 /* TFLM MultiplyByQuantizedMultiplier(int32, ...): x * m * 2^shift. */
-MM_INLINE int32_t mm_requantize(int32_t x, int32_t multiplier, int32_t shift) {
+MM_INLINE int32_t mm_requantize(int32_t x, int32_t multiplier, int32_t shift)
+{
 #if MM_SINGLE_ROUNDING
     const int64_t total_shift = 31 - shift;
     const int64_t round = (int64_t)1 << (total_shift - 1);
@@ -62,14 +72,14 @@ MM_INLINE int32_t mm_requantize(int32_t x, int32_t multiplier, int32_t shift) {
     const int left_shift = shift > 0 ? shift : 0;
     const int right_shift = shift > 0 ? 0 : -shift;
     return mm_rounding_divide_by_pot(
-        mm_sat_rounding_doubling_high_mul((int32_t)((uint32_t)x << left_shift), multiplier),
-        right_shift);
+        mm_sat_rounding_doubling_high_mul((int32_t)((uint32_t)x << left_shift), multiplier), right_shift);
 #endif
 }
 
 /* TFLM MultiplyByQuantizedMultiplier(int64, ...), used by int16x8 kernels:
  * the multiplier is reduced to 16 bits and applied in one rounding step. */
-MM_INLINE int32_t mm_requantize_s64(int64_t x, int32_t multiplier, int32_t shift) {
+MM_INLINE int32_t mm_requantize_s64(int64_t x, int32_t multiplier, int32_t shift)
+{
     const int32_t reduced = multiplier < 0x7FFF0000 ? ((multiplier + (1 << 15)) >> 16) : 0x7FFF;
     /* TFLM shifts by 15 - shift unchecked (release builds): a layer with shift >= 16
      * makes the count zero or negative, undefined in C++. The reference build (x86)
@@ -84,7 +94,8 @@ MM_INLINE int32_t mm_requantize_s64(int64_t x, int32_t multiplier, int32_t shift
 }
 
 /* TFLM MultiplyByQuantizedMultiplierSmallerThanOneExp (double rounding). */
-MM_INLINE int32_t mm_requantize_lt1(int32_t x, int32_t multiplier, int32_t left_shift) {
+MM_INLINE int32_t mm_requantize_lt1(int32_t x, int32_t multiplier, int32_t left_shift)
+{
 #if MM_SINGLE_ROUNDING
     return mm_requantize(x, multiplier, left_shift);
 #else
@@ -93,7 +104,8 @@ MM_INLINE int32_t mm_requantize_lt1(int32_t x, int32_t multiplier, int32_t left_
 }
 
 /* TFLM MultiplyByQuantizedMultiplierGreaterThanOne (double rounding). */
-MM_INLINE int32_t mm_requantize_gt1(int32_t x, int32_t multiplier, int32_t left_shift) {
+MM_INLINE int32_t mm_requantize_gt1(int32_t x, int32_t multiplier, int32_t left_shift)
+{
 #if MM_SINGLE_ROUNDING
     return mm_requantize(x, multiplier, left_shift);
 #else
@@ -101,7 +113,13 @@ MM_INLINE int32_t mm_requantize_gt1(int32_t x, int32_t multiplier, int32_t left_
 #endif
 }
 
-MM_INLINE int8_t mm_sat_s8(int32_t v) { return (int8_t)mm_clamp_i32(v, -128, 127); }
-MM_INLINE int16_t mm_sat_s16(int32_t v) { return (int16_t)mm_clamp_i32(v, -32768, 32767); }
+MM_INLINE int8_t mm_sat_s8(int32_t v)
+{
+    return (int8_t)mm_clamp_i32(v, -128, 127);
+}
+MM_INLINE int16_t mm_sat_s16(int32_t v)
+{
+    return (int16_t)mm_clamp_i32(v, -32768, 32767);
+}
 
 #endif /* MM_MATH_H */

@@ -10,8 +10,8 @@
 #include "mm_math.h"
 
 typedef struct {
-    int32_t input_multiplier;  /* int16: input rescale to the table's 1/(3*4096) step */
-    int32_t input_left_shift;  /* right shift applied after the multiply */
+    int32_t input_multiplier; /* int16: input rescale to the table's 1/(3*4096) step */
+    int32_t input_left_shift; /* right shift applied after the multiply */
 } mm_nonlinear_params;
 
 void mm_logistic_s8(const int8_t *lut, const int8_t *in, int8_t *out, int32_t n);

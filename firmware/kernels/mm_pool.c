@@ -5,7 +5,9 @@
 
 /* Window of output position (oy, ox) clipped to the input: rows [*y0, *y1), cols [*x0, *x1),
  * relative to the input origin (iy0, ix0). */
-typedef struct { int32_t iy0, ix0, y0, y1, x0, x1; } mm_window;
+typedef struct {
+    int32_t iy0, ix0, y0, y1, x0, x1;
+} mm_window;
 
 static mm_window mm_pool_window(const mm_pool_params *p, int32_t oy, int32_t ox)
 {
@@ -20,53 +22,53 @@ static mm_window mm_pool_window(const mm_pool_params *p, int32_t oy, int32_t ox)
 }
 
 /* Integer average: sum, then divide rounding half away from zero (as TFLM). */
-#define MM_AVG_POOL_INT(NAME, T)                                                          \
-void NAME(const mm_pool_params *p, const T *in, T *out)                                   \
-{                                                                                         \
-    const int32_t depth = p->depth;                                                       \
-    for (int32_t b = 0; b < p->batches; ++b) {                                            \
-        const T *ib = in + (size_t)b * p->in_h * p->in_w * depth;                         \
-        for (int32_t oy = 0; oy < p->out_h; ++oy) {                                       \
-            for (int32_t ox = 0; ox < p->out_w; ++ox) {                                   \
-                const mm_window w = mm_pool_window(p, oy, ox);                            \
-                const int32_t count = (w.y1 - w.y0) * (w.x1 - w.x0);                      \
-                for (int32_t c = 0; c < depth; ++c) {                                     \
-                    int32_t acc = 0;                                                      \
-                    for (int32_t fy = w.y0; fy < w.y1; ++fy) {                            \
-                        const T *row = ib + ((size_t)(w.iy0 + fy) * p->in_w + w.ix0) * depth + c; \
-                        for (int32_t fx = w.x0; fx < w.x1; ++fx) acc += row[fx * depth]; \
-                    }                                                                     \
-                    if (count > 0)                                                        \
-                        acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count; \
-                    *out++ = (T)mm_clamp_i32(acc, p->act_min, p->act_max);                \
-                }                                                                         \
-            }                                                                             \
-        }                                                                                 \
-    }                                                                                     \
-}
+#define MM_AVG_POOL_INT(NAME, T)                                                                             \
+    void NAME(const mm_pool_params *p, const T *in, T *out)                                                  \
+    {                                                                                                        \
+        const int32_t depth = p->depth;                                                                      \
+        for (int32_t b = 0; b < p->batches; ++b) {                                                           \
+            const T *ib = in + (size_t)b * p->in_h * p->in_w * depth;                                        \
+            for (int32_t oy = 0; oy < p->out_h; ++oy) {                                                      \
+                for (int32_t ox = 0; ox < p->out_w; ++ox) {                                                  \
+                    const mm_window w = mm_pool_window(p, oy, ox);                                           \
+                    const int32_t count = (w.y1 - w.y0) * (w.x1 - w.x0);                                     \
+                    for (int32_t c = 0; c < depth; ++c) {                                                    \
+                        int32_t acc = 0;                                                                     \
+                        for (int32_t fy = w.y0; fy < w.y1; ++fy) {                                           \
+                            const T *row = ib + ((size_t)(w.iy0 + fy) * p->in_w + w.ix0) * depth + c;        \
+                            for (int32_t fx = w.x0; fx < w.x1; ++fx) acc += row[fx * depth];                 \
+                        }                                                                                    \
+                        if (count > 0)                                                                       \
+                            acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;           \
+                        *out++ = (T)mm_clamp_i32(acc, p->act_min, p->act_max);                               \
+                    }                                                                                        \
+                }                                                                                            \
+            }                                                                                                \
+        }                                                                                                    \
+    }
 
-#define MM_MAX_POOL_INT(NAME, T, LOWEST)                                                  \
-void NAME(const mm_pool_params *p, const T *in, T *out)                                   \
-{                                                                                         \
-    const int32_t depth = p->depth;                                                       \
-    for (int32_t b = 0; b < p->batches; ++b) {                                            \
-        const T *ib = in + (size_t)b * p->in_h * p->in_w * depth;                         \
-        for (int32_t oy = 0; oy < p->out_h; ++oy) {                                       \
-            for (int32_t ox = 0; ox < p->out_w; ++ox) {                                   \
-                const mm_window w = mm_pool_window(p, oy, ox);                            \
-                for (int32_t c = 0; c < depth; ++c) {                                     \
-                    int32_t m = LOWEST;                                                   \
-                    for (int32_t fy = w.y0; fy < w.y1; ++fy) {                            \
-                        const T *row = ib + ((size_t)(w.iy0 + fy) * p->in_w + w.ix0) * depth + c; \
-                        for (int32_t fx = w.x0; fx < w.x1; ++fx)                          \
-                            m = row[fx * depth] > m ? row[fx * depth] : m;                \
-                    }                                                                     \
-                    *out++ = (T)mm_clamp_i32(m, p->act_min, p->act_max);                  \
-                }                                                                         \
-            }                                                                             \
-        }                                                                                 \
-    }                                                                                     \
-}
+#define MM_MAX_POOL_INT(NAME, T, LOWEST)                                                                     \
+    void NAME(const mm_pool_params *p, const T *in, T *out)                                                  \
+    {                                                                                                        \
+        const int32_t depth = p->depth;                                                                      \
+        for (int32_t b = 0; b < p->batches; ++b) {                                                           \
+            const T *ib = in + (size_t)b * p->in_h * p->in_w * depth;                                        \
+            for (int32_t oy = 0; oy < p->out_h; ++oy) {                                                      \
+                for (int32_t ox = 0; ox < p->out_w; ++ox) {                                                  \
+                    const mm_window w = mm_pool_window(p, oy, ox);                                           \
+                    for (int32_t c = 0; c < depth; ++c) {                                                    \
+                        int32_t m = LOWEST;                                                                  \
+                        for (int32_t fy = w.y0; fy < w.y1; ++fy) {                                           \
+                            const T *row = ib + ((size_t)(w.iy0 + fy) * p->in_w + w.ix0) * depth + c;        \
+                            for (int32_t fx = w.x0; fx < w.x1; ++fx)                                         \
+                                m = row[fx * depth] > m ? row[fx * depth] : m;                               \
+                        }                                                                                    \
+                        *out++ = (T)mm_clamp_i32(m, p->act_min, p->act_max);                                 \
+                    }                                                                                        \
+                }                                                                                            \
+            }                                                                                                \
+        }                                                                                                    \
+    }
 
 MM_INLINE int32_t pool_avg(int32_t acc, int32_t count)
 {
@@ -98,8 +100,7 @@ MM_INLINE int32_t avg_channels_s8(int32_t depth, const int8_t *base, int32_t nro
         vst1q_s16(sums, s0);
         vst1q_s16(sums + 8, s1);
         const int32_t n = depth - c < 16 ? depth - c : 16;
-        for (int32_t k = 0; k < n; ++k)
-            out[c + k] = (int8_t)mm_clamp_i32(pool_avg(sums[k], count), lo, hi);
+        for (int32_t k = 0; k < n; ++k) out[c + k] = (int8_t)mm_clamp_i32(pool_avg(sums[k], count), lo, hi);
     }
     return depth;
 }
@@ -142,7 +143,8 @@ static void avg_pool_s8_fast(const mm_pool_params *p, const int8_t *in, int8_t *
                 const int8_t *base = ib + ((size_t)(w.iy0 + w.y0) * p->in_w + w.ix0 + w.x0) * depth;
                 const int32_t ncols = w.x1 - w.x0, nrows = w.y1 - w.y0;
                 const int32_t row_step = p->in_w * depth;
-                int32_t c = count > 0 ? avg_channels_s8(depth, base, nrows, ncols, row_step, count, lo, hi, out) : 0;
+                int32_t c =
+                    count > 0 ? avg_channels_s8(depth, base, nrows, ncols, row_step, count, lo, hi, out) : 0;
                 for (; c < depth; ++c) {
                     int32_t acc = 0;
                     const int8_t *row = base + c;
@@ -159,7 +161,7 @@ static void avg_pool_s8_fast(const mm_pool_params *p, const int8_t *in, int8_t *
 
 static MM_AVG_POOL_INT(avg_pool_s8_plain, int8_t)
 
-void mm_avg_pool_s8(const mm_pool_params *p, const int8_t *in, int8_t *out)
+    void mm_avg_pool_s8(const mm_pool_params *p, const int8_t *in, int8_t *out)
 {
 #if MM_TARGET_ISA != MM_ISA_PLAIN
     if (p->filter_h * p->filter_w <= 256) {

@@ -10,8 +10,8 @@
 typedef struct {
     int32_t batches, in_h, in_w, depth, out_h, out_w;
     int32_t stride_h, stride_w, filter_h, filter_w, pad_h, pad_w;
-    int32_t act_min, act_max;       /* int8 / int16 output clamp */
-    float act_min_f, act_max_f;     /* float32 output clamp */
+    int32_t act_min, act_max;   /* int8 / int16 output clamp */
+    float act_min_f, act_max_f; /* float32 output clamp */
 } mm_pool_params;
 
 void mm_avg_pool_s8(const mm_pool_params *p, const int8_t *in, int8_t *out);

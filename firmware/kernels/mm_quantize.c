@@ -37,7 +37,8 @@ void mm_quantize_s8_s8(const mm_requantize_params *p, const int8_t *in, int8_t *
 void mm_quantize_s8_s16(const mm_requantize_params *p, const int8_t *in, int16_t *out)
 {
     const mm_requantize_params q = *p;
-    for (int32_t i = 0; i < q.size; ++i) out[i] = (int16_t)mm_clamp_i32(requantize_q(&q, in[i]), -32768, 32767);
+    for (int32_t i = 0; i < q.size; ++i)
+        out[i] = (int16_t)mm_clamp_i32(requantize_q(&q, in[i]), -32768, 32767);
 }
 
 void mm_quantize_s16_s8(const mm_requantize_params *p, const int16_t *in, int8_t *out)
@@ -49,19 +50,18 @@ void mm_quantize_s16_s8(const mm_requantize_params *p, const int16_t *in, int8_t
 void mm_quantize_s16_s16(const mm_requantize_params *p, const int16_t *in, int16_t *out)
 {
     const mm_requantize_params q = *p;
-    for (int32_t i = 0; i < q.size; ++i) out[i] = (int16_t)mm_clamp_i32(requantize_q(&q, in[i]), -32768, 32767);
+    for (int32_t i = 0; i < q.size; ++i)
+        out[i] = (int16_t)mm_clamp_i32(requantize_q(&q, in[i]), -32768, 32767);
 }
 
 void mm_dequantize_s8(const mm_affine_params *p, const int8_t *in, float *out)
 {
     const mm_affine_params q = *p;
-    for (int32_t i = 0; i < q.size; ++i)
-        out[i] = q.scale * (float)((int32_t)in[i] - q.zero_point);
+    for (int32_t i = 0; i < q.size; ++i) out[i] = q.scale * (float)((int32_t)in[i] - q.zero_point);
 }
 
 void mm_dequantize_s16(const mm_affine_params *p, const int16_t *in, float *out)
 {
     const mm_affine_params q = *p;
-    for (int32_t i = 0; i < q.size; ++i)
-        out[i] = q.scale * (float)((int32_t)in[i] - q.zero_point);
+    for (int32_t i = 0; i < q.size; ++i) out[i] = q.scale * (float)((int32_t)in[i] - q.zero_point);
 }

@@ -13,12 +13,12 @@ typedef struct {
     int32_t size;
     float scale;
     int32_t zero_point;
-} mm_affine_params;            /* QUANTIZE from float, DEQUANTIZE */
+} mm_affine_params; /* QUANTIZE from float, DEQUANTIZE */
 
 typedef struct {
     int32_t size;
     int32_t input_zero_point, output_zero_point;
-    int32_t multiplier, shift;  /* input scale / output scale */
+    int32_t multiplier, shift; /* input scale / output scale */
 } mm_requantize_params;
 
 void mm_quantize_f32_s8(const mm_affine_params *p, const float *in, int8_t *out);

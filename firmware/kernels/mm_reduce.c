@@ -32,22 +32,22 @@ MM_INLINE void nest_next(mm_nest *it, const int32_t *dims, const int32_t *stride
 }
 
 /* int8 / int16: the reduced elements summed in a wrapped 32-bit sum (TFLM's int32 accumulator) */
-#define MM_MEAN_INT(NAME, T, LO, HI)                                                  \
-void NAME(const mm_reduce_params *p, const T *in, T *out)                             \
-{                                                                                     \
-    const int32_t n_keep = nest_count(p->keep_dims), n_red = nest_count(p->red_dims); \
-    mm_nest k = nest_start();                                                         \
-    for (int32_t i = 0; i < n_keep; ++i, nest_next(&k, p->keep_dims, p->keep_strides)) { \
-        const T *base = in + k.off;                                                   \
-        uint32_t sum = 0;                                                             \
-        mm_nest r = nest_start();                                                     \
-        for (int32_t j = 0; j < n_red; ++j, nest_next(&r, p->red_dims, p->red_strides)) \
-            sum += (uint32_t)(int32_t)base[r.off];                                    \
-        const int32_t shifted = (int32_t)(sum - (uint32_t)p->zp_times_count);         \
-        const int32_t v = mm_requantize(shifted, p->multiplier, p->shift) + p->output_zp; \
-        *out++ = (T)mm_clamp_i32(v, LO, HI);                                          \
-    }                                                                                 \
-}
+#define MM_MEAN_INT(NAME, T, LO, HI)                                                                         \
+    void NAME(const mm_reduce_params *p, const T *in, T *out)                                                \
+    {                                                                                                        \
+        const int32_t n_keep = nest_count(p->keep_dims), n_red = nest_count(p->red_dims);                    \
+        mm_nest k = nest_start();                                                                            \
+        for (int32_t i = 0; i < n_keep; ++i, nest_next(&k, p->keep_dims, p->keep_strides)) {                 \
+            const T *base = in + k.off;                                                                      \
+            uint32_t sum = 0;                                                                                \
+            mm_nest r = nest_start();                                                                        \
+            for (int32_t j = 0; j < n_red; ++j, nest_next(&r, p->red_dims, p->red_strides))                  \
+                sum += (uint32_t)(int32_t)base[r.off];                                                       \
+            const int32_t shifted = (int32_t)(sum - (uint32_t)p->zp_times_count);                            \
+            const int32_t v = mm_requantize(shifted, p->multiplier, p->shift) + p->output_zp;                \
+            *out++ = (T)mm_clamp_i32(v, LO, HI);                                                             \
+        }                                                                                                    \
+    }
 
 MM_MEAN_INT(mm_mean_s8, int8_t, -128, 127)
 MM_MEAN_INT(mm_mean_s16, int16_t, -32768, 32767)

@@ -15,8 +15,8 @@
 typedef struct {
     int32_t keep_dims[MM_REDUCE_GROUPS], keep_strides[MM_REDUCE_GROUPS];
     int32_t red_dims[MM_REDUCE_GROUPS], red_strides[MM_REDUCE_GROUPS];
-    int32_t count;            /* elements reduced into each output */
-    int32_t zp_times_count;   /* input zero point * count, wrapped to 32 bits */
+    int32_t count;             /* elements reduced into each output */
+    int32_t zp_times_count;    /* input zero point * count, wrapped to 32 bits */
     int32_t multiplier, shift; /* already folded with 1/count as TFLM does */
     int32_t output_zp;
 } mm_reduce_params;

@@ -9,12 +9,12 @@
 #include "mm_math.h"
 
 #define MM_CONCAT_MAX_INPUTS 10
-#define MM_PAD_DIMS 5
+#define MM_PAD_DIMS          5
 
 typedef struct {
-    int32_t outer;                              /* product of the dims before the axis */
-    int32_t count;                              /* number of inputs */
-    int32_t copy[MM_CONCAT_MAX_INPUTS];         /* elements per outer step, per input */
+    int32_t outer;                      /* product of the dims before the axis */
+    int32_t count;                      /* number of inputs */
+    int32_t copy[MM_CONCAT_MAX_INPUTS]; /* elements per outer step, per input */
 } mm_concat_params;
 
 /* Inputs follow `out` as `count` pointers of the element type (T *). */
@@ -26,9 +26,9 @@ void mm_concatenation_f32(const mm_concat_params *p, float *out, ...);
 void mm_concatenation_u8(const mm_concat_params *p, uint8_t *out, ...);
 
 typedef struct {
-    int32_t in_dims[MM_PAD_DIMS];   /* input shape, front-padded with 1s */
-    int32_t left[MM_PAD_DIMS];      /* padding before each dim */
-    int32_t out_dims[MM_PAD_DIMS];  /* output shape */
+    int32_t in_dims[MM_PAD_DIMS];  /* input shape, front-padded with 1s */
+    int32_t left[MM_PAD_DIMS];     /* padding before each dim */
+    int32_t out_dims[MM_PAD_DIMS]; /* output shape */
 } mm_pad_params;
 
 void mm_pad_s8(const mm_pad_params *p, const int8_t *in, int8_t *out, int8_t value);

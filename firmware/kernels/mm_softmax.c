@@ -10,7 +10,10 @@ static int mm_clz32(uint32_t x)
 #else
     int n = 0;
     if (!x) return 32;
-    while (!(x & 0x80000000u)) { x <<= 1; ++n; }
+    while (!(x & 0x80000000u)) {
+        x <<= 1;
+        ++n;
+    }
     return n;
 #endif
 }
@@ -29,7 +32,8 @@ static int32_t mm_one_over_one_plus_x(int32_t a)
 {
     const int64_t s = (int64_t)a + INT32_MAX;
     const int32_t half = (int32_t)((s + (s >= 0 ? 1 : -1)) / 2);
-    int32_t x = 1515870810 + mm_sat_rounding_doubling_high_mul(half, -1010580540); /* 48/17 - 32/17 d, Q2.29 */
+    int32_t x =
+        1515870810 + mm_sat_rounding_doubling_high_mul(half, -1010580540); /* 48/17 - 32/17 d, Q2.29 */
     for (int i = 0; i < 3; ++i) {
         const int32_t err = (1 << 29) - mm_sat_rounding_doubling_high_mul(half, x);
         x = x + mm_sat_shl(mm_sat_rounding_doubling_high_mul(x, err), 2);
@@ -37,36 +41,36 @@ static int32_t mm_one_over_one_plus_x(int32_t a)
     return mm_sat_shl(x, 1);
 }
 
-#define MM_SOFTMAX_INT8(NAME, OUT_T, OUT_MIN, OUT_MAX, OUT_BITS)                           \
-void NAME(const mm_softmax_params *p, const int8_t *in, OUT_T *out)                        \
-{                                                                                          \
-    const int32_t depth = p->depth;                                                        \
-    const int32_t *table = p->exp_table;                                                   \
-    for (int32_t i = 0; i < p->outer; ++i, in += depth, out += depth) {                    \
-        int32_t max = -128;                                                                \
-        for (int32_t c = 0; c < depth; ++c) max = in[c] > max ? in[c] : max;               \
-        int32_t sum = 0; /* Q12.19 */                                                      \
-        for (int32_t c = 0; c < depth; ++c) {                                              \
-            const int32_t diff = in[c] - max;                                              \
-            if (diff >= p->diff_min) sum += mm_rounding_divide_by_pot(table[-diff], 12);   \
-        }                                                                                  \
-        const int headroom = mm_clz32((uint32_t)sum);                                      \
-        const int32_t scale = mm_one_over_one_plus_x(                                      \
-            (int32_t)(((uint32_t)sum << headroom) - 0x80000000u));                         \
-        const int exponent = 12 - headroom + 31 - (OUT_BITS);                              \
-        for (int32_t c = 0; c < depth; ++c) {                                              \
-            const int32_t diff = in[c] - max;                                              \
-            int32_t r = OUT_MIN;                                                           \
-            if (diff >= p->diff_min) {                                                     \
-                r = mm_rounding_divide_by_pot(                                             \
-                        mm_sat_rounding_doubling_high_mul(scale, table[-diff]), exponent)  \
-                    + (OUT_MIN);                                                           \
-                r = mm_clamp_i32(r, OUT_MIN, OUT_MAX);                                     \
-            }                                                                              \
-            out[c] = (OUT_T)r;                                                             \
-        }                                                                                  \
-    }                                                                                      \
-}
+#define MM_SOFTMAX_INT8(NAME, OUT_T, OUT_MIN, OUT_MAX, OUT_BITS)                                             \
+    void NAME(const mm_softmax_params *p, const int8_t *in, OUT_T *out)                                      \
+    {                                                                                                        \
+        const int32_t depth = p->depth;                                                                      \
+        const int32_t *table = p->exp_table;                                                                 \
+        for (int32_t i = 0; i < p->outer; ++i, in += depth, out += depth) {                                  \
+            int32_t max = -128;                                                                              \
+            for (int32_t c = 0; c < depth; ++c) max = in[c] > max ? in[c] : max;                             \
+            int32_t sum = 0; /* Q12.19 */                                                                    \
+            for (int32_t c = 0; c < depth; ++c) {                                                            \
+                const int32_t diff = in[c] - max;                                                            \
+                if (diff >= p->diff_min) sum += mm_rounding_divide_by_pot(table[-diff], 12);                 \
+            }                                                                                                \
+            const int headroom = mm_clz32((uint32_t)sum);                                                    \
+            const int32_t scale =                                                                            \
+                mm_one_over_one_plus_x((int32_t)(((uint32_t)sum << headroom) - 0x80000000u));                \
+            const int exponent = 12 - headroom + 31 - (OUT_BITS);                                            \
+            for (int32_t c = 0; c < depth; ++c) {                                                            \
+                const int32_t diff = in[c] - max;                                                            \
+                int32_t r = OUT_MIN;                                                                         \
+                if (diff >= p->diff_min) {                                                                   \
+                    r = mm_rounding_divide_by_pot(mm_sat_rounding_doubling_high_mul(scale, table[-diff]),    \
+                                                  exponent) +                                                \
+                        (OUT_MIN);                                                                           \
+                    r = mm_clamp_i32(r, OUT_MIN, OUT_MAX);                                                   \
+                }                                                                                            \
+                out[c] = (OUT_T)r;                                                                           \
+            }                                                                                                \
+        }                                                                                                    \
+    }
 
 MM_SOFTMAX_INT8(mm_softmax_s8, int8_t, -128, 127, 8)
 MM_SOFTMAX_INT8(mm_softmax_s8_s16, int16_t, -32768, 32767, 16)

@@ -4,13 +4,13 @@
 /* Input indices i in [*lo, *hi) reaching output index o: f = o + pad - i*stride
  * in [0, k) and 0 <= i < size. *full is set when no such tap is cut off by
  * the input border. Returns the phase (o + pad) % stride. */
-MM_INLINE int32_t tconv_range(int32_t o, int32_t pad, int32_t stride, int32_t k, int32_t size,
-                              int32_t *lo, int32_t *hi, int *full)
+MM_INLINE int32_t tconv_range(int32_t o, int32_t pad, int32_t stride, int32_t k, int32_t size, int32_t *lo,
+                              int32_t *hi, int *full)
 {
-    const int32_t t = o + pad;                 /* >= 0: pad is never negative */
+    const int32_t t = o + pad; /* >= 0: pad is never negative */
     const int32_t n = t - k + 1;
     const int32_t lo_u = n >= 0 ? (n + stride - 1) / stride : -((-n) / stride);
-    const int32_t hi_u = t / stride + 1;      /* exclusive */
+    const int32_t hi_u = t / stride + 1; /* exclusive */
     int32_t a = lo_u < 0 ? 0 : lo_u;
     int32_t b = hi_u > size ? size : hi_u;
     if (a > b) a = b;
@@ -47,9 +47,9 @@ MM_INLINE int16_t tconv_out_s16(const mm_tconv_params *p, int64_t acc, int32_t o
     return (int16_t)mm_clamp_i32(r, p->act_min, p->act_max);
 }
 
-#define MM_T int8_t
-#define MM_ACC int32_t
-#define MM_SFX s8
+#define MM_T            int8_t
+#define MM_ACC          int32_t
+#define MM_SFX          s8
 #define MM_TCONV_OFFSET 1
 #include "mm_transpose_conv.inc"
 #undef MM_T
@@ -57,9 +57,9 @@ MM_INLINE int16_t tconv_out_s16(const mm_tconv_params *p, int64_t acc, int32_t o
 #undef MM_SFX
 #undef MM_TCONV_OFFSET
 
-#define MM_T int16_t
-#define MM_ACC int64_t
-#define MM_SFX s16
+#define MM_T            int16_t
+#define MM_ACC          int64_t
+#define MM_SFX          s16
 #define MM_TCONV_OFFSET 0
 #include "mm_transpose_conv.inc"
 #undef MM_T

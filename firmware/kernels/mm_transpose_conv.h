@@ -21,14 +21,14 @@ typedef struct {
     int32_t batches;
     int32_t in_h, in_w, in_c;
     int32_t out_h, out_w, out_c;
-    int32_t k_h, k_w;            /* filter is out_c x k_h x k_w x in_c */
+    int32_t k_h, k_w; /* filter is out_c x k_h x k_w x in_c */
     int32_t stride_h, stride_w, pad_h, pad_w;
-    int32_t input_offset;        /* -input zero point (int8 only) */
-    int32_t output_offset;       /* output zero point (int8 only) */
+    int32_t input_offset;  /* -input zero point (int8 only) */
+    int32_t output_offset; /* output zero point (int8 only) */
     int32_t act_min, act_max;
-    const int32_t *bias;         /* int8: raw bias (zeros if absent) */
-    const int32_t *bias_folded;  /* int8: [stride_h * stride_w][out_c] */
-    const int64_t *bias64;       /* int16: bias widened to 64 bits (zeros if absent) */
+    const int32_t *bias;               /* int8: raw bias (zeros if absent) */
+    const int32_t *bias_folded;        /* int8: [stride_h * stride_w][out_c] */
+    const int64_t *bias64;             /* int16: bias widened to 64 bits (zeros if absent) */
     const int32_t *multiplier, *shift; /* per output channel */
 } mm_tconv_params;
 
@@ -39,7 +39,7 @@ typedef struct {
     int32_t k_h, k_w;
     int32_t stride_h, stride_w, pad_h, pad_w;
     float act_min, act_max;
-    const float *bias;           /* may be NULL (then no bias is added at all) */
+    const float *bias; /* may be NULL (then no bias is added at all) */
 } mm_tconv_f32_params;
 
 void mm_transpose_conv_s8(const mm_tconv_params *p, const int8_t *in, const int8_t *w, int8_t *out);

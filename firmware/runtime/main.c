@@ -7,6 +7,5 @@ int main(void)
 {
     mm_board_init();
     mm_protocol_run();
-    for (;;) {
-    }
+    for (;;) {}
 }

@@ -15,4 +15,7 @@ void mm_board_init(void)
     mm_enable_irq();
 }
 
-uint32_t mm_clock_hz(void) { return MM_CLOCK_HZ; }
+uint32_t mm_clock_hz(void)
+{
+    return MM_CLOCK_HZ;
+}

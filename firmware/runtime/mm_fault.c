@@ -28,8 +28,7 @@ static char *put_hex(char *p, uint32_t v)
 
 static char *put_str(char *p, const char *s)
 {
-    while (*s)
-        *p++ = *s++;
+    while (*s) *p++ = *s++;
     return p;
 }
 
@@ -47,7 +46,7 @@ void mm_fault_report(const uint32_t *frame)
     r.pc = frame[6];
     r.psr = frame[7];
 #if defined(__ARM_ARCH_6M__)
-    r.cfsr = r.hfsr = r.fault_addr = 0;   /* v6-M has no fault status registers */
+    r.cfsr = r.hfsr = r.fault_addr = 0; /* v6-M has no fault status registers */
 #else
     r.cfsr = SCB_CFSR;
     r.hfsr = SCB_HFSR;
@@ -98,20 +97,19 @@ void mm_fault_report(const uint32_t *frame)
 void mm_fault_entry(void) __attribute__((naked));
 void mm_fault_entry(void)
 {
-    __asm volatile(
-        "movs r0, #4        \n"
-        "mov  r1, lr        \n"
-        "tst  r0, r1        \n"
-        "beq  1f            \n"
-        "mrs  r0, psp       \n"
-        "b    2f            \n"
-        "1: mrs r0, msp     \n"
-        "2: ldr r1, =__stack_bottom + 128 \n"
-        "cmp  r0, r1        \n"
-        "bhs  3f            \n"
-        "ldr  r1, =__stack_top \n"
-        "msr  msp, r1       \n"
-        "3: ldr r2, =mm_fault_report \n"
-        "bx   r2            \n"
-        ".ltorg             \n");
+    __asm volatile("movs r0, #4        \n"
+                   "mov  r1, lr        \n"
+                   "tst  r0, r1        \n"
+                   "beq  1f            \n"
+                   "mrs  r0, psp       \n"
+                   "b    2f            \n"
+                   "1: mrs r0, msp     \n"
+                   "2: ldr r1, =__stack_bottom + 128 \n"
+                   "cmp  r0, r1        \n"
+                   "bhs  3f            \n"
+                   "ldr  r1, =__stack_top \n"
+                   "msr  msp, r1       \n"
+                   "3: ldr r2, =mm_fault_report \n"
+                   "bx   r2            \n"
+                   ".ltorg             \n");
 }

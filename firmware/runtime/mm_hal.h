@@ -37,7 +37,7 @@ void mm_timer_init(void);
 typedef struct {
     uint32_t magic;
     uint32_t count;
-    uint32_t exception;  /* IPSR exception number (3 = HardFault, 16+n = IRQ n) */
+    uint32_t exception; /* IPSR exception number (3 = HardFault, 16+n = IRQ n) */
     uint32_t pc, lr, psr;
     uint32_t cfsr, hfsr, fault_addr;
 } mm_fault_record;

@@ -10,15 +10,15 @@
 
 uint32_t mm_timer_now(void);
 
-extern uint32_t mm_prof_ticks[];   /* one per layer, defined (sized MODEL_NUM_LAYERS) in mm_protocol.c */
-extern uint32_t mm_prof_mark;      /* timer value at the end of the previous layer (or invoke start) */
+extern uint32_t mm_prof_ticks[]; /* one per layer, defined (sized MODEL_NUM_LAYERS) in mm_protocol.c */
+extern uint32_t mm_prof_mark;    /* timer value at the end of the previous layer (or invoke start) */
 
 #define MM_LAYER_BEGIN(i) ((void)0)
-#define MM_LAYER_END(i)                                   \
-    do {                                                  \
-        uint32_t mm_prof_now_ = mm_timer_now();           \
-        mm_prof_ticks[(i)] += mm_prof_now_ - mm_prof_mark; \
-        mm_prof_mark = mm_prof_now_;                      \
+#define MM_LAYER_END(i)                                                                                      \
+    do {                                                                                                     \
+        uint32_t mm_prof_now_ = mm_timer_now();                                                              \
+        mm_prof_ticks[(i)] += mm_prof_now_ - mm_prof_mark;                                                   \
+        mm_prof_mark = mm_prof_now_;                                                                         \
     } while (0)
 
 #endif

@@ -6,9 +6,9 @@
 #define MM_PROTOCOL_H
 #include <stdint.h>
 
-#define MM_PROTO_VERSION 1u
+#define MM_PROTO_VERSION     1u
 #define MM_PROTO_MAX_PAYLOAD 512u
-#define MM_PROTO_OVERHEAD 8u                 /* type, seq, u16 len, u32 crc */
+#define MM_PROTO_OVERHEAD    8u /* type, seq, u16 len, u32 crc */
 
 enum {
     MM_REQ_INFO = 0x01,

@@ -8,13 +8,13 @@
 #include "mm_regs.h"
 
 #if defined(MM_STM32F4) || defined(MM_STM32F7)
-#define GPIO_BASE(port)   (0x40020000u + 0x400u * (port))
-#define RCC_GPIOEN_REG    0x40023830u            /* RCC_AHB1ENR */
+#define GPIO_BASE(port) (0x40020000u + 0x400u * (port))
+#define RCC_GPIOEN_REG  0x40023830u /* RCC_AHB1ENR */
 #elif defined(MM_STM32L4)
-#define GPIO_BASE(port)   (0x48000000u + 0x400u * (port))
-#define RCC_GPIOEN_REG    0x4002104Cu            /* RCC_AHB2ENR */
-#define RCC_APB1ENR1      0x40021058u
-#define PWR_CR2           0x40007004u
+#define GPIO_BASE(port) (0x48000000u + 0x400u * (port))
+#define RCC_GPIOEN_REG  0x4002104Cu /* RCC_AHB2ENR */
+#define RCC_APB1ENR1    0x40021058u
+#define PWR_CR2         0x40007004u
 #else
 #error "stm32-usart needs MM_STM32F4, MM_STM32F7 or MM_STM32L4"
 #endif
@@ -25,50 +25,51 @@
 #define GPIO_AFR(b, i)  MM_REG((b) + 0x20u + 4u * (i))
 
 #if defined(MM_STM32F4)
-#define USART_SR   MM_REG(MM_UART_BASE + 0x00u)
-#define USART_DR   MM_REG(MM_UART_BASE + 0x04u)
-#define USART_BRR  MM_REG(MM_UART_BASE + 0x08u)
-#define USART_CR1  MM_REG(MM_UART_BASE + 0x0Cu)
-#define CR1_UE     (1u << 13)
-#define STAT       USART_SR
-#define RXDATA     USART_DR
-#define TXDATA     USART_DR
+#define USART_SR  MM_REG(MM_UART_BASE + 0x00u)
+#define USART_DR  MM_REG(MM_UART_BASE + 0x04u)
+#define USART_BRR MM_REG(MM_UART_BASE + 0x08u)
+#define USART_CR1 MM_REG(MM_UART_BASE + 0x0Cu)
+#define CR1_UE    (1u << 13)
+#define STAT      USART_SR
+#define RXDATA    USART_DR
+#define TXDATA    USART_DR
 #else
-#define USART_CR1  MM_REG(MM_UART_BASE + 0x00u)
-#define USART_BRR  MM_REG(MM_UART_BASE + 0x0Cu)
-#define USART_ISR  MM_REG(MM_UART_BASE + 0x1Cu)
-#define USART_ICR  MM_REG(MM_UART_BASE + 0x20u)
-#define USART_RDR  MM_REG(MM_UART_BASE + 0x24u)
-#define USART_TDR  MM_REG(MM_UART_BASE + 0x28u)
-#define CR1_UE     (1u << 0)
-#define STAT       USART_ISR
-#define RXDATA     USART_RDR
-#define TXDATA     USART_TDR
+#define USART_CR1 MM_REG(MM_UART_BASE + 0x00u)
+#define USART_BRR MM_REG(MM_UART_BASE + 0x0Cu)
+#define USART_ISR MM_REG(MM_UART_BASE + 0x1Cu)
+#define USART_ICR MM_REG(MM_UART_BASE + 0x20u)
+#define USART_RDR MM_REG(MM_UART_BASE + 0x24u)
+#define USART_TDR MM_REG(MM_UART_BASE + 0x28u)
+#define CR1_UE    (1u << 0)
+#define STAT      USART_ISR
+#define RXDATA    USART_RDR
+#define TXDATA    USART_TDR
 #endif
-#define CR1_RE     (1u << 2)
-#define CR1_TE     (1u << 3)
-#define ST_ORE     (1u << 3)
-#define ST_RXNE    (1u << 5)
-#define ST_TXE     (1u << 7)
+#define CR1_RE  (1u << 2)
+#define CR1_TE  (1u << 3)
+#define ST_ORE  (1u << 3)
+#define ST_RXNE (1u << 5)
+#define ST_TXE  (1u << 7)
 
 static void pin_af(uint32_t port, uint32_t pin, uint32_t af)
 {
     uint32_t b = GPIO_BASE(port);
     MM_REG(RCC_GPIOEN_REG) |= 1u << port;
-    (void)MM_REG(RCC_GPIOEN_REG);                    /* let the clock settle */
-    GPIO_AFR(b, pin >> 3) = (GPIO_AFR(b, pin >> 3) & ~(0xFu << ((pin & 7u) * 4u))) | (af << ((pin & 7u) * 4u));
+    (void)MM_REG(RCC_GPIOEN_REG); /* let the clock settle */
+    GPIO_AFR(b, pin >> 3) =
+        (GPIO_AFR(b, pin >> 3) & ~(0xFu << ((pin & 7u) * 4u))) | (af << ((pin & 7u) * 4u));
     GPIO_OSPEEDR(b) |= 2u << (pin * 2u);
-    GPIO_PUPDR(b) = (GPIO_PUPDR(b) & ~(3u << (pin * 2u))) | (1u << (pin * 2u));   /* pull-up */
-    GPIO_MODER(b) = (GPIO_MODER(b) & ~(3u << (pin * 2u))) | (2u << (pin * 2u));   /* alternate */
+    GPIO_PUPDR(b) = (GPIO_PUPDR(b) & ~(3u << (pin * 2u))) | (1u << (pin * 2u)); /* pull-up */
+    GPIO_MODER(b) = (GPIO_MODER(b) & ~(3u << (pin * 2u))) | (2u << (pin * 2u)); /* alternate */
 }
 
 void mm_uart_init(void)
 {
 #if defined(MM_STM32L4)
-    MM_REG(RCC_APB1ENR1) |= 1u << 28;                /* PWREN */
+    MM_REG(RCC_APB1ENR1) |= 1u << 28; /* PWREN */
     (void)MM_REG(RCC_APB1ENR1);
     if (MM_UART_TX_PORT == 6 || MM_UART_RX_PORT == 6)
-        MM_REG(PWR_CR2) |= 1u << 9;                  /* IOSV: VDDIO2 powers port G */
+        MM_REG(PWR_CR2) |= 1u << 9; /* IOSV: VDDIO2 powers port G */
 #endif
     MM_REG(MM_UART_CLKEN_REG) |= 1u << MM_UART_CLKEN_BIT;
     (void)MM_REG(MM_UART_CLKEN_REG);
@@ -78,7 +79,7 @@ void mm_uart_init(void)
 #if defined(MM_UART_LPUART)
     USART_BRR = (uint32_t)(((uint64_t)MM_UART_CLOCK_HZ * 256u + MM_UART_BAUD / 2u) / MM_UART_BAUD);
 #else
-    USART_BRR = (MM_UART_CLOCK_HZ + MM_UART_BAUD / 2u) / MM_UART_BAUD;   /* oversampling by 16 */
+    USART_BRR = (MM_UART_CLOCK_HZ + MM_UART_BAUD / 2u) / MM_UART_BAUD; /* oversampling by 16 */
 #endif
     USART_CR1 = CR1_TE | CR1_RE;
     USART_CR1 = CR1_TE | CR1_RE | CR1_UE;
@@ -88,9 +89,8 @@ void mm_uart_init(void)
 int mm_uart_getc(void)
 {
     uint32_t st = STAT;
-    if (st & ST_RXNE)
-        return (int)(RXDATA & 0xFFu);
-    if (st & ST_ORE) {                               /* overrun: clear it, the protocol recovers */
+    if (st & ST_RXNE) return (int)(RXDATA & 0xFFu);
+    if (st & ST_ORE) { /* overrun: clear it, the protocol recovers */
 #if defined(MM_STM32F4)
         (void)USART_DR;
 #else
@@ -103,8 +103,7 @@ int mm_uart_getc(void)
 void mm_uart_write(const uint8_t *p, uint32_t n)
 {
     while (n--) {
-        while (!(STAT & ST_TXE)) {
-        }
+        while (!(STAT & ST_TXE)) {}
         TXDATA = *p++;
     }
 }
