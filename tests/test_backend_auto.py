@@ -145,11 +145,11 @@ def test_cmsis_nn_lowerings_without_the_library(tmp_path, fake_checkout, monkeyp
     generate the calls (the source lookup is stubbed; nothing is compiled)."""
     import keras
 
-    import mcu_mot.codegen.cmsis_nn.sources as sources
+    import mcu_mot.codegen.compile as codegen_compile
     from mcu_mot.codegen.compile import generate
 
     monkeypatch.setenv("CMSIS_NN_PATH", str(fake_checkout))
-    monkeypatch.setattr(sources, "sources_for", lambda root, funcs: [])
+    monkeypatch.setattr(codegen_compile, "sources_for", lambda root, funcs: [])
 
     def fn(x):
         x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="cl_conv")(x)

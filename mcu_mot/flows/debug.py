@@ -30,12 +30,10 @@ rise at every layer after it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 import re
-import sys
 import tempfile
 import warnings
 from contextlib import ExitStack, contextmanager
@@ -943,10 +941,6 @@ def _add_exclusions(result, model, graph, xs, ys, k, quantize_kwargs, say) -> No
     metric = result["model_metric"]
     metric["exclusions"] = []
     if k <= 0:
-        return
-    if __package__ + ".ptq" not in sys.modules and importlib.util.find_spec(__package__ + ".ptq") is None:
-        metric["exclusions"] = None
-        metric["exclusions_note"] = "not measured: mcu_mot.optimize.ptq (quantize with exclude=) is not available"
         return
     kwargs = dict(quantize_kwargs or {})
     mode = kwargs.pop("mode", None)
