@@ -189,19 +189,17 @@ def run_target(target: str, model: Path, args, inputs, refs, work: Path, log) ->
     for k, pct in enumerate(args.rates):
         rate = pct / 100.0
         if target == "host":
-            from mcu_mot.device.host import HostDevice
+            from mcu_mot.device.target import HostTarget
 
-            dev = HostDevice(model).start()
-            port = dev.port
-            stop = dev.stop
+            dev = HostTarget(model).launch()
         else:
-            from mcu_mot.device.qemu import QemuInstance
+            from mcu_mot.device.target import QemuTarget
             from mcu_mot.fwbuild import build
 
-            report = build(model, args.board, work / f"build-{args.board}")
-            q = QemuInstance(args.board, report["elf"]).start()
-            port = q.port
-            stop = q.stop
+            build(model, args.board, work / f"build-{args.board}")
+            dev = QemuTarget(work / f"build-{args.board}", board=args.board).launch()
+        port = dev.port
+        stop = dev.close
         try:
             last = [time.monotonic()]
 

@@ -30,12 +30,11 @@ def quantize_input(x, spec):
 
 
 def on_device(tfl: Path, board: str, x, y, work: Path) -> dict:
-    from mcu_mot.device.client import DeviceClient
-    from mcu_mot.device.qemu import QemuInstance
+    from mcu_mot.device.target import QemuTarget
     from mcu_mot.fwbuild import build
 
     report = build(tfl, board, work / tfl.stem)
-    with QemuInstance(board, report["elf"]) as q, DeviceClient(q.url) as dev:
+    with QemuTarget(work / tfl.stem, board=board).connect() as dev:
         spec = dev.info().inputs[0]
         (out,), profiles = dev.run(quantize_input(x, spec), profile=True)
         unit = dev.info().unit_per_tick
