@@ -70,7 +70,7 @@ def test_profile_table_shows_long_names_whole():
     assert "".join(cells) == long  # the layer column holds the whole name, wrapped over lines
 
 
-@pytest.mark.parametrize("verbose", [False, True])
+@pytest.mark.parametrize("verbose", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_optimize_is_quiet_unless_verbose(tmp_path, verbose):
     import keras
 

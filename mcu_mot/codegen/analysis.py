@@ -31,6 +31,11 @@ FLT_MAX = float(np.finfo(np.float32).max)
 
 
 # ------------------------------------------------------------------ per-tensor quantization
+def weighted_operands(op):
+    """(input, weights, bias or None, output) of a CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED."""
+    return op.inputs[0], op.inputs[1], (op.inputs[2] if len(op.inputs) > 2 else None), op.outputs[0]
+
+
 def qparams(op: Op, tensor: Tensor) -> tuple[float, int]:
     """(scale, zero_point) of a per-tensor quantized tensor, as TFLM stores them."""
     if tensor.quant is None:

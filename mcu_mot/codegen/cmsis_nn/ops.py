@@ -98,9 +98,7 @@ def _geometry(g: A.ConvGeometry) -> dict:
 # ------------------------------------------------------------------ CONV_2D
 @lowers("CONV_2D")
 def lower_conv(op, ctx):
-    inp, weights = op.inputs[0], op.inputs[1]
-    bias = op.inputs[2] if len(op.inputs) > 2 else None
-    out = op.outputs[0]
+    inp, weights, bias, out = A.weighted_operands(op)
     _check_weights(op, inp, weights, out)
     g = A.conv_geometry(op)
     if inp.dtype == "int16" and g.groups > 1:
@@ -152,9 +150,7 @@ def lower_conv(op, ctx):
 # -------------------------------------------------------- DEPTHWISE_CONV_2D
 @lowers("DEPTHWISE_CONV_2D")
 def lower_depthwise(op, ctx):
-    inp, weights = op.inputs[0], op.inputs[1]
-    bias = op.inputs[2] if len(op.inputs) > 2 else None
-    out = op.outputs[0]
+    inp, weights, bias, out = A.weighted_operands(op)
     _check_weights(op, inp, weights, out)
     g = A.depthwise_geometry(op)
     geo = _geometry(g)
@@ -204,9 +200,7 @@ def lower_depthwise(op, ctx):
 # ---------------------------------------------------------- FULLY_CONNECTED
 @lowers("FULLY_CONNECTED")
 def lower_fully_connected(op, ctx):
-    inp, weights = op.inputs[0], op.inputs[1]
-    bias = op.inputs[2] if len(op.inputs) > 2 else None
-    out = op.outputs[0]
+    inp, weights, bias, out = A.weighted_operands(op)
     _quantized(op, inp, out)
     if out.dtype != inp.dtype:
         raise NotCovered(f"input {inp.dtype} with output {out.dtype}")

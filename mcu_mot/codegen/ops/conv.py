@@ -27,6 +27,7 @@ from mcu_mot.codegen.analysis import (
     conv_quant,
     fold_bias,
     fused_range,
+    weighted_operands,
 )
 from mcu_mot.codegen.lowering import Call, lowers, unsupported
 from mcu_mot.codegen.ops.common import kernel_suffix
@@ -96,9 +97,7 @@ def quant_fields(op, ctx, q: ConvQuant) -> dict:
 def lower_conv_2d(op, ctx):
     if is_hybrid(op):  # dynamic-range: float activations, int8 weights
         return lower_conv_2d_hybrid(op, ctx)
-    inp, weights = op.inputs[0], op.inputs[1]
-    bias = op.inputs[2] if len(op.inputs) > 2 else None
-    out = op.outputs[0]
+    inp, weights, bias, out = weighted_operands(op)
     sfx = kernel_suffix(op, inp)
     g = conv_geometry(op)
     check_types(op, inp, weights, out)

@@ -3,7 +3,14 @@ on DSP / Helium cores go to depthwise_conv_3x3.py; bit-exactness notes in conv.p
 
 import numpy as np
 
-from mcu_mot.codegen.analysis import bias_values, conv_quant, depthwise_geometry, fold_bias, fused_range
+from mcu_mot.codegen.analysis import (
+    bias_values,
+    conv_quant,
+    depthwise_geometry,
+    fold_bias,
+    fused_range,
+    weighted_operands,
+)
 from mcu_mot.codegen.lowering import SCRATCH, Call, lowers, scratch_size
 from mcu_mot.codegen.ops.common import kernel_suffix
 from mcu_mot.codegen.ops.conv import check_types, f32_bias, geometry_fields, quant_fields
@@ -52,9 +59,7 @@ def depthwise_f32_scratch(isa: str, out_c: int) -> int:
 def lower_depthwise_conv_2d(op, ctx):
     if is_hybrid(op):
         return lower_depthwise_conv_2d_hybrid(op, ctx)
-    inp, weights = op.inputs[0], op.inputs[1]
-    bias = op.inputs[2] if len(op.inputs) > 2 else None
-    out = op.outputs[0]
+    inp, weights, bias, out = weighted_operands(op)
     sfx = kernel_suffix(op, inp)
     g = depthwise_geometry(op)
     check_types(op, inp, weights, out)

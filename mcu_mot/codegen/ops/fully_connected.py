@@ -7,7 +7,7 @@ made here for the target ISA (see fc_blocked_layout and mm_fully_connected.h).
 
 import numpy as np
 
-from mcu_mot.codegen.analysis import fc_geometry, fc_quant, fold_bias, fused_range
+from mcu_mot.codegen.analysis import fc_geometry, fc_quant, fold_bias, fused_range, weighted_operands
 from mcu_mot.codegen.lowering import Call, lowers, unsupported
 from mcu_mot.codegen.ops.common import kernel_suffix
 from mcu_mot.codegen.ops.hybrid import is_hybrid, lower_fully_connected_hybrid
@@ -17,9 +17,7 @@ from mcu_mot.codegen.ops.hybrid import is_hybrid, lower_fully_connected_hybrid
 def lower_fully_connected(op, ctx):
     if is_hybrid(op):  # dynamic-range: float activations, int8 weights
         return lower_fully_connected_hybrid(op, ctx)
-    inp, weights = op.inputs[0], op.inputs[1]
-    bias = op.inputs[2] if len(op.inputs) > 2 else None
-    out = op.outputs[0]
+    inp, weights, bias, out = weighted_operands(op)
     sfx = kernel_suffix(op, inp)
     if not weights.is_const:
         raise unsupported(op, "non-constant weights")
