@@ -156,6 +156,21 @@ class ConvGeometry:
         return self.out_c // self.groups
 
 
+# The geometry as the kernels' parameter fields (designated initializers: the order is for reading)
+_SHAPE_FIELDS = ("batches", "in_h", "in_w", "in_c", "out_h", "out_w")
+_WINDOW_FIELDS = ("stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w")
+CONV_FIELDS = _SHAPE_FIELDS + ("out_c", "k_h", "k_w", "k_c", "oc_per_group") + _WINDOW_FIELDS
+DEPTHWISE_FIELDS = _SHAPE_FIELDS + ("out_c", "depth_mult", "k_h", "k_w") + _WINDOW_FIELDS
+DEPTHWISE_3X3_FIELDS = _SHAPE_FIELDS + _WINDOW_FIELDS
+HYBRID_FIELDS = _SHAPE_FIELDS + ("out_c", "k_h", "k_w") + _WINDOW_FIELDS
+TRANSPOSE_CONV_FIELDS = _SHAPE_FIELDS + ("out_c", "k_h", "k_w", "stride_h", "stride_w", "pad_h", "pad_w")
+
+
+def geometry_fields(g: ConvGeometry, names) -> dict:
+    """The named geometry values, as a kernel's parameter fields."""
+    return {n: getattr(g, n) for n in names}
+
+
 def _check_4d(op, *tensors):
     for t in tensors:
         if len(t.shape) != 4:

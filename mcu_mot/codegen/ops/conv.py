@@ -20,13 +20,14 @@ Bit-exactness notes (TFLite Micro reference kernels):
 import numpy as np
 
 from mcu_mot.codegen.analysis import (
-    ConvGeometry,
+    CONV_FIELDS,
     ConvQuant,
     bias_values,
     conv_geometry,
     conv_quant,
     fold_bias,
     fused_range,
+    geometry_fields,
     weighted_operands,
 )
 from mcu_mot.codegen.lowering import Call, lowers, unsupported
@@ -56,30 +57,17 @@ def f32_bias(op, ctx, bias, channels):
     return ctx.weights(bias)
 
 
-def geometry_fields(g: ConvGeometry, *names) -> dict:
-    """The geometry as the kernels' parameter fields, in the given order."""
-    return {n: getattr(g, n) for n in names}
-
-
-_CONV_FIELDS = (
-    "batches",
-    "in_h",
-    "in_w",
-    "in_c",
-    "out_h",
-    "out_w",
-    "out_c",
-    "k_h",
-    "k_w",
-    "k_c",
-    "oc_per_group",
-    "stride_h",
-    "stride_w",
-    "dil_h",
-    "dil_w",
-    "pad_h",
-    "pad_w",
-)
+def int16x8_fields(op, ctx, geom: dict, q: dict, bias) -> dict:
+    """The fields of an int16x8 kernel: zero points 0, no 32-bit bias, the bias as int64."""
+    return dict(
+        geom,
+        input_offset=0,
+        output_offset=0,
+        **q,
+        bias="NULL",
+        bias_folded="NULL",
+        bias64=ctx.array(f"{op.name}_bias", bias.astype(np.int64)),
+    )
 
 
 def quant_fields(op, ctx, q: ConvQuant) -> dict:
@@ -102,7 +90,7 @@ def lower_conv_2d(op, ctx):
     g = conv_geometry(op)
     check_types(op, inp, weights, out)
     out_c, o = g.out_c, op.options
-    geom = geometry_fields(g, *_CONV_FIELDS)
+    geom = geometry_fields(g, CONV_FIELDS)
     macs = g.macs
     if sfx == "f32":
         act_min, act_max = fused_range(op, out)

@@ -1,41 +1,22 @@
 """DEPTHWISE_CONV_2D lowering (int8, int16x8, float32); 3x3 layers with depth multiplier 1
 on DSP / Helium cores go to depthwise_conv_3x3.py; bit-exactness notes in conv.py."""
 
-import numpy as np
-
 from mcu_mot.codegen.analysis import (
+    DEPTHWISE_FIELDS,
     bias_values,
     conv_quant,
     depthwise_geometry,
     fold_bias,
     fused_range,
+    geometry_fields,
     weighted_operands,
 )
 from mcu_mot.codegen.lowering import SCRATCH, Call, lowers, scratch_size
 from mcu_mot.codegen.ops.common import kernel_suffix
-from mcu_mot.codegen.ops.conv import check_types, f32_bias, geometry_fields, quant_fields
+from mcu_mot.codegen.ops.conv import check_types, f32_bias, int16x8_fields, quant_fields
 from mcu_mot.codegen.ops.depthwise_conv_3x3 import lower_dw3x3
 from mcu_mot.codegen.ops.hybrid import is_hybrid, lower_depthwise_conv_2d_hybrid
 from mcu_mot.ir.quantize import wrap_int32
-
-_DW_FIELDS = (
-    "batches",
-    "in_h",
-    "in_w",
-    "in_c",
-    "out_h",
-    "out_w",
-    "out_c",
-    "depth_mult",
-    "k_h",
-    "k_w",
-    "stride_h",
-    "stride_w",
-    "dil_h",
-    "dil_w",
-    "pad_h",
-    "pad_w",
-)
 
 
 # -------------------------------------------------------- DEPTHWISE_CONV_2D
@@ -64,7 +45,7 @@ def lower_depthwise_conv_2d(op, ctx):
     g = depthwise_geometry(op)
     check_types(op, inp, weights, out)
     out_c, k_h, k_w, dm = g.out_c, g.k_h, g.k_w, g.depth_mult
-    geom = geometry_fields(g, *_DW_FIELDS)
+    geom = geometry_fields(g, DEPTHWISE_FIELDS)
     macs = g.macs
     if sfx == "f32":
         act_min, act_max = fused_range(op, out)
@@ -99,15 +80,7 @@ def lower_depthwise_conv_2d(op, ctx):
         )
     else:
         b = bias_values(op, bias, out_c, ("int64",))  # TFLM reads the int16 bias as int64
-        fields = dict(
-            geom,
-            input_offset=0,
-            output_offset=0,
-            **q,
-            bias="NULL",
-            bias_folded="NULL",
-            bias64=ctx.array(f"{op.name}_bias", b.astype(np.int64)),
-        )
+        fields = int16x8_fields(op, ctx, geom, q, b)
     params = ctx.struct(f"{op.name}_p", "mm_dwconv_params", fields)
     return Call(
         f"mm_depthwise_conv_{sfx}",

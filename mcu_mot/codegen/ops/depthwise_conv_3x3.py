@@ -5,9 +5,17 @@ hands these layers over."""
 
 import numpy as np
 
-from mcu_mot.codegen.analysis import ConvGeometry, bias_values, conv_quant, fast_requant_s8, fast_requant_s16, fold_bias
+from mcu_mot.codegen.analysis import (
+    DEPTHWISE_3X3_FIELDS,
+    ConvGeometry,
+    bias_values,
+    conv_quant,
+    fast_requant_s8,
+    fast_requant_s16,
+    fold_bias,
+    geometry_fields,
+)
 from mcu_mot.codegen.lowering import SCRATCH, Call, scratch_size, unsupported
-from mcu_mot.codegen.ops.conv import geometry_fields
 from mcu_mot.ir.quantize import wrap_int32
 
 FORCE_EXACT_RQ = False  # tests: take the exact-requantization 3x3 kernel even where the fast one is proven
@@ -100,21 +108,7 @@ def lower_dw3x3(op, ctx, sfx, g: ConvGeometry, inp, weights, bias, out):
     mult, shift = (np.asarray(v, np.int64) for v in (qa.multiplier, qa.shift))
     w = weights.data.reshape(3, 3, c).astype(np.int64)
     w_by_channel = w.reshape(9, c).T
-    fields = geometry_fields(
-        g,
-        "batches",
-        "in_h",
-        "in_w",
-        "in_c",
-        "out_h",
-        "out_w",
-        "stride_h",
-        "stride_w",
-        "dil_h",
-        "dil_w",
-        "pad_h",
-        "pad_w",
-    )
+    fields = geometry_fields(g, DEPTHWISE_3X3_FIELDS)
     fields.update(
         act_min=qa.act_min, act_max=qa.act_max, bias="NULL", bias64="NULL", rq="NULL", multiplier="NULL", shift="NULL"
     )

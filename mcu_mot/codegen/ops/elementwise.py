@@ -13,6 +13,8 @@ so for SUB as well, though some TFLM source snapshots use float there).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from mcu_mot.codegen.analysis import add_quant, float_range, mul_quant
@@ -133,40 +135,29 @@ def _f32_call(op, ctx, a, b, out, name):
     )
 
 
-@lowers("ADD", "SUB")
-def lower_add_sub(op, ctx):
-    a, b, out, sfx = _check(op)
-    name = op.opcode.lower()
-    if sfx == "f32":
-        return _f32_call(op, ctx, a, b, out, name)
-    q = add_quant(op)
+def _quantized_call(op, ctx, a, b, out, sfx: str, kernel: str, q) -> Call:
+    """mm_<kernel>_<sfx>(params, a, b, out): the op's quantization (AddQuant / MulQuant) as the
+    fields of mm_<kernel>_params, with the sizes and the broadcast."""
     params = ctx.struct(
         f"{op.name}_p",
-        "mm_add_params",
-        dict(
-            size=out.size,
-            bcast=broadcast_struct(op, ctx, a, b, out),
-            input1_offset=q.input1_offset,
-            input2_offset=q.input2_offset,
-            output_offset=q.output_offset,
-            left_shift=q.left_shift,
-            input1_multiplier=q.input1_multiplier,
-            input1_shift=q.input1_shift,
-            input2_multiplier=q.input2_multiplier,
-            input2_shift=q.input2_shift,
-            output_multiplier=q.output_multiplier,
-            output_shift=q.output_shift,
-            act_min=q.act_min,
-            act_max=q.act_max,
-        ),
+        f"mm_{kernel}_params",
+        dict(size=out.size, bcast=broadcast_struct(op, ctx, a, b, out), **dataclasses.asdict(q)),
     )
     return Call(
-        f"mm_{name}_{sfx}",
+        f"mm_{op.opcode.lower()}_{sfx}",
         [params, operand(ctx, a), operand(ctx, b), out],
         "mm_elementwise.h",
         macs=out.size,
         inplace=inplace_slot(op),
     )
+
+
+@lowers("ADD", "SUB")
+def lower_add_sub(op, ctx):
+    a, b, out, sfx = _check(op)
+    if sfx == "f32":
+        return _f32_call(op, ctx, a, b, out, op.opcode.lower())
+    return _quantized_call(op, ctx, a, b, out, sfx, "add", add_quant(op))
 
 
 @lowers("MUL")
@@ -174,26 +165,4 @@ def lower_mul(op, ctx):
     a, b, out, sfx = _check(op)
     if sfx == "f32":
         return _f32_call(op, ctx, a, b, out, "mul")
-    q = mul_quant(op)
-    params = ctx.struct(
-        f"{op.name}_p",
-        "mm_mul_params",
-        dict(
-            size=out.size,
-            bcast=broadcast_struct(op, ctx, a, b, out),
-            input1_offset=q.input1_offset,
-            input2_offset=q.input2_offset,
-            output_offset=q.output_offset,
-            output_multiplier=q.output_multiplier,
-            output_shift=q.output_shift,
-            act_min=q.act_min,
-            act_max=q.act_max,
-        ),
-    )
-    return Call(
-        f"mm_mul_{sfx}",
-        [params, operand(ctx, a), operand(ctx, b), out],
-        "mm_elementwise.h",
-        macs=out.size,
-        inplace=inplace_slot(op),
-    )
+    return _quantized_call(op, ctx, a, b, out, sfx, "mul", mul_quant(op))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mcu_mot.codegen.analysis import fused_range, window_geometry
+from mcu_mot.codegen.analysis import HYBRID_FIELDS, fused_range, geometry_fields, window_geometry
 from mcu_mot.codegen.lowering import SCRATCH, Call, scratch_size, unsupported
 
 
@@ -126,26 +126,7 @@ def _geometry(op, inp, out, k_h, k_w):
     if out.shape[0] != inp.shape[0]:
         raise unsupported(op, f"output shape {out.shape} does not match input {inp.shape}")
     g = window_geometry(op, inp, out, k_h, k_w, k_c=1)
-    return {
-        n: getattr(g, n)
-        for n in (
-            "batches",
-            "in_h",
-            "in_w",
-            "in_c",
-            "out_h",
-            "out_w",
-            "out_c",
-            "k_h",
-            "k_w",
-            "stride_h",
-            "stride_w",
-            "dil_h",
-            "dil_w",
-            "pad_h",
-            "pad_w",
-        )
-    }
+    return geometry_fields(g, HYBRID_FIELDS)
 
 
 def lower_conv_2d_hybrid(op, ctx):

@@ -2,27 +2,19 @@
 
 import numpy as np
 
-from mcu_mot.codegen.analysis import bias_values, conv_quant, fold_bias, fused_range, transpose_conv_geometry
+from mcu_mot.codegen.analysis import (
+    TRANSPOSE_CONV_FIELDS,
+    bias_values,
+    conv_quant,
+    fold_bias,
+    fused_range,
+    geometry_fields,
+    transpose_conv_geometry,
+)
 from mcu_mot.codegen.lowering import Call, lowers
 from mcu_mot.codegen.ops.common import kernel_suffix
-from mcu_mot.codegen.ops.conv import check_types, f32_bias, geometry_fields, quant_fields
+from mcu_mot.codegen.ops.conv import check_types, f32_bias, int16x8_fields, quant_fields
 from mcu_mot.ir.quantize import wrap_int32
-
-_FIELDS = (
-    "batches",
-    "in_h",
-    "in_w",
-    "in_c",
-    "out_h",
-    "out_w",
-    "out_c",
-    "k_h",
-    "k_w",
-    "stride_h",
-    "stride_w",
-    "pad_h",
-    "pad_w",
-)
 
 
 # ------------------------------------------------------------ TRANSPOSE_CONV
@@ -36,7 +28,7 @@ def lower_transpose_conv(op, ctx):
     sfx = kernel_suffix(op, inp)
     check_types(op, inp, weights, out)
     out_c, s_h, s_w = g.out_c, g.stride_h, g.stride_w
-    geom = geometry_fields(g, *_FIELDS)
+    geom = geometry_fields(g, TRANSPOSE_CONV_FIELDS)
     macs = g.macs
     # The kernels gather per output pixel, so TFLM's output-sized accumulator
     # buffer is not needed (scratch_bytes = 0).
@@ -68,14 +60,6 @@ def lower_transpose_conv(op, ctx):
         # int64 bias is used as is, int16 bias is widened (as TFLM does at run time);
         # an int32 bias would be misread as int64 by TFLM.
         b = bias_values(op, bias, out_c, ("int64", "int16"))
-        fields = dict(
-            geom,
-            input_offset=0,
-            output_offset=0,
-            **q,
-            bias="NULL",
-            bias_folded="NULL",
-            bias64=ctx.array(f"{op.name}_bias", b.astype(np.int64)),
-        )
+        fields = int16x8_fields(op, ctx, geom, q, b)
     params = ctx.struct(f"{op.name}_p", "mm_tconv_params", fields)
     return Call(f"mm_transpose_conv_{sfx}", [params, inp, ctx.weights(weights), out], "mm_transpose_conv.h", macs=macs)
